@@ -1,0 +1,1 @@
+"""Adapters that put the store behind the interfaces web stacks already use."""
