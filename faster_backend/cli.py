@@ -1,0 +1,62 @@
+"""The ``faster-backend`` command line. The one place that wires integrations together."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="write and read back keys in an in-memory store")
+    p.add_argument("--keys", type=int, default=200_000)
+    p.set_defaults(func=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+
+    from faster_backend import FasterKV
+
+    console = Console()
+    with FasterKV(memory_size="256MiB") as kv:
+        t0 = time.perf_counter()
+        for i in range(args.keys):
+            kv.upsert(b"key:%d" % i, b"value:%d" % i)
+        t1 = time.perf_counter()
+        for i in range(args.keys):
+            if kv.read(b"key:%d" % i) != b"value:%d" % i:
+                console.print(f"[red]wrong value for key:{i}")
+                return 1
+        t2 = time.perf_counter()
+        console.print(f"upsert: {args.keys / (t1 - t0):,.0f} ops/s  read: {args.keys / (t2 - t1):,.0f} ops/s")
+        console.print(kv.stats())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faster-backend", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    func: Command = args.func
+    return func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
