@@ -1,0 +1,53 @@
+"""Storage devices: a flat, segmented byte address space with blocking, callback and asyncio I/O.
+
+See ``base.StorageDevice`` for the contract (written versus durable, zeros for unwritten
+ranges) and docs/devices.md for the measurements behind ``open_device("auto")``.
+"""
+
+from faster_backend.engine.devices.base import (
+    DEFAULT_SECTOR_SIZE,
+    DEFAULT_SEGMENT_SIZE,
+    DeviceStats,
+    StorageDevice,
+)
+from faster_backend.engine.devices.errors import (
+    AddressTruncatedError,
+    DeviceClosedError,
+    DeviceError,
+    DeviceIOError,
+    InjectedFaultError,
+    IoUringUnavailableError,
+    NullDeviceReadError,
+    ShortWriteError,
+    TornWriteError,
+)
+from faster_backend.engine.devices.factory import AUTO_KIND, open_device
+from faster_backend.engine.devices.faulty_device import Fault, FaultyDevice, Injected
+from faster_backend.engine.devices.file_device import FileDevice
+from faster_backend.engine.devices.io_uring_device import IoUringDevice, io_uring_status
+from faster_backend.engine.devices.null_device import NullDevice
+
+__all__ = [
+    "AUTO_KIND",
+    "DEFAULT_SECTOR_SIZE",
+    "DEFAULT_SEGMENT_SIZE",
+    "AddressTruncatedError",
+    "DeviceClosedError",
+    "DeviceError",
+    "DeviceIOError",
+    "DeviceStats",
+    "Fault",
+    "FaultyDevice",
+    "FileDevice",
+    "Injected",
+    "InjectedFaultError",
+    "IoUringDevice",
+    "IoUringUnavailableError",
+    "NullDevice",
+    "NullDeviceReadError",
+    "ShortWriteError",
+    "StorageDevice",
+    "TornWriteError",
+    "io_uring_status",
+    "open_device",
+]

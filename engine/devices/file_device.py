@@ -1,0 +1,168 @@
+"""``FileDevice``: pread/pwrite on segment files; asynchronous calls run on a thread pool."""
+
+from __future__ import annotations
+
+import errno
+import os
+
+from faster_backend.engine.devices.base import (
+    DEFAULT_SECTOR_SIZE,
+    DEFAULT_SEGMENT_SIZE,
+    Buffer,
+    ReadCallback,
+    StorageDevice,
+    WriteCallback,
+)
+from faster_backend.engine.devices.errors import DeviceIOError
+from faster_backend.engine.devices.segment_files import SegmentFiles
+from faster_backend.engine.devices.workers import WorkerPool
+
+
+class FileDevice(StorageDevice):
+    """Segment files accessed with ``os.pread``/``os.pwrite`` (they release the GIL)."""
+
+    kind = "file"
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str = "log",
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        threads: int = 4,
+        sector_size: int = DEFAULT_SECTOR_SIZE,
+    ) -> None:
+        super().__init__(directory, name, segment_size, sector_size)
+        assert self.directory is not None
+        self.files = SegmentFiles(self.directory, name)
+        self.begin_segment = self.files.begin_segment
+        self._pool = WorkerPool(threads, f"file-device-{name}")
+
+    # -- blocking --------------------------------------------------------------------------
+
+    def write(self, address: int, data: Buffer) -> None:
+        self._check_open()
+        view = memoryview(data).cast("B")
+        files = self.files
+        for segment, offset, start, length in self.split(address, len(view)):
+            fd = files.acquire(segment, create=True)
+            assert fd is not None
+            try:
+                self._pwrite_all(fd, view[start : start + length], segment, offset)
+            finally:
+                files.release()
+        self._count(writes=1, nwritten=len(view))
+
+    def _pwrite_all(self, fd: int, data: memoryview, segment: int, offset: int) -> None:
+        done = 0
+        total = len(data)
+        while done < total:
+            try:
+                n = os.pwrite(fd, data[done:], offset + done)
+            except OSError as exc:
+                raise self._io_error(exc, "writing", segment, offset + done) from exc
+            if n == 0:
+                raise DeviceIOError(
+                    errno.EIO,
+                    f"write made no progress on {self.files.path(segment)} at offset"
+                    f" {offset + done}",
+                    str(self.files.path(segment)),
+                )
+            done += n  # a short write is continued, as POSIX allows
+
+    def read(self, address: int, length: int) -> bytes:
+        self._check_open()
+        parts = [self._read_part(s, o, n) for s, o, _, n in self.split(address, length)]
+        self._count(reads=1, nread=length)
+        if len(parts) == 1:
+            return parts[0]
+        return b"".join(parts)
+
+    def _read_part(self, segment: int, offset: int, length: int) -> bytes:
+        files = self.files
+        fd = files.acquire(segment, create=False)
+        if fd is None:
+            return bytes(length)
+        try:
+            data = os.pread(fd, length, offset)
+            while len(data) < length:
+                more = os.pread(fd, length - len(data), offset + len(data))
+                if not more:  # end of file: never written
+                    return data + bytes(length - len(data))
+                data += more
+            return data
+        except OSError as exc:
+            raise self._io_error(exc, "reading", segment, offset) from exc
+        finally:
+            files.release()
+
+    def _io_error(self, exc: OSError, doing: str, segment: int, offset: int) -> DeviceIOError:
+        path = self.files.path(segment)
+        return DeviceIOError(
+            exc.errno or errno.EIO,
+            f"{exc.strerror or exc} {doing} {path} at offset {offset}"
+            f" (address {segment * self.segment_size + offset})",
+            str(path),
+        )
+
+    # -- asynchronous ----------------------------------------------------------------------
+
+    def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
+        self._check_open()
+
+        def job() -> None:
+            try:
+                self.write(address, data)
+            except BaseException as exc:
+                callback(None, exc)
+            else:
+                callback(len(data), None)
+
+        self._pool.submit(job)
+
+    def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
+        self._check_open()
+
+        def job() -> None:
+            try:
+                result = self.read(address, length)
+            except BaseException as exc:
+                callback(None, exc)
+            else:
+                callback(result, None)
+
+        self._pool.submit(job)
+
+    # -- durability and space --------------------------------------------------------------
+
+    def flush(self) -> None:
+        self._check_open()
+        fds, dir_dirty = self.files.take_dirty()
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            if dir_dirty:
+                self.files.sync_directory()
+        except OSError as exc:
+            self.files.restore_dirty(dir_dirty)
+            raise DeviceIOError(
+                exc.errno or errno.EIO, f"fsync failed on {self.describe()}: {exc}"
+            ) from exc
+        finally:
+            for _ in fds:
+                self.files.release()
+        self._count_fsyncs(len(fds) + int(dir_dirty))
+
+    def truncate(self, below_address: int) -> int:
+        self._check_open()
+        deleted = self.files.truncate(below_address // self.segment_size)
+        self.begin_segment = self.files.begin_segment
+        with self._stats_lock:
+            self.stats.segments_deleted += deleted
+        return deleted
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._pool.close()
+        self._closed = True
+        self.files.close()

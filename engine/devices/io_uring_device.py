@@ -1,0 +1,408 @@
+"""``IoUringDevice``: segment files driven by one io_uring (PyPI ``liburing``).
+
+One ring thread owns the ring: it registers the ring fd (registered ring fds are per thread),
+submits queued operations in batches and reaps completions. Callers append operations to a
+deque and poke an eventfd; the ring signals the same eventfd when completions arrive (it is
+registered with the ring), so the thread sleeps in ``os.eventfd_read``, which releases the GIL,
+where the binding's own waits would hold it.
+"""
+
+from __future__ import annotations
+
+import collections
+import errno
+import logging
+import os
+import threading
+from typing import Any
+
+from faster_backend.engine.devices.base import (
+    DEFAULT_SECTOR_SIZE,
+    DEFAULT_SEGMENT_SIZE,
+    Buffer,
+    Callback,
+    ReadCallback,
+    StorageDevice,
+    WriteCallback,
+)
+from faster_backend.engine.devices.errors import (
+    DeviceClosedError,
+    DeviceIOError,
+    IoUringUnavailableError,
+)
+from faster_backend.engine.devices.segment_files import SegmentFiles
+
+log = logging.getLogger(__name__)
+
+_READ, _WRITE, _FSYNC = 0, 1, 2
+_NAMES = {_READ: "reading", _WRITE: "writing", _FSYNC: "syncing"}
+
+
+def _load_liburing() -> Any:
+    try:
+        import liburing
+    except ImportError as exc:
+        raise IoUringUnavailableError(
+            "the liburing binding is not installed (pip install 'faster-backend[iouring]')"
+        ) from exc
+    return liburing
+
+
+_probe_result: tuple[bool, str] | None = None
+_probe_lock = threading.Lock()
+
+
+def io_uring_status() -> tuple[bool, str]:
+    """Whether an io_uring can be created here, and why not (probed once per process)."""
+    global _probe_result
+    with _probe_lock:
+        if _probe_result is None:
+            try:
+                uring = _load_liburing()
+                ring = uring.Ring()
+                uring.io_uring_queue_init(2, ring)
+                uring.io_uring_queue_exit(ring)
+                _probe_result = (True, "io_uring is available")
+            except IoUringUnavailableError as exc:
+                _probe_result = (False, str(exc))
+            except OSError as exc:
+                _probe_result = (False, f"the kernel refuses io_uring: {exc}")
+        return _probe_result
+
+
+class _Part:
+    """One operation on one segment file; short transfers are resubmitted for the rest."""
+
+    __slots__ = ("buffer", "done", "fd", "kind", "length", "offset", "out", "owner", "segment")
+
+    def __init__(
+        self,
+        owner: _Request,
+        kind: int,
+        fd: int,
+        segment: int,
+        offset: int,
+        buffer: bytes | bytearray,
+        length: int,
+    ) -> None:
+        self.owner = owner
+        self.kind = kind
+        self.fd = fd
+        self.segment = segment
+        self.offset = offset
+        self.buffer = buffer  # what the kernel reads into / writes from next
+        self.out = buffer  # reads: the final buffer of this part
+        self.length = length
+        self.done = 0
+
+
+class _Request:
+    """A device-level operation: its parts, and the callback once all are done."""
+
+    __slots__ = ("buffers", "callback", "error", "kind", "nbytes", "pending")
+
+    def __init__(self, kind: int, callback: Callback[Any], nbytes: int) -> None:
+        self.kind = kind
+        self.callback = callback
+        self.nbytes = nbytes
+        self.buffers: list[bytearray] = []
+        self.pending = 0
+        self.error: BaseException | None = None
+
+
+class IoUringDevice(StorageDevice):
+    """Segment files read and written through io_uring with batched submissions."""
+
+    kind = "io_uring"
+
+    def __init__(
+        self,
+        directory: str | os.PathLike[str],
+        name: str = "log",
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        entries: int = 256,
+        sector_size: int = DEFAULT_SECTOR_SIZE,
+    ) -> None:
+        super().__init__(directory, name, segment_size, sector_size)
+        self._uring = _load_liburing()
+        assert self.directory is not None
+        self.files = SegmentFiles(self.directory, name)
+        self.begin_segment = self.files.begin_segment
+        self.entries = entries
+        self.ring_fd_registered = False
+        self._queue: collections.deque[_Part] = collections.deque()
+        self._efd = os.eventfd(0, os.EFD_CLOEXEC)
+        self._closing = False
+        self._ready = threading.Event()
+        self._start_error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._ring_main, name=f"io-uring-{name}", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait()
+        if self._start_error is not None:
+            self._thread.join()
+            os.close(self._efd)
+            self.files.close()
+            self._closed = True
+            raise IoUringUnavailableError(
+                f"the kernel refuses io_uring: {self._start_error}"
+            ) from self._start_error
+
+    # -- the ring thread -------------------------------------------------------------------
+
+    def _ring_main(self) -> None:
+        uring = self._uring
+        ring = uring.Ring()
+        try:
+            uring.io_uring_queue_init(self.entries, ring)
+        except OSError as exc:
+            self._start_error = exc
+            self._ready.set()
+            return
+        try:
+            try:
+                uring.io_uring_register_ring_fd(ring)
+                self.ring_fd_registered = True
+            except OSError:
+                pass  # older kernels: plain ring fd, still correct
+            uring.io_uring_register_eventfd(ring, self._efd)
+        except OSError as exc:
+            uring.io_uring_queue_exit(ring)
+            self._start_error = exc
+            self._ready.set()
+            return
+        self._ready.set()
+        try:
+            self._loop(uring, ring)
+        finally:
+            uring.io_uring_queue_exit(ring)
+
+    def _loop(self, uring: Any, ring: Any) -> None:
+        queue = self._queue
+        efd = self._efd
+        cqe = uring.Cqe()
+        capacity = self.entries
+        in_flight: dict[int, _Part] = {}
+        next_id = 1
+        get_sqe = uring.io_uring_get_sqe
+        prep_read = uring.io_uring_prep_read
+        prep_write = uring.io_uring_prep_write
+        prep_fsync = uring.io_uring_prep_fsync
+        while True:
+            os.eventfd_read(efd)
+            while True:
+                submitted = 0
+                while queue and len(in_flight) < capacity:
+                    part = queue.popleft()
+                    sqe = get_sqe(ring)
+                    if part.kind == _READ:
+                        prep_read(sqe, part.fd, part.buffer, part.offset + part.done)
+                    elif part.kind == _WRITE:
+                        prep_write(sqe, part.fd, part.buffer, part.offset + part.done)
+                    else:
+                        prep_fsync(sqe, part.fd)
+                    sqe.user_data = next_id
+                    in_flight[next_id] = part
+                    next_id += 1
+                    submitted += 1
+                if submitted:
+                    uring.io_uring_submit(ring)
+                reaped = 0
+                for _ in uring.CqeIter(ring, cqe):
+                    entry = cqe[0]
+                    part = in_flight.pop(entry.user_data)
+                    try:
+                        res = entry.res
+                    except OSError as exc:
+                        res = -(exc.errno or errno.EIO)
+                    reaped += 1
+                    self._complete_part(part, res)
+                if reaped:
+                    uring.io_uring_cq_advance(ring, reaped)
+                if not submitted and not reaped:
+                    break
+            if self._closing and not queue and not in_flight:
+                return
+
+    def _complete_part(self, part: _Part, res: int) -> None:
+        if res < 0:
+            self._finish_part(part, self._io_error(-res, part))
+            return
+        if part.kind == _FSYNC:
+            self._finish_part(part, None)
+            return
+        if part.kind == _READ and part.buffer is not part.out:
+            part.out[part.done : part.done + res] = part.buffer[:res]  # type: ignore[index]
+        part.done += res
+        if part.done >= part.length or (res == 0 and part.kind == _READ):
+            # res == 0 on a read is the end of the file: the rest was never written (zeros).
+            self._finish_part(part, None)
+        elif res == 0:
+            self._finish_part(part, DeviceIOError(errno.EIO, "write made no progress"))
+        else:  # a short transfer: continue where it stopped
+            if part.kind == _READ:
+                part.buffer = bytearray(part.length - part.done)
+            else:
+                part.buffer = part.buffer[res:]
+            self._queue.append(part)
+
+    def _finish_part(self, part: _Part, error: BaseException | None) -> None:
+        self.files.release()
+        request = part.owner
+        if error is not None and request.error is None:
+            request.error = error
+        request.pending -= 1
+        if request.pending == 0:
+            self._finish_request(request)
+
+    def _finish_request(self, request: _Request) -> None:
+        if request.error is not None:
+            request.callback(None, request.error)
+            return
+        if request.kind == _READ:
+            chunks = request.buffers
+            result: Any = bytes(chunks[0]) if len(chunks) == 1 else b"".join(chunks)
+            self._count(reads=1, nread=request.nbytes)
+        elif request.kind == _WRITE:
+            result = request.nbytes
+            self._count(writes=1, nwritten=request.nbytes)
+        else:
+            result = None
+        request.callback(result, None)
+
+    def _io_error(self, code: int, part: _Part) -> DeviceIOError:
+        path = self.files.path(part.segment)
+        offset = part.offset + part.done
+        return DeviceIOError(
+            code,
+            f"{os.strerror(code)} {_NAMES[part.kind]} {path} at offset {offset}"
+            f" (address {part.segment * self.segment_size + offset}; io_uring)",
+            str(path),
+        )
+
+    # -- submitting ------------------------------------------------------------------------
+
+    def _submit(self, parts: list[_Part]) -> None:
+        if self._closing:
+            for _ in parts:
+                self.files.release()
+            raise DeviceClosedError(f"{self.describe()} is closed")
+        self._queue.extend(parts)
+        os.eventfd_write(self._efd, 1)
+
+    def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
+        self._check_open()
+        request = _Request(_READ, callback, length)
+        parts: list[_Part] = []
+        try:
+            for segment, offset, _, size in self.split(address, length):
+                buffer = bytearray(size)
+                request.buffers.append(buffer)
+                fd = self.files.acquire(segment, create=False)
+                if fd is not None:  # no file: the zeros of the fresh buffer are the answer
+                    parts.append(_Part(request, _READ, fd, segment, offset, buffer, size))
+        except BaseException:
+            for _ in parts:
+                self.files.release()
+            raise
+        if not parts:
+            self._count(reads=1, nread=length)
+            callback(bytes(length), None)
+            return
+        request.pending = len(parts)
+        self._submit(parts)
+
+    def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
+        self._check_open()
+        view = memoryview(data).cast("B")
+        request = _Request(_WRITE, callback, len(view))
+        pieces = list(self.split(address, len(view)))
+        parts: list[_Part] = []
+        try:
+            for segment, offset, start, size in pieces:
+                if len(pieces) == 1 and isinstance(data, bytes | bytearray):
+                    buffer: bytes | bytearray = data
+                else:
+                    buffer = bytes(view[start : start + size])  # the binding takes no views
+                fd = self.files.acquire(segment, create=True)
+                assert fd is not None
+                parts.append(_Part(request, _WRITE, fd, segment, offset, buffer, size))
+        except BaseException:
+            for _ in parts:
+                self.files.release()
+            raise
+        if not parts:
+            callback(0, None)
+            return
+        request.pending = len(parts)
+        self._submit(parts)
+
+    def read(self, address: int, length: int) -> bytes:
+        result: bytes = self._wait(self.read_async, address, length)
+        return result
+
+    def write(self, address: int, data: Buffer) -> None:
+        self._wait(self.write_async, address, data)
+
+    def _wait(self, start: Any, *args: Any) -> Any:
+        if threading.current_thread() is self._thread:
+            raise RuntimeError(
+                "a blocking call on an IoUringDevice from its own completion callback would"
+                " deadlock; use the asynchronous call"
+            )
+        done = threading.Event()
+        box: list[Any] = [None, None]
+
+        def callback(result: Any, error: BaseException | None) -> None:
+            box[0] = result
+            box[1] = error
+            done.set()
+
+        start(*args, callback)
+        done.wait()
+        if box[1] is not None:
+            raise box[1]
+        return box[0]
+
+    def flush(self) -> None:
+        self._check_open()
+        fds, dir_dirty = self.files.take_dirty()
+        if fds:
+            request = _Request(_FSYNC, lambda result, error: None, 0)
+            request.pending = len(fds)
+            done = threading.Event()
+            outcome: list[BaseException | None] = [None]
+
+            def callback(result: Any, error: BaseException | None) -> None:
+                outcome[0] = error
+                done.set()
+
+            request.callback = callback
+            parts = [_Part(request, _FSYNC, fd, -1, 0, b"", 0) for fd in fds]
+            self._submit(parts)
+            done.wait()
+            if outcome[0] is not None:
+                self.files.restore_dirty(dir_dirty)
+                raise outcome[0]
+        if dir_dirty:
+            self.files.sync_directory()
+        self._count_fsyncs(len(fds) + int(dir_dirty))
+
+    def truncate(self, below_address: int) -> int:
+        self._check_open()
+        deleted = self.files.truncate(below_address // self.segment_size)
+        self.begin_segment = self.files.begin_segment
+        with self._stats_lock:
+            self.stats.segments_deleted += deleted
+        return deleted
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closing = True
+        os.eventfd_write(self._efd, 1)
+        self._thread.join()
+        self._closed = True
+        os.close(self._efd)
+        self.files.close()
