@@ -15,11 +15,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
-from dogpile.cache.api import NO_VALUE, BytesBackend, KeyType, SerializedReturnType
+from dogpile.cache.api import (
+    NO_VALUE,
+    BytesBackend,
+    CacheMutex,
+    KeyType,
+    SerializedReturnType,
+)
 
-from faster_backend.integrations.sqlalchemy._kv import KV, Mutex, RemoteKV, open_local
+from faster_backend.integrations.sqlalchemy._kv import KV, RemoteKV, open_local
 
 log = logging.getLogger(__name__)
 
@@ -107,5 +113,6 @@ class FasterBackend(BytesBackend):
     def delete_multi(self, keys: Iterable[KeyType]) -> None:
         self.kv.delete_many([self._key(k) for k in keys])
 
-    def get_mutex(self, key: KeyType) -> Mutex:
-        return self.kv.mutex(self._key(key))
+    def get_mutex(self, key: KeyType) -> CacheMutex:
+        # Our mutexes are CacheMutex by dogpile's structural __subclasshook__.
+        return cast(CacheMutex, self.kv.mutex(self._key(key)))
