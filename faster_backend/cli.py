@@ -39,11 +39,57 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the RESP (Redis protocol) server",
+        description="Serve the store over RESP2/RESP3 so that Redis clients can use it."
+        " Command-line options override the [server] / [store] sections of --config.",
+    )
+    p.add_argument("--config", metavar="F", help="TOML configuration file")
+    p.add_argument("--data-dir", metavar="D", help="data directory (default: in memory)")
+    p.add_argument("--bind", metavar="ADDR", help="address(es) to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, help="TCP port (default 6379; 0 picks a free one)")
+    p.add_argument("--requirepass", metavar="X", help="password clients must AUTH with")
+    p.add_argument(
+        "--durability",
+        choices=["none", "periodic", "always"],
+        help="recorded in the configuration; NOT enforced yet: the durability engine"
+        " (checkpoints, log flushing) is not part of this build, data lives in memory",
+    )
+    p.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus metrics port")
+    p.set_defaults(func=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    from faster_backend.config import ConfigError, load_config
+    from faster_backend.engine import EngineError
+    from faster_backend.server import serve
+
+    console = Console(stderr=True)
+    try:
+        config = load_config(args.config)
+        server = config.server
+        if args.data_dir is not None:
+            config.store.path = args.data_dir
+        for name in ("bind", "port", "requirepass", "durability", "metrics_port"):
+            value = getattr(args, name)
+            if value is not None:
+                setattr(server, name, value)
+        return serve(config)
+    except (ConfigError, EngineError, OSError) as exc:
+        console.print(f"[red]faster-backend serve: {exc}")
+        return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faster-backend", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
+    _add_serve(sub)
     return parser
 
 

@@ -60,7 +60,9 @@ class ServerConfig:
     databases: int = 16
     proto_max_bulk_len: int = _size(512 << 20)
     client_query_buffer_limit: int = _size(1 << 30)
+    client_output_buffer_limit: int = _size(1 << 30)
     metrics_port: int | None = None
+    durability: str = "none"  # none | periodic | always: accepted, the engine lands with issue 4
 
 
 @dataclass

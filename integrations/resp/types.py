@@ -2,7 +2,8 @@
 
 Handlers return plain Python values and the codec encodes them for the connection's protocol:
 
-    bytes          bulk string            None        null (RESP2: $-1 / *-1 as the command needs)
+    bytes, str     bulk string (str: UTF-8) None       null (RESP2: $-1)
+    NULL_ARRAY     null array (RESP2: *-1, RESP3: _)
     int            integer                list/tuple  array
     SimpleString   +status                RespError   -error (text includes the code: "ERR ...")
     float          RESP3 double (RESP2: bulk string)
@@ -41,3 +42,15 @@ class Push(list):  # type: ignore[type-arg]
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")
 QUEUED = SimpleString("QUEUED")
+
+
+class _NullArray:
+    """The null array: RESP2 ``*-1`` (an aborted EXEC, BLPOP timeout), RESP3 ``_``."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NULL_ARRAY"
+
+
+NULL_ARRAY = _NullArray()

@@ -1,0 +1,51 @@
+"""One logical database (SELECT n): its store and the WATCH bookkeeping for its keys."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from faster_backend.store import FasterKV
+
+if TYPE_CHECKING:
+    from faster_backend.integrations.resp.client import Client
+
+TypeProbe = Callable[["Keyspace", bytes], bool]
+
+KEY_TYPES: list[tuple[str, TypeProbe]] = []
+"""(type name, probe) pairs that TYPE and SCAN ... TYPE consult after "string".
+
+Strings are the store's own values. Modules that add other value types (hashes, lists, sets,
+sorted sets) register a probe here that says whether a key holds one of theirs."""
+
+
+class Keyspace:
+    """Database number ``index``: a FasterKV plus the clients WATCHing its keys."""
+
+    __slots__ = ("index", "kv", "watchers")
+
+    def __init__(self, index: int, kv: FasterKV) -> None:
+        self.index = index
+        self.kv = kv
+        self.watchers: dict[bytes, set[Client]] = {}
+
+    def touch(self, key: bytes) -> None:
+        """``key`` changed: every client WATCHing it will see its EXEC fail."""
+        clients = self.watchers.get(key)
+        if clients:
+            for c in clients:
+                c.dirty = True
+
+    def touch_all(self) -> None:
+        for clients in self.watchers.values():
+            for c in clients:
+                c.dirty = True
+
+    def type_of(self, key: bytes) -> str | None:
+        """Redis' TYPE name of ``key``'s value, or None when the key does not exist."""
+        if self.kv.exists(key):
+            return "string"
+        for name, probe in KEY_TYPES:
+            if probe(self, key):
+                return name
+        return None

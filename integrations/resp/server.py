@@ -1,0 +1,300 @@
+"""The asyncio listener: connections, batching, limits, idle timeouts, graceful shutdown.
+
+Each received chunk is parsed into as many complete commands as it holds; they run one after
+the other (commands are synchronous: the store lives in this process's memory) and their replies
+leave in a single write. That is how pipelined requests are answered in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import time
+from typing import Any, cast
+
+from faster_backend.config import Config
+from faster_backend.integrations.resp import commands as _commands  # noqa: F401 (registers)
+from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.dispatch import CLOSE, execute
+from faster_backend.integrations.resp.encoder import encode, encode_error
+from faster_backend.integrations.resp.protocol import RequestParser
+from faster_backend.integrations.resp.state import ServerState
+
+log = logging.getLogger(__name__)
+
+_monotonic = time.monotonic
+_perf = time.perf_counter
+
+MAXCLIENTS = b"-ERR max number of clients reached\r\n"
+DENIED = (
+    b"-DENIED Redis is running in protected mode because protected mode is enabled and no"
+    b" password is set for the default user. In this mode connections are only accepted from"
+    b" the loopback interface. If you want to connect from external computers to Redis you may"
+    b" adopt one of the following solutions: 1) Just disable protected mode sending the command"
+    b" 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from"
+    b" the same host the server is running, however MAKE SURE Redis is not publicly accessible"
+    b" from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2)"
+    b" Alternatively you can just disable the protected mode by editing the Redis configuration"
+    b" file, and setting the protected mode option to 'no', and then restarting the server. 3)"
+    b" If you started the server manually just for testing, restart it with the"
+    b" '--protected-mode no' option. 4) Set up an authentication password for the default user."
+    b" NOTE: You only need to do one of the above things in order for the server to start"
+    b" accepting connections from the outside.\r\n"
+)
+
+
+def is_denied(config: Config, peer_host: str | None) -> bool:
+    """Protected mode: without a password only loopback (and Unix socket) peers get in."""
+    server = config.server
+    if not server.protected_mode or server.requirepass is not None or not peer_host:
+        return False
+    try:
+        return not ipaddress.ip_address(peer_host.split("%")[0]).is_loopback
+    except ValueError:
+        return True
+
+
+def _addr(info: Any) -> str:
+    if isinstance(info, tuple) and len(info) >= 2:
+        host = str(info[0])
+        return f"[{host}]:{info[1]}" if ":" in host else f"{host}:{info[1]}"
+    return str(info or "")
+
+
+class Connection(asyncio.Protocol):
+    """One client socket: feeds the parser, runs commands, writes replies in batches."""
+
+    def __init__(self, server: RespServer) -> None:
+        self.server = server
+        self.state = server.state
+        self.transport: asyncio.Transport | None = None
+        self.client: Client | None = None
+        self.parser: RequestParser | None = None
+        self.epoch = -1
+        self.closed = asyncio.get_running_loop().create_future()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = transport = cast(asyncio.Transport, transport)
+        state = self.state
+        config = state.config
+        peer = transport.get_extra_info("peername")
+        if self.server.closing:
+            transport.abort()
+            return
+        if len(state.clients) >= config.server.maxclients:
+            state.rejected_connections += 1
+            transport.write(MAXCLIENTS)
+            transport.close()
+            return
+        host = peer[0] if isinstance(peer, tuple) else None
+        if is_denied(config, host):
+            log.warning("protected mode: refused connection from %s", host)
+            state.rejected_connections += 1
+            transport.write(DENIED)
+            transport.close()
+            return
+        state.connections_received += 1
+        client = Client(
+            state,
+            state.new_client_id(),
+            _addr(peer),
+            _addr(transport.get_extra_info("sockname")),
+            kill=self.kill,
+        )
+        state.clients[client.id] = client
+        self.client = client
+        self.parser = RequestParser(
+            config.server.proto_max_bulk_len,
+            config.server.client_query_buffer_limit,
+            client.authenticated,
+        )
+        self.epoch = state.config_epoch
+        self.server.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        client = self.client
+        if client is not None:
+            client.unwatch()
+            self.state.clients.pop(client.id, None)
+            self.client = None
+        self.server.connections.discard(self)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def kill(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+    def pause_writing(self) -> None:
+        # The peer reads slower than it sends: stop reading until our replies drain.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    def _refresh_limits(self) -> None:
+        server = self.state.config.server
+        assert self.parser is not None
+        self.parser.set_limits(server.proto_max_bulk_len, server.client_query_buffer_limit)
+        self.epoch = self.state.config_epoch
+
+    # -- requests --------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        client = self.client
+        parser = self.parser
+        transport = self.transport
+        if client is None or parser is None or transport is None or transport.is_closing():
+            return
+        state = self.state
+        if self.epoch != state.config_epoch:
+            self._refresh_limits()
+        client.last_interaction = _monotonic()
+        state.net_input_bytes += len(data)
+        cmds, err = parser.feed(data)
+        if cmds:
+            out: list[bytes] = []
+            append = out.append
+            metrics = self.server.metrics
+            done = 0
+            for argv in cmds:
+                if metrics is None:
+                    reply = execute(client, argv)
+                else:
+                    t0 = _perf()
+                    reply = execute(client, argv)
+                    metrics.observe(_perf() - t0)
+                done += 1
+                if reply is CLOSE:
+                    client.closing = True
+                    break
+                append(encode(reply, client.proto))
+                if client.closing:
+                    break
+            state.commands_processed += done
+            client.last_cmd = argv[0].decode("latin-1").lower()
+            payload = b"".join(out)
+            if payload:
+                transport.write(payload)
+                state.net_output_bytes += len(payload)
+            if client.closing:
+                transport.close()
+                return
+            if transport.get_write_buffer_size() > state.config.server.client_output_buffer_limit:
+                log.warning(
+                    "client %d (%s) closed: output buffer over client-output-buffer-limit",
+                    client.id,
+                    client.addr,
+                )
+                transport.abort()
+                return
+            if parser.authenticated is not client.authenticated:
+                parser.authenticated = client.authenticated
+        if err is not None:
+            if err.message is not None:
+                log.info("client %d (%s): %s", client.id, client.addr, err.message)
+                transport.write(encode_error("ERR " + err.message))
+            else:
+                log.warning(
+                    "client %d (%s) closed: query buffer over client-query-buffer-limit",
+                    client.id,
+                    client.addr,
+                )
+            transport.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too once the replies are out
+
+
+class RespServer:
+    """The listener and its periodic jobs; ``run()`` serves until SIGTERM/SIGINT/SHUTDOWN."""
+
+    def __init__(self, config: Config, metrics: Any = None) -> None:
+        self.config = config
+        self.state = ServerState(config)
+        self.state.db(0)  # open the data directory now: a locked directory fails at start-up
+        self.metrics = metrics
+        self.connections: set[Connection] = set()
+        self.closing = False
+        self._server: asyncio.base_events.Server | None = None
+        self._stop: asyncio.Event | None = None
+        self._cron_task: asyncio.Task[None] | None = None
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        server = self.config.server
+        self._stop = asyncio.Event()
+        self.state.request_shutdown = self._stop.set
+        hosts = server.bind.split()
+        self._server = await loop.create_server(
+            lambda: Connection(self),
+            host=hosts if len(hosts) > 1 else hosts[0],
+            port=server.port,
+            reuse_address=True,
+            backlog=511,
+        )
+        self.state.tcp_port = self.port
+        self._cron_task = loop.create_task(self._cron())
+
+    def request_shutdown(self) -> None:
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self, ready: Any = None) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.request_shutdown)
+        if ready is not None:
+            ready(self)
+        assert self._stop is not None
+        await self._stop.wait()
+        await self.shutdown()
+
+    async def shutdown(self, grace: float = 5.0) -> None:
+        """Stop accepting, let replies of commands already run reach their clients, close."""
+        self.closing = True
+        if self._server is not None:
+            self._server.close()
+        if self._cron_task is not None:
+            self._cron_task.cancel()
+        conns = list(self.connections)
+        for conn in conns:
+            conn.kill()
+        if conns:
+            await asyncio.wait([c.closed for c in conns], timeout=grace)
+        for conn in list(self.connections):
+            if conn.transport is not None:
+                conn.transport.abort()
+        self.state.close()
+        log.info("server stopped")
+
+    async def _cron(self) -> None:
+        """Once a second: close idle clients (timeout) and run incremental expiry."""
+        while not self.closing:
+            await asyncio.sleep(1.0)
+            timeout = self.config.server.timeout
+            if timeout > 0:
+                limit = _monotonic() - timeout
+                for conn in list(self.connections):
+                    c = conn.client
+                    if c is not None and c.last_interaction < limit:
+                        log.info("client %d (%s) closed: idle timeout", c.id, c.addr)
+                        conn.kill()
+            for ks in self.state.open_dbs():
+                try:
+                    ks.kv.sweep_expired(256)
+                except Exception:  # pragma: no cover - a closed store during shutdown
+                    break
