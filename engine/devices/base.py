@@ -96,7 +96,8 @@ class StorageDevice(ABC):
     def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
         """Start a write; ``callback(len(data), None)`` or ``(None, error)`` runs on completion.
 
-        ``data`` must stay unchanged until the callback runs.
+        ``data`` must stay unchanged until the callback runs. Bad arguments and a closed device
+        raise at once; every I/O error (``AddressTruncatedError`` included) goes to the callback.
         """
 
     @abstractmethod
@@ -146,6 +147,11 @@ class StorageDevice(ABC):
     def _check_open(self) -> None:
         if self._closed:
             raise DeviceClosedError(f"{self.describe()} is closed")
+
+    def _check_args(self, address: int, length: int) -> None:
+        self._check_open()
+        if address < 0 or length < 0:
+            raise ValueError(f"negative address or length: {address}, {length}")
 
     def describe(self) -> str:
         where = self.directory if self.directory is not None else "(no directory)"

@@ -24,6 +24,10 @@ class AddressTruncatedError(DeviceError, ValueError):
     """A read addressed a segment that ``truncate`` has already deleted."""
 
 
+class DeviceFormatError(DeviceError):
+    """A device metadata file is corrupt; the message names the file and the offset."""
+
+
 class NullDeviceReadError(DeviceError):
     """``NullDevice`` discards writes, so there is nothing to read back."""
 

@@ -204,7 +204,7 @@ class FaultyDevice(StorageDevice):
         return self.inner.read(address, length)
 
     def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
-        self._check_open()
+        self._check_args(address, 0)
 
         def job() -> None:
             try:
@@ -217,7 +217,7 @@ class FaultyDevice(StorageDevice):
         self._pool.submit(job)
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
-        self._check_open()
+        self._check_args(address, length)
 
         def job() -> None:
             try:

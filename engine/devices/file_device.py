@@ -107,7 +107,7 @@ class FileDevice(StorageDevice):
     # -- asynchronous ----------------------------------------------------------------------
 
     def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
-        self._check_open()
+        self._check_args(address, 0)
 
         def job() -> None:
             try:
@@ -120,7 +120,7 @@ class FileDevice(StorageDevice):
         self._pool.submit(job)
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
-        self._check_open()
+        self._check_args(address, length)
 
         def job() -> None:
             try:

@@ -27,6 +27,7 @@ from faster_backend.engine.devices.base import (
 )
 from faster_backend.engine.devices.errors import (
     DeviceClosedError,
+    DeviceError,
     DeviceIOError,
     IoUringUnavailableError,
 )
@@ -292,7 +293,7 @@ class IoUringDevice(StorageDevice):
         os.eventfd_write(self._efd, 1)
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
-        self._check_open()
+        self._check_args(address, length)
         request = _Request(_READ, callback, length)
         parts: list[_Part] = []
         try:
@@ -302,10 +303,11 @@ class IoUringDevice(StorageDevice):
                 fd = self.files.acquire(segment, create=False)
                 if fd is not None:  # no file: the zeros of the fresh buffer are the answer
                     parts.append(_Part(request, _READ, fd, segment, offset, buffer, size))
-        except BaseException:
+        except DeviceError as exc:
             for _ in parts:
                 self.files.release()
-            raise
+            callback(None, exc)
+            return
         if not parts:
             self._count(reads=1, nread=length)
             callback(bytes(length), None)
@@ -314,7 +316,7 @@ class IoUringDevice(StorageDevice):
         self._submit(parts)
 
     def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
-        self._check_open()
+        self._check_args(address, 0)
         view = memoryview(data).cast("B")
         request = _Request(_WRITE, callback, len(view))
         pieces = list(self.split(address, len(view)))
@@ -328,10 +330,11 @@ class IoUringDevice(StorageDevice):
                 fd = self.files.acquire(segment, create=True)
                 assert fd is not None
                 parts.append(_Part(request, _WRITE, fd, segment, offset, buffer, size))
-        except BaseException:
+        except DeviceError as exc:
             for _ in parts:
                 self.files.release()
-            raise
+            callback(None, exc)
+            return
         if not parts:
             callback(0, None)
             return

@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 import threading
 from pathlib import Path
 
-from faster_backend.engine.devices.errors import AddressTruncatedError, DeviceIOError
+import xxhash
+
+from faster_backend.engine.devices.errors import (
+    AddressTruncatedError,
+    DeviceFormatError,
+    DeviceIOError,
+)
+
+_BEGIN_MAGIC = b"FBDEVBEG"
+_BEGIN = struct.Struct("<8sIQQ")  # magic, version, begin segment, xxh3 of the rest
 
 
 class SegmentFiles:
@@ -29,8 +39,9 @@ class SegmentFiles:
         self._lock = threading.Lock()
         self._in_flight = 0
         self._retired: list[int] = []
-        existing = self.existing()
-        self.begin_segment = existing[0] if existing else 0
+        self.begin_segment = self._load_begin()
+        if any(segment < self.begin_segment for segment in self.existing()):
+            self.truncate(self.begin_segment, persist=False)  # finish an interrupted truncate
 
     def path(self, segment: int) -> Path:
         return self.directory / f"{self.name}.{segment}"
@@ -115,12 +126,52 @@ class SegmentFiles:
         finally:
             os.close(fd)
 
-    def truncate(self, below_segment: int) -> int:
-        """Delete every segment numbered below ``below_segment``; return how many files went."""
+    @property
+    def begin_path(self) -> Path:
+        return self.directory / f"{self.name}.begin"
+
+    def _load_begin(self) -> int:
+        """The truncation point recorded by the last ``truncate`` (0 if there was none)."""
+        try:
+            raw = self.begin_path.read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) != _BEGIN.size:
+            raise DeviceFormatError(
+                f"{self.begin_path}: expected {_BEGIN.size} bytes, found {len(raw)} (offset 0)"
+            )
+        magic, version, segment, check = _BEGIN.unpack(raw)
+        if magic != _BEGIN_MAGIC or version != 1:
+            raise DeviceFormatError(f"{self.begin_path}: bad magic or version at offset 0")
+        if check != xxhash.xxh3_64_intdigest(raw[: _BEGIN.size - 8]):
+            raise DeviceFormatError(f"{self.begin_path}: checksum mismatch at offset 0")
+        return int(segment)
+
+    def _store_begin(self, segment: int) -> None:
+        head = struct.pack("<8sIQ", _BEGIN_MAGIC, 1, segment)
+        raw = head + struct.pack("<Q", xxhash.xxh3_64_intdigest(head))
+        tmp = self.begin_path.with_suffix(".begin.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, raw)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.begin_path)
+        self.sync_directory()
+
+    def truncate(self, below_segment: int, persist: bool = True) -> int:
+        """Delete every segment numbered below ``below_segment``; return how many files went.
+
+        The new begin is recorded durably first, so a crash never resurrects deleted segments
+        as zeros nor forgets the truncation.
+        """
         deleted = 0
         with self._lock:
-            if below_segment <= self.begin_segment:
-                return 0
+            if persist:
+                if below_segment <= self.begin_segment:
+                    return 0
+                self._store_begin(below_segment)
             for segment in self.existing():
                 if segment >= below_segment:
                     break

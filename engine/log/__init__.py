@@ -1,0 +1,1 @@
+"""FasterLog: the standalone durable append-only log."""

@@ -1,0 +1,47 @@
+"""Device fixtures: one suite, parametrized over every device kind that applies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from faster_backend.engine.devices import FileDevice, IoUringDevice, StorageDevice, io_uring_status
+
+SEGMENT = 4096  # small segments so that cross-segment I/O and truncation happen
+
+DeviceFactory = Callable[..., StorageDevice]
+
+_IO_URING_OK, _IO_URING_WHY = io_uring_status()
+
+
+def _factory(kind: str) -> DeviceFactory:
+    def make(directory: Path, segment_size: int = SEGMENT, name: str = "log") -> StorageDevice:
+        if kind == "file":
+            return FileDevice(directory, name=name, segment_size=segment_size)
+        return IoUringDevice(directory, name=name, segment_size=segment_size)
+
+    return make
+
+
+@pytest.fixture(
+    params=[
+        "file",
+        pytest.param(
+            "io_uring",
+            marks=pytest.mark.skipif(not _IO_URING_OK, reason=_IO_URING_WHY),
+        ),
+    ]
+)
+def make_device(request: pytest.FixtureRequest) -> DeviceFactory:
+    """A constructor for the file-backed device kind under test."""
+    factory: DeviceFactory = _factory(request.param)
+    return factory
+
+
+@pytest.fixture
+def device(make_device: DeviceFactory, tmp_path: Path) -> Iterator[StorageDevice]:
+    dev = make_device(tmp_path)
+    yield dev
+    dev.close()
