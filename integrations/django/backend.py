@@ -1,0 +1,592 @@
+"""``FasterCache``: a Django cache backend on a FASTER store, embedded or over RESP.
+
+The hot paths (``get``, ``set``) inline Django's default key function and its memcached key
+checks: every call and attribute lookup costs tens of nanoseconds in CPython, and these two
+methods are what a Django site calls most. Subclasses that override ``make_key``,
+``validate_key`` or ``make_and_validate_key``, and any KEY_FUNCTION, take Django's own path.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, cast
+
+from asgiref.sync import sync_to_async
+from django.core.cache.backends.base import (
+    DEFAULT_TIMEOUT,
+    BaseCache,
+    default_key_func,
+)
+from django.core.exceptions import ImproperlyConfigured
+
+from faster_backend import DataDirLockedError, FasterKV
+from faster_backend.integrations.django import registry
+from faster_backend.integrations.django.codec import INT_MAX, INT_MIN, PROTOCOL, dumps, loads
+from faster_backend.integrations.django.glob import compile_glob
+from faster_backend.integrations.django.glob import escape as glob_escape
+from faster_backend.integrations.django.locks import FasterLock, wrap_remote_lock
+from faster_backend.integrations.django.remote import RespStore, is_remote
+
+_pdumps = pickle.dumps
+_ploads = pickle.loads
+_MAX_KEY = 250  # memcached's limit, which Django warns about
+
+
+class Store(Protocol):
+    """The store operations both modes provide (FasterKV's, or RespStore's over RESP)."""
+
+    def read(self, key: bytes) -> bytes | None: ...
+    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None: ...
+    def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool: ...
+    def delete(self, key: bytes) -> bool: ...
+    def exists(self, key: bytes) -> bool: ...
+    def expire(self, key: bytes, ttl: float | None) -> bool: ...
+    def ttl(self, key: bytes) -> float | None: ...
+    def clear(self) -> None: ...
+    def __len__(self) -> int: ...
+    def scan(self, cursor: int = 0, count: int = 10) -> tuple[int, list[bytes]]: ...
+
+
+def _no_entries() -> int:
+    return 0
+
+
+def default_reverse_key(key: str) -> str:
+    """The user's key inside a key made by Django's default key function."""
+    return key.split(":", 2)[2]
+
+
+class FasterCache(BaseCache):  # type: ignore[misc]
+    """Django cache backend: ``LOCATION`` is a data directory, ``:memory:`` or ``redis://...``."""
+
+    pickle_protocol = PROTOCOL
+
+    def __init__(self, location: str, params: dict[str, Any]) -> None:
+        super().__init__(params)
+        options = dict(params.get("OPTIONS") or {})
+        if "MAX_ENTRIES" in options and options["MAX_ENTRIES"] is None:
+            self._max_entries = sys.maxsize  # no entry limit: the memory budget evicts
+        options.pop("MAX_ENTRIES", None)
+        options.pop("CULL_FREQUENCY", None)
+        reverse = options.pop("REVERSE_KEY_FUNCTION", None)
+        self.reverse_key: Callable[[str], str] = (
+            default_reverse_key if reverse is None else _import(reverse)
+        )
+        location = str(location or "")
+        if not location:
+            raise ImproperlyConfigured(
+                "FasterCache needs a LOCATION: a data directory, ':memory:', or"
+                " 'redis://host:port/db' for a `faster-backend serve` server"
+            )
+        self.location = location
+        self._remote: RespStore | None = None
+        self._embedded: FasterKV | None = None
+        self._entry: registry.StoreEntry | None = None
+        if is_remote(location):
+            self._remote = RespStore(location, options)
+            self._kv: Store = self._remote
+            self._count: Callable[[], int] = _no_entries  # like RedisCache: no culling
+        else:
+            unknown = set(options) - registry.STORE_OPTIONS
+            if unknown:
+                raise ImproperlyConfigured(
+                    f"unknown FasterCache OPTIONS {sorted(unknown)}; store options are"
+                    f" {sorted(registry.STORE_OPTIONS)} plus MAX_ENTRIES and CULL_FREQUENCY"
+                )
+            self._store_options = options
+            self._attach()
+            registry.track(self)
+
+    def _attach(self) -> None:
+        try:
+            entry = registry.open_store(self.location, self._store_options)
+        except DataDirLockedError as exc:
+            exc.add_note(f"(Django cache backend FasterCache, LOCATION={self.location!r})")
+            raise
+        self._entry = entry
+        self._embedded = entry.kv
+        self._kv = entry.kv
+        self._count = entry.kv.__len__
+
+    def after_fork(self) -> None:
+        """In a forked child: reopen the store on next use (the parent keeps the original)."""
+        if self._entry is not None and self._entry.key != registry.MEMORY:
+            reopen = _Reopen(self)
+            self._kv = cast(Store, reopen)
+            self._embedded = cast(FasterKV, reopen)
+            self._count = reopen.__len__
+
+    # -- keys: the attributes Django's key making reads, kept in one precomputed prefix ----
+
+    @property
+    def key_prefix(self) -> str:
+        return self._key_prefix
+
+    @key_prefix.setter
+    def key_prefix(self, value: str) -> None:
+        self._key_prefix = value
+        self._update_fast_prefix()
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    @version.setter
+    def version(self, value: int) -> None:
+        self._version = value
+        self._update_fast_prefix()
+
+    @property
+    def key_func(self) -> Callable[..., str]:
+        return self._key_func
+
+    @key_func.setter
+    def key_func(self, value: Callable[..., str]) -> None:
+        self._key_func = value
+        self._update_fast_prefix()
+
+    def _update_fast_prefix(self) -> None:
+        cls = type(self)
+        fast = (
+            getattr(self, "_key_func", None) is default_key_func
+            and cls.make_key is BaseCache.make_key
+            and cls.validate_key is BaseCache.validate_key
+            and cls.make_and_validate_key is BaseCache.make_and_validate_key
+        )
+        self._kp: str | None = (
+            f"{getattr(self, '_key_prefix', '')}:{getattr(self, '_version', 1)}:" if fast else None
+        )
+
+    def _k(self, key: Any, version: int | None = None) -> bytes:
+        """The made, validated key as bytes."""
+        kp = self._kp
+        if kp is not None and version is None and type(key) is str:
+            k = kp + key
+            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+                return k.encode()
+            self.validate_key(k)
+        else:
+            made = self.make_and_validate_key(key, version=version)
+            k = made if type(made) is str else str(made)
+        return k.encode("utf-8", "surrogatepass")
+
+    def _ttl(self, timeout: Any) -> float | None:
+        if timeout is DEFAULT_TIMEOUT:
+            return cast(float | None, self.default_timeout)
+        return cast(float | None, timeout)
+
+    # -- BaseCache -------------------------------------------------------------------------
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        kp = self._kp
+        if kp is not None and version is None and type(key) is str:
+            k = kp + key
+            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+                raw = self._kv.read(k.encode())
+            else:
+                self.validate_key(k)
+                raw = self._kv.read(k.encode("utf-8", "surrogatepass"))
+        else:
+            raw = self._kv.read(self._k(key, version))
+        if raw is None:
+            return default
+        if raw[:1] == b"\x80":
+            return _ploads(raw)
+        return loads(raw)
+
+    def set(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        kp = self._kp
+        if kp is not None and version is None and type(key) is str:
+            k = kp + key
+            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+                bkey = k.encode()
+            else:
+                self.validate_key(k)
+                bkey = k.encode("utf-8", "surrogatepass")
+        else:
+            bkey = self._k(key, version)
+        if type(value) is int and INT_MIN <= value <= INT_MAX:
+            raw = str(value).encode()
+        else:
+            raw = _pdumps(value, PROTOCOL)
+        if timeout is DEFAULT_TIMEOUT:
+            timeout = self.default_timeout
+        if self._count() >= self._max_entries:
+            self._cull()
+        self._kv.upsert(bkey, raw, timeout)
+
+    def add(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        bkey = self._k(key, version)
+        raw = dumps(value)
+        ttl = self._ttl(timeout)
+        kv = self._kv
+        if self._count() >= self._max_entries and not kv.exists(bkey):
+            self._cull()
+        return kv.add(bkey, raw, ttl)
+
+    def touch(self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None) -> bool:
+        return self._kv.expire(self._k(key, version), self._ttl(timeout))
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        return self._kv.delete(self._k(key, version))
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        return self._kv.exists(self._k(key, version))
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        bkey = self._k(key, version)
+        if self._remote is not None:
+            return self._remote.incr(bkey, delta)
+        assert self._embedded is not None
+        result: list[Any] = []
+
+        def add_delta(old: bytes | None) -> bytes:
+            if old is None:
+                raise ValueError(f"Key '{key}' not found")
+            new = loads(old) + delta
+            result.append(new)
+            return dumps(new)
+
+        self._embedded.rmw(bkey, add_delta)  # keeps the record's expiry
+        return result[0]
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        keys = list(keys)
+        made = [self._k(key, version) for key in keys]
+        if self._remote is not None:
+            values = self._remote.read_many(made) if made else []
+        else:
+            read = self._kv.read
+            values = [read(k) for k in made]
+        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+
+    def set_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        ttl = self._ttl(timeout)
+        if self._remote is not None:
+            items = [(self._k(key, version), dumps(value)) for key, value in data.items()]
+            if items:
+                self._remote.write_many(items, ttl)
+            return []
+        kv = self._kv
+        for key, value in data.items():
+            bkey = self._k(key, version)
+            raw = dumps(value)
+            if self._count() >= self._max_entries:
+                self._cull()
+            kv.upsert(bkey, raw, ttl)
+        return []
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        made = [self._k(key, version) for key in keys]
+        if self._remote is not None:
+            if made:
+                self._remote.delete_many(made)
+            return
+        delete = self._kv.delete
+        for k in made:
+            delete(k)
+
+    def clear(self) -> None:
+        """Remove every key of the store (every alias sharing this LOCATION)."""
+        self._kv.clear()
+
+    def close(self, **kwargs: Any) -> None:
+        """Nothing to do: the store stays open for the process (closed at exit)."""
+
+    # -- culling (MAX_ENTRIES / CULL_FREQUENCY, as LocMemCache and the file cache do) ------
+
+    def _cull(self) -> None:
+        entry = self._entry
+        if entry is None:  # RESP mode does not cull, like Django's RedisCache
+            return
+        kv = self._kv
+        with entry.cull_lock:
+            n = len(kv)
+            if n < self._max_entries:
+                return  # another thread culled meanwhile
+            if self._cull_frequency == 0:
+                kv.clear()
+                return
+            target = n - n // self._cull_frequency
+            cursor = entry.cull_cursor
+            wrapped = 0
+            # Resume where the last cull stopped, so culls spread over the whole key space.
+            while len(kv) > target and wrapped < 2:
+                cursor, keys = kv.scan(cursor, 16)
+                for k in keys:
+                    if len(kv) <= target:
+                        break
+                    kv.delete(k)
+                if cursor == 0:
+                    wrapped += 1
+            entry.cull_cursor = cursor
+
+    # -- async: atomic, and reads go through one awaitable -------------------------------
+
+    async def _aread(self, key: bytes) -> bytes | None:
+        # The engine keeps its log in memory and a read never waits for I/O, so it runs on the
+        # event loop. When the engine offers awaitable disk reads, this is the one place to
+        # await them; every async read below goes through here.
+        return self._kv.read(key)
+
+    async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
+        # RESP mode: redis-py is blocking, so run it in Django's sync thread.
+        return await sync_to_async(func, thread_sensitive=True)(*args)
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        if self._remote is not None:
+            return await self._in_thread(self.get, key, default, version)
+        raw = await self._aread(self._k(key, version))
+        return default if raw is None else loads(raw)
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        if self._remote is not None:
+            return cast(dict[Any, Any], await self._in_thread(self.get_many, keys, version))
+        out: dict[Any, Any] = {}
+        for key in list(keys):
+            raw = await self._aread(self._k(key, version))
+            if raw is not None:
+                out[key] = loads(raw)
+        return out
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.has_key, key, version))
+        return self.has_key(key, version)
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        if self._remote is not None:
+            await self._in_thread(self.set, key, value, timeout, version)
+        else:
+            self.set(key, value, timeout, version)
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.add, key, value, timeout, version))
+        return self.add(key, value, timeout, version)
+
+    async def atouch(
+        self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.touch, key, timeout, version))
+        return self.touch(key, timeout, version)
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.delete, key, version))
+        return self.delete(key, version)
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        # Atomic in both modes: an RMW in the store, or INCRBY on the server.
+        if self._remote is not None:
+            return await self._in_thread(self.incr, key, delta, version)
+        return self.incr(key, delta, version)
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        return await self.aincr(key, -delta, version)
+
+    async def aset_many(
+        self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> list[Any]:
+        if self._remote is not None:
+            return cast(list[Any], await self._in_thread(self.set_many, data, timeout, version))
+        return self.set_many(data, timeout, version)
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        if self._remote is not None:
+            await self._in_thread(self.delete_many, keys, version)
+        else:
+            self.delete_many(keys, version)
+
+    async def aclear(self) -> None:
+        if self._remote is not None:
+            await self._in_thread(self.clear)
+        else:
+            self.clear()
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Nothing to do, as for ``close``."""
+
+    # -- django-redis style extras ---------------------------------------------------------
+
+    def ttl(self, key: Any, version: int | None = None) -> int | None:
+        """Seconds left (rounded); None if the key never expires; 0 if it does not exist."""
+        try:
+            left = self._kv.ttl(self._k(key, version))
+        except KeyError:
+            return 0
+        return None if left is None else round(left)
+
+    def pttl(self, key: Any, version: int | None = None) -> int | None:
+        """Like ``ttl`` in milliseconds."""
+        try:
+            left = self._kv.ttl(self._k(key, version))
+        except KeyError:
+            return 0
+        return None if left is None else round(left * 1000)
+
+    def expire(self, key: Any, timeout: Any, version: int | None = None) -> bool:
+        """Give an existing key a new timeout (None: never expires; <= 0 deletes it)."""
+        return self._kv.expire(self._k(key, version), self._ttl(timeout))
+
+    def persist(self, key: Any, version: int | None = None) -> bool:
+        """Make an existing key never expire; False if it does not exist."""
+        return self._kv.expire(self._k(key, version), None)
+
+    def lock(
+        self,
+        key: Any,
+        version: int | None = None,
+        timeout: float | None = None,
+        sleep: float = 0.1,
+        blocking: bool = True,
+        blocking_timeout: float | None = None,
+        thread_local: bool = True,
+    ) -> Any:
+        """A lock (redis-py's Lock interface): ``with cache.lock("k", timeout=10): ...``."""
+        bkey = self._k(key, version)
+        if self._remote is not None:
+            return wrap_remote_lock(
+                self._remote.lock(bkey, timeout, sleep, blocking, blocking_timeout, thread_local)
+            )
+        assert self._embedded is not None
+        return FasterLock(
+            self._embedded, bkey, timeout, sleep, blocking, blocking_timeout, thread_local
+        )
+
+    def make_pattern(
+        self, pattern: str, version: int | None = None, prefix: str | None = None
+    ) -> str:
+        """The glob over made keys that matches user keys matching ``pattern``."""
+        prefix = glob_escape(self.key_prefix if prefix is None else prefix)
+        version_text = glob_escape(str(self.version if version is None else version))
+        return str(self.key_func(pattern, prefix, version_text))
+
+    def _scan_made(self, pattern: str, itersize: int | None) -> Iterator[bytes]:
+        count = itersize or 100
+        if self._remote is not None:
+            cursor = 0
+            while True:
+                cursor, keys = self._remote.scan(cursor, count, match=pattern)
+                yield from keys
+                if cursor == 0:
+                    return
+        regex = compile_glob(pattern)
+        cursor = 0
+        seen: set[bytes] = set()  # SCAN may return a key twice while the index grows
+        while True:
+            cursor, keys = self._kv.scan(cursor, count)
+            for k in keys:
+                if k not in seen and regex.fullmatch(k.decode("utf-8", "surrogatepass")):
+                    seen.add(k)
+                    yield k
+            if cursor == 0:
+                return
+
+    def iter_keys(
+        self, search: str, itersize: int | None = None, version: int | None = None
+    ) -> Iterator[str]:
+        """User keys matching the glob ``search`` (in this alias' prefix and version)."""
+        for k in self._scan_made(self.make_pattern(search, version=version), itersize):
+            yield self.reverse_key(k.decode("utf-8", "surrogatepass"))
+
+    def keys(self, search: str, version: int | None = None) -> list[str]:
+        """Like ``iter_keys``, as a list."""
+        return list(self.iter_keys(search, version=version))
+
+    def delete_pattern(
+        self,
+        pattern: str,
+        version: int | None = None,
+        prefix: str | None = None,
+        itersize: int | None = None,
+    ) -> int:
+        """Delete every key matching the glob ``pattern``; returns how many were deleted."""
+        made = list(self._scan_made(self.make_pattern(pattern, version, prefix), itersize))
+        if self._remote is not None:
+            return self._remote.delete_many(made) if made else 0
+        delete = self._kv.delete
+        return sum(1 for k in made if delete(k))
+
+    def stats(self) -> dict[str, Any]:
+        """Store counters: the engine's stats() (embedded) or the server's INFO (RESP)."""
+        if self._remote is not None:
+            info = self._remote.stats()
+            hits = int(info.get("keyspace_hits", 0))
+            misses = int(info.get("keyspace_misses", 0))
+            out: dict[str, Any] = dict(info)
+            out.update(
+                mode="resp",
+                location=self.location,
+                hits=hits,
+                misses=misses,
+                hit_rate=hits / (hits + misses) if hits + misses else None,
+                keys=len(self._remote),
+            )
+            return out
+        assert self._embedded is not None
+        out = dict(self._embedded.stats())
+        hits, reads = int(out.get("read_hits", 0)), int(out.get("reads", 0))
+        out.update(
+            mode="embedded",
+            location=self.location,
+            hits=hits,
+            misses=reads - hits,
+            hit_rate=hits / reads if reads else None,
+            keys=len(self._embedded),
+            disk_bytes=_disk_bytes(self._entry.key if self._entry else None),
+        )
+        return out
+
+
+def _disk_bytes(key: str | None) -> int:
+    if key is None or key == registry.MEMORY:
+        return 0
+    total = 0
+    for path in Path(key).rglob("*"):
+        try:
+            if path.is_file():
+                total += path.stat().st_size
+        except OSError:  # a file removed while we walk
+            continue
+    return total
+
+
+def _import(path: Any) -> Callable[[str], str]:
+    if callable(path):
+        return cast(Callable[[str], str], path)
+    from django.utils.module_loading import import_string
+
+    return cast(Callable[[str], str], import_string(path))
+
+
+class _Reopen:
+    """Stands in for a store inherited through fork(): the first use reopens LOCATION."""
+
+    def __init__(self, cache: FasterCache) -> None:
+        self._cache = cache
+
+    def _store(self) -> FasterKV:
+        self._cache._attach()
+        assert self._cache._embedded is not None
+        return self._cache._embedded
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store(), name)
+
+    def __len__(self) -> int:
+        return len(self._store())

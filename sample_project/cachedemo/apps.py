@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class CacheDemoConfig(AppConfig):
+    name = "cachedemo"
+    verbose_name = "FasterCache demo"
