@@ -21,7 +21,7 @@ from faster_backend.integrations.sqlalchemy.session_store import SqlTableStore
 log = logging.getLogger(__name__)
 
 
-class FasterSqlSession(ServerSideSession):
+class FasterSqlSession(ServerSideSession):  # type: ignore[misc]
     """A session whose storage is a ``SqlTableStore``."""
 
 

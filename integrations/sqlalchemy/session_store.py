@@ -38,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
-from faster_backend.integrations.sqlalchemy._kv import KV, RemoteKV, open_local
+from faster_backend.integrations.sqlalchemy._kv import KV, LocalKV, RemoteKV, open_local
 
 log = logging.getLogger(__name__)
 
@@ -216,6 +216,15 @@ class SqlTableStore:
                 return None
             self.cache.set(key, data, self._cache_ttl(expiry, now))
             return data
+
+    @property
+    def cache_is_local(self) -> bool:
+        """True when cache lookups never touch the network (safe on an event loop)."""
+        return isinstance(self.cache, LocalKV)
+
+    def get_cached(self, session_id: str) -> bytes | None:
+        """The cached data of a session, without consulting the table (None: not cached)."""
+        return self.cache.get(self._key(session_id))
 
     def expiry(self, session_id: str) -> datetime | None:
         """The naive-UTC expiry of a live session (read from the table), or None."""
