@@ -84,12 +84,88 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _add_sessions_cleanup(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "sessions-cleanup",
+        help="delete expired rows from a SQL session table",
+        description="Delete expired rows (and rows without an expiry) from a Flask-Session /"
+        " SqlTableStore session table, in short batched transactions.",
+    )
+    p.add_argument("url", metavar="URL", help="SQLAlchemy database URL")
+    p.add_argument("--table", default="sessions", help="table name (default: sessions)")
+    p.add_argument("--schema", default=None, help="schema of the table")
+    p.add_argument("--batch", type=int, default=1000, help="rows per transaction (default 1000)")
+    p.add_argument(
+        "--add-index",
+        action="store_true",
+        help="create the index on expiry if the table has none (cleanup needs it to be fast)",
+    )
+    p.set_defaults(func=_sessions_cleanup)
+
+
+def _sessions_cleanup(args: argparse.Namespace) -> int:
+    import time
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+    from faster_backend.integrations.sqlalchemy import SqlTableStore
+
+    console = Console(stderr=True)
+    if args.batch < 1:
+        console.print(f"[red]faster-backend sessions-cleanup: --batch must be >= 1,"
+                      f" got {args.batch}")
+        return 2
+    try:
+        store = SqlTableStore(
+            args.url, table=args.table, schema=args.schema, create=False,
+            cleanup_interval=None, cleanup_batch=args.batch, cache_memory_size="4MiB",
+        )
+    except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
+        console.print(f"[red]faster-backend sessions-cleanup: {exc}")
+        return 1
+    try:
+        if not store.table_exists():
+            console.print(f"[red]faster-backend sessions-cleanup: no table {args.table!r}")
+            return 1
+        if not store.has_expiry_index():
+            if args.add_index:
+                store.create_expiry_index()
+                console.print(f"created index ix_{args.table}_expiry")
+            else:
+                console.print(f"[yellow]{args.table} has no index on expiry;"
+                              " --add-index creates one")
+        total = store.count_expired()
+        t0 = time.perf_counter()
+        deleted = 0
+        with Progress(
+            TextColumn("deleting expired sessions"), BarColumn(), MofNCompleteColumn(),
+            console=console, transient=True,
+        ) as progress:
+            task = progress.add_task("cleanup", total=total)
+            for n in store.iter_delete_expired(args.batch):
+                deleted += n
+                progress.update(task, completed=deleted)
+        console.print(
+            f"deleted {deleted} expired sessions from {args.table}"
+            f" in {time.perf_counter() - t0:.2f}s"
+        )
+        return 0
+    except SQLAlchemyError as exc:
+        console.print(f"[red]faster-backend sessions-cleanup: {exc}")
+        return 1
+    finally:
+        store.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faster-backend", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_demo(sub)
     _add_serve(sub)
+    _add_sessions_cleanup(sub)
     return parser
 
 

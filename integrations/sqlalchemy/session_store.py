@@ -147,22 +147,37 @@ class SqlTableStore:
     # -- schema -------------------------------------------------------------------------
 
     def _ensure_schema(self) -> None:
-        t = self.table
         self.table.create(self.engine, checkfirst=True)
+        if not self.has_expiry_index():
+            self.create_expiry_index()
+        t = self.table
         insp = inspect(self.engine)
-        indexes = insp.get_indexes(t.name, schema=t.schema)
-        if not any(list(ix["column_names"]) == ["expiry"] for ix in indexes):
-            Index(f"ix_{t.name}_expiry", t.c.expiry).create(self.engine)
-            log.info("created index ix_%s_expiry on %s(expiry)", t.name, t.name)
         uniques: list[list[str | None]] = [
             list(u["column_names"]) for u in insp.get_unique_constraints(t.name, t.schema)
         ]
-        uniques += [list(ix["column_names"]) for ix in indexes if ix.get("unique")]
+        uniques += [
+            list(ix["column_names"]) for ix in insp.get_indexes(t.name, t.schema)
+            if ix.get("unique")
+        ]
         if ["session_id"] not in uniques:
             raise ValueError(
                 f"table {t.name} has no UNIQUE constraint on session_id; upserts need one:"
                 f" CREATE UNIQUE INDEX uq_{t.name}_session_id ON {t.name} (session_id)"
             )
+
+    def table_exists(self) -> bool:
+        return inspect(self.engine).has_table(self.table.name, schema=self.table.schema)
+
+    def has_expiry_index(self) -> bool:
+        """Whether the table has an index on exactly ``(expiry)``."""
+        indexes = inspect(self.engine).get_indexes(self.table.name, schema=self.table.schema)
+        return any(list(ix["column_names"]) == ["expiry"] for ix in indexes)
+
+    def create_expiry_index(self) -> None:
+        """Add ``ix_<table>_expiry`` (Flask-Session's table has none; cleanup needs it)."""
+        t = self.table
+        Index(f"ix_{t.name}_expiry", t.c.expiry).create(self.engine)
+        log.info("created index ix_%s_expiry on %s(expiry)", t.name, t.name)
 
     def _pick_upsert(self, mode: UpsertMode) -> str:
         if mode == "generic":
