@@ -27,7 +27,7 @@ from faster_backend.integrations.django import registry
 from faster_backend.integrations.django.codec import INT_MAX, INT_MIN, PROTOCOL, dumps, loads
 from faster_backend.integrations.django.glob import compile_glob
 from faster_backend.integrations.django.glob import escape as glob_escape
-from faster_backend.integrations.django.locks import FasterLock, wrap_remote_lock
+from faster_backend.integrations.django.locks import EmbeddedLockOps, FasterLock, LockOps
 from faster_backend.integrations.django.remote import RespStore, is_remote
 
 _pdumps = pickle.dumps
@@ -456,17 +456,16 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         blocking: bool = True,
         blocking_timeout: float | None = None,
         thread_local: bool = True,
-    ) -> Any:
+    ) -> FasterLock:
         """A lock (redis-py's Lock interface): ``with cache.lock("k", timeout=10): ...``."""
         bkey = self._k(key, version)
+        ops: LockOps
         if self._remote is not None:
-            return wrap_remote_lock(
-                self._remote.lock(bkey, timeout, sleep, blocking, blocking_timeout, thread_local)
-            )
-        assert self._embedded is not None
-        return FasterLock(
-            self._embedded, bkey, timeout, sleep, blocking, blocking_timeout, thread_local
-        )
+            ops = self._remote
+        else:
+            assert self._embedded is not None
+            ops = EmbeddedLockOps(self._embedded)
+        return FasterLock(ops, bkey, timeout, sleep, blocking, blocking_timeout, thread_local)
 
     def make_pattern(
         self, pattern: str, version: int | None = None, prefix: str | None = None

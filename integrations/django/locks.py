@@ -1,16 +1,18 @@
-"""``cache.lock(key)``: a lease lock with redis-py's Lock interface, on the embedded store.
+"""``cache.lock(key)``: a lease lock with redis-py's Lock interface, in both cache modes.
 
 Acquiring is an atomic add of a random token with the lock's timeout as TTL (so a crashed holder
-cannot block others forever); releasing and extending check the token inside an atomic RMW, so
-a holder whose lease ran out cannot release a lock someone else has since taken.
+cannot block others forever). Releasing and extending compare the token atomically (an RMW in
+the embedded store; WATCH/MULTI over RESP, which needs no Lua), so a holder whose lease ran out
+cannot release a lock someone else has taken since.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from faster_backend import FasterKV
 from faster_backend.integrations.django.codec import dumps
@@ -24,12 +26,66 @@ class LockNotOwnedError(LockError):
     """The lock is held by someone else (or its lease expired)."""
 
 
+class LockOps(Protocol):
+    """The atomic operations a lock needs from a store."""
+
+    def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool: ...
+    def exists(self, key: bytes) -> bool: ...
+    def read(self, key: bytes) -> bytes | None: ...
+    def ttl(self, key: bytes) -> float | None: ...
+    def delete_if(self, key: bytes, value: bytes) -> bool: ...
+    def expire_if(self, key: bytes, value: bytes, ttl: float) -> bool: ...
+
+
+class EmbeddedLockOps:
+    """LockOps on a FasterKV: the comparisons run inside RMW updaters."""
+
+    def __init__(self, kv: FasterKV) -> None:
+        self.kv = kv
+
+    def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
+        return bool(self.kv.add(key, value, ttl))
+
+    def exists(self, key: bytes) -> bool:
+        return bool(self.kv.exists(key))
+
+    def read(self, key: bytes) -> bytes | None:
+        value: bytes | None = self.kv.read(key)
+        return value
+
+    def ttl(self, key: bytes) -> float | None:
+        left: float | None = self.kv.ttl(key)
+        return left
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        matched = False
+
+        def check(old: bytes | None) -> bytes | None:
+            nonlocal matched
+            matched = old == value
+            return old if matched else None  # with ttl=0 a returned value deletes the record
+
+        self.kv.rmw(key, check, ttl=0)
+        return matched
+
+    def expire_if(self, key: bytes, value: bytes, ttl: float) -> bool:
+        matched = False
+
+        def check(old: bytes | None) -> bytes | None:
+            nonlocal matched
+            matched = old == value
+            return old if matched else None
+
+        self.kv.rmw(key, check, ttl=ttl)
+        return matched
+
+
 class FasterLock:
-    """A lock on ``key`` in an embedded store; ``timeout`` is the lease in seconds (None: none)."""
+    """A lock on ``key``; ``timeout`` is the lease in seconds (None: held until released)."""
 
     def __init__(
         self,
-        kv: FasterKV,
+        ops: LockOps,
         key: bytes,
         timeout: float | None = None,
         sleep: float = 0.1,
@@ -37,14 +93,13 @@ class FasterLock:
         blocking_timeout: float | None = None,
         thread_local: bool = True,
     ) -> None:
-        self.kv = kv
+        self.ops = ops
         self.name = key
         self.timeout = timeout
         self.sleep = sleep
         self.blocking = blocking
         self.blocking_timeout = blocking_timeout
-        self._local: Any = threading.local() if thread_local else type("Shared", (), {})()
-        self._local.token = None
+        self._local: Any = threading.local() if thread_local else _Shared()
 
     def __enter__(self) -> FasterLock:
         if self.acquire():
@@ -75,7 +130,7 @@ class FasterLock:
         value = dumps(token.decode() if isinstance(token, bytes) else token)
         deadline = None if wait is None else time.monotonic() + wait
         while True:
-            if self.kv.add(self.name, value, self.timeout):
+            if self.ops.add(self.name, value, self.timeout):
                 self._local.token = value
                 return True
             if not blocking:
@@ -90,29 +145,19 @@ class FasterLock:
 
     def locked(self) -> bool:
         """Whether anyone holds the lock."""
-        return bool(self.kv.exists(self.name))
+        return self.ops.exists(self.name)
 
     def owned(self) -> bool:
         """Whether this lock object (in this thread, if thread-local) holds the lock."""
         token = self.token
-        return token is not None and self.kv.read(self.name) == token
+        return token is not None and self.ops.read(self.name) == token
 
     def release(self) -> None:
         token = self.token
         if token is None:
             raise LockError("Cannot release an unlocked lock")
         self._local.token = None
-        released = False
-
-        def check(old: bytes | None) -> bytes | None:
-            nonlocal released
-            if old == token:
-                released = True
-                return old  # with ttl=0 the store deletes the record
-            return None
-
-        self.kv.rmw(self.name, check, ttl=0)
-        if not released:
+        if not self.ops.delete_if(self.name, token):
             raise LockNotOwnedError("Cannot release a lock that's no longer owned")
 
     def extend(self, additional_time: float, replace_ttl: bool = False) -> bool:
@@ -124,22 +169,11 @@ class FasterLock:
             raise LockError("Cannot extend a lock with no timeout")
         ttl = float(additional_time)
         if not replace_ttl:
-            try:
-                left = self.kv.ttl(self.name)
-            except KeyError:
-                left = None
-            ttl += left or 0.0
-        owned = False
-
-        def check(old: bytes | None) -> bytes | None:
-            nonlocal owned
-            owned = old == token
-            if not owned:
-                raise LockNotOwnedError("Cannot extend a lock that's no longer owned")
-            return old
-
-        self.kv.rmw(self.name, check, ttl=ttl)
-        return owned
+            with contextlib.suppress(KeyError):  # expired: only the additional time
+                ttl += self.ops.ttl(self.name) or 0.0
+        if not self.ops.expire_if(self.name, token, ttl):
+            raise LockNotOwnedError("Cannot extend a lock that's no longer owned")
+        return True
 
     def reacquire(self) -> bool:
         """Reset the lease to the lock's full timeout."""
@@ -148,29 +182,7 @@ class FasterLock:
         return self.extend(self.timeout, replace_ttl=True)
 
 
-_remote_classes: dict[type, type] = {}
+class _Shared:
+    """Token holder shared by every thread (``thread_local=False``)."""
 
-
-def _remote_lock_class(base: type) -> type:
-    cls = _remote_classes.get(base)
-    if cls is not None:
-        return cls
-    from redis.exceptions import LockError as RedisLockError
-
-    class RemoteLock(base):  # type: ignore[valid-type, misc]
-        """redis-py's Lock whose ``with`` raises our LockError when it cannot acquire."""
-
-        def __enter__(self) -> Any:
-            try:
-                return super().__enter__()
-            except RedisLockError as exc:
-                raise LockError(str(exc)) from exc
-
-    _remote_classes[base] = RemoteLock
-    return RemoteLock
-
-
-def wrap_remote_lock(lock: Any) -> Any:
-    """redis-py's Lock, raising our LockError when ``with`` cannot acquire it."""
-    lock.__class__ = _remote_lock_class(type(lock))
-    return lock
+    token: bytes | None = None

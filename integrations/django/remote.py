@@ -10,6 +10,8 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
+from faster_backend.integrations.django.codec import dumps, loads
+
 _clients: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
 _lock = threading.Lock()
 
@@ -115,32 +117,56 @@ class RespStore:
     def delete_many(self, keys: list[bytes]) -> int:
         return int(self.client.delete(*keys))
 
-    def incr(self, key: bytes, delta: int) -> int:
-        """INCRBY on an existing key (ValueError if absent, TypeError if not an integer)."""
+    def incr(self, key: bytes, delta: int) -> Any:
+        """Add ``delta``: INCRBY for integers (atomic on the server), else an optimistic
+        WATCH/MULTI read-modify-write, so that any value supporting ``+`` works as in the
+        embedded mode. ValueError if the key is absent.
+        """
         if not self.client.exists(key):
             raise ValueError(f"Key '{key.decode(errors='replace')}' not found")
         try:
             return int(self.client.incrby(key, delta))
-        except self._redis.ResponseError as exc:
-            raise TypeError(f"cannot increment a non-integer cache value: {exc}") from exc
+        except self._redis.ResponseError:
+            pass  # not a 64-bit integer: a pickled number, or something + cannot add to
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    raw = pipe.get(key)
+                    if raw is None:
+                        raise ValueError(f"Key '{key.decode(errors='replace')}' not found")
+                    new = loads(raw) + delta
+                    pipe.multi()
+                    pipe.set(key, dumps(new), keepttl=True)
+                    pipe.execute()
+                    return new
+                except self._redis.WatchError:
+                    continue
 
-    def lock(
-        self,
-        key: bytes,
-        timeout: float | None,
-        sleep: float,
-        blocking: bool,
-        blocking_timeout: float | None,
-        thread_local: bool,
-    ) -> Any:
-        return self.client.lock(
-            key,
-            timeout=timeout,
-            sleep=sleep,
-            blocking=blocking,
-            blocking_timeout=blocking_timeout,
-            thread_local=thread_local,
-        )
+    def _watched(self, key: bytes, value: bytes, action: str, ttl: float = 0.0) -> bool:
+        """Atomically: if ``key`` holds ``value``, delete it or set its TTL (WATCH/MULTI)."""
+        with self.client.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    if pipe.get(key) != value:
+                        pipe.unwatch()
+                        return False
+                    pipe.multi()
+                    if action == "delete":
+                        pipe.delete(key)
+                    else:
+                        pipe.pexpire(key, _ms(ttl))
+                    pipe.execute()
+                    return True
+                except self._redis.WatchError:
+                    continue
+
+    def delete_if(self, key: bytes, value: bytes) -> bool:
+        return self._watched(key, value, "delete")
+
+    def expire_if(self, key: bytes, value: bytes, ttl: float) -> bool:
+        return self._watched(key, value, "expire", ttl)
 
     def stats(self) -> dict[str, Any]:
         info: dict[str, Any] = self.client.info()
