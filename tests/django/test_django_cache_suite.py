@@ -1,17 +1,21 @@
 """The acceptance test: Django 5.2's own BaseCacheTests against FasterCache (all seven aliases).
 
 tests/cache of Django's sdist is fetched with pip at test time (see django_suite_fetch.py) and
-imported as the package ``cache``.
+imported as the package ``cache``. The same suite also runs against the redis:// mode, on a real
+redis-server and on `faster-backend serve`; there, like Django's RedisCache, FasterCache does
+not cull, so the two cull aliases are left out and their three tests skip.
 """
 
 from __future__ import annotations
 
 import shutil
 import tempfile
+import unittest
 from typing import Any
 
 import pytest
 from django.test import TestCase, override_settings
+from django_servers import resp_server, unavailable
 from django_suite_fetch import SUITE_ERROR
 
 BACKEND = "faster_backend.integrations.django.FasterCache"
@@ -35,3 +39,45 @@ else:
         def tearDownClass(cls) -> Any:
             super().tearDownClass()
             shutil.rmtree(LOCATION, ignore_errors=True)
+
+    class _RespSuite(django_cache_tests.BaseCacheTests, TestCase):  # type: ignore[misc]
+        """BaseCacheTests with LOCATION pointing at a RESP server started for the class."""
+
+        __test__ = False
+        peer = ""
+
+        @classmethod
+        def setUpClass(cls) -> None:
+            reason = unavailable(cls.peer)
+            if reason:
+                raise unittest.SkipTest(reason)
+            cls._server = resp_server(cls.peer)
+            url = cls._server.__enter__()
+            cls._override = override_settings(
+                CACHES=django_cache_tests.caches_setting_for_tests(
+                    BACKEND=BACKEND, LOCATION=url, exclude={"cull", "zero_cull"}
+                )
+            )
+            cls._override.enable()
+            try:
+                super().setUpClass()
+            except BaseException:
+                cls._override.disable()
+                cls._server.__exit__(None, None, None)
+                raise
+
+        @classmethod
+        def tearDownClass(cls) -> None:
+            try:
+                super().tearDownClass()
+            finally:
+                cls._override.disable()
+                cls._server.__exit__(None, None, None)
+
+    class FasterCacheOverRedisServerSuiteTests(_RespSuite):
+        __test__ = True
+        peer = "redis-server"
+
+    class FasterCacheOverFasterServeSuiteTests(_RespSuite):
+        __test__ = True
+        peer = "faster-backend"
