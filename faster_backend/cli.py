@@ -120,7 +120,7 @@ def _sessions_cleanup(args: argparse.Namespace) -> int:
     try:
         store = SqlTableStore(
             args.url, table=args.table, schema=args.schema, create=False,
-            cleanup_interval=None, cleanup_batch=args.batch, cache_memory_size="4MiB",
+            cleanup_interval=None, cleanup_batch=args.batch,
         )
     except (ArgumentError, SQLAlchemyError, ImportError, ValueError) as exc:
         console.print(f"[red]faster-backend sessions-cleanup: {exc}")
