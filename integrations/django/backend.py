@@ -97,7 +97,10 @@ class FasterCache(BaseCache):  # type: ignore[misc]
                     f" {sorted(registry.STORE_OPTIONS)} plus MAX_ENTRIES and CULL_FREQUENCY"
                 )
             self._store_options = options
-            self._attach()
+            # Opened on first use, not here: Django's system checks build every cache backend
+            # before any management command, and `manage.py migrate` must not fail because a
+            # running server holds the store.
+            self._detach()
             registry.track(self)
 
     def _attach(self) -> None:
@@ -111,13 +114,24 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         self._kv = entry.kv
         self._count = entry.kv.__len__
 
+    def _detach(self) -> None:
+        """Open the store again on next use."""
+        lazy = _LazyStore(self)
+        self._entry = None
+        self._kv = cast(Store, lazy)
+        self._embedded = cast(FasterKV, lazy)
+        self._count = lazy.__len__
+
+    def open(self) -> None:
+        """Open the store now (it opens on first use otherwise); DataDirLockedError if another
+        process holds LOCATION."""
+        if self._remote is None and self._entry is None:
+            self._attach()
+
     def after_fork(self) -> None:
         """In a forked child: reopen the store on next use (the parent keeps the original)."""
         if self._entry is not None and self._entry.key != registry.MEMORY:
-            reopen = _Reopen(self)
-            self._kv = cast(Store, reopen)
-            self._embedded = cast(FasterKV, reopen)
-            self._count = reopen.__len__
+            self._detach()
 
     # -- keys: the attributes Django's key making reads, kept in one precomputed prefix ----
 
@@ -573,8 +587,9 @@ def _import(path: Any) -> Callable[[str], str]:
     return cast(Callable[[str], str], import_string(path))
 
 
-class _Reopen:
-    """Stands in for a store inherited through fork(): the first use reopens LOCATION."""
+class _LazyStore:
+    """Stands in for the store until first use (and after fork()): then opens LOCATION and
+    puts the real store in the backend's attributes, so later calls go straight to it."""
 
     def __init__(self, cache: FasterCache) -> None:
         self._cache = cache

@@ -18,11 +18,12 @@ def ratio_bar(a: int, b: int, a_label: str, b_label: str) -> SafeString:
         '<svg id="hit-chart" role="img" aria-label="{a_label} {a} / {b_label} {b}" width="{w}"'
         ' height="40" viewBox="0 0 {w} 40" xmlns="http://www.w3.org/2000/svg">'
         '<rect x="0" y="0" width="{w}" height="24" fill="#ddd"/>'
-        '<rect class="seg-a" x="0" y="0" width="{wa:.1f}" height="24" fill="#2e7d32"/>'
-        '<rect class="seg-b" x="{wa:.1f}" y="0" width="{wb:.1f}" height="24" fill="#c62828"/>'
+        '<rect class="seg-a" x="0" y="0" width="{wa}" height="24" fill="#2e7d32"/>'
+        '<rect class="seg-b" x="{wa}" y="0" width="{wb}" height="24" fill="#c62828"/>'
         '<text x="4" y="38" font-size="12">{a_label}: {a}</text>'
         '<text x="{w}" y="38" font-size="12" text-anchor="end">{b_label}: {b}</text></svg>',
-        w=WIDTH, wa=wa, wb=WIDTH - wa if total else 0.0, a=a, b=b, a_label=a_label,
+        w=WIDTH, wa=f"{wa:.1f}", wb=f"{WIDTH - wa if total else 0.0:.1f}", a=a, b=b,
+        a_label=a_label,
         b_label=b_label,
     )
 
@@ -48,9 +49,9 @@ def log_regions_chart(stats: dict[str, Any]) -> SafeString:
         w = WIDTH * max(size, 0) / span
         rects.append(
             format_html(
-                '<rect class="region region-{}" x="{:.1f}" y="0" width="{:.1f}" height="24"'
+                '<rect class="region region-{}" x="{}" y="0" width="{}" height="24"'
                 ' fill="{}"><title>{}: {} bytes</title></rect>',
-                name, x, w, color, name, size,
+                name, f"{x:.1f}", f"{w:.1f}", color, name, size,
             )
         )
         x += w

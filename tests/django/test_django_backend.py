@@ -48,9 +48,17 @@ def test_aliases_and_threads_share_one_store(tmp_path: Path) -> None:
     loc = tmp_path / "shared"
     a = make_cache(loc)
     b = make_cache(str(loc) + "/", KEY_PREFIX="p")  # same directory, spelled differently
+    a.open()
+    b.open()
     assert a._embedded is b._embedded
     from_thread: list[FasterCache] = []
-    t = threading.Thread(target=lambda: from_thread.append(make_cache(loc)))
+
+    def in_thread() -> None:
+        c = make_cache(loc)
+        c.open()
+        from_thread.append(c)
+
+    t = threading.Thread(target=in_thread)
     t.start()
     t.join()
     assert from_thread[0]._embedded is a._embedded
@@ -67,7 +75,8 @@ def test_second_process_gets_a_clear_error(tmp_path: Path) -> None:
     code = (
         "import django; from django.conf import settings; settings.configure(); django.setup()\n"
         "from faster_backend.integrations.django import FasterCache\n"
-        f"FasterCache({str(loc)!r}, {{}})\n"
+        f"c = FasterCache({str(loc)!r}, {{}})\n"  # building the backend does not open it
+        "c.get('k')\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0
@@ -110,6 +119,8 @@ def test_configuration_errors(tmp_path: Path) -> None:
 def test_memory_location_is_shared_per_process() -> None:
     a = FasterCache(":memory:", {"OPTIONS": {"memory_size": "16MiB"}})
     b = FasterCache(":memory:", {"OPTIONS": {"memory_size": "16MiB"}, "VERSION": 2})
+    a.open()
+    b.open()
     assert a._embedded is b._embedded
     a.set("m", 1)
     assert b.get("m") is None and b.get("m", version=1) == 1

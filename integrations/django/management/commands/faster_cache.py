@@ -53,13 +53,15 @@ class Command(BaseCommand):  # type: ignore[misc]
             cache = caches[alias]
         except InvalidCacheBackendError as exc:
             raise CommandError(str(exc)) from exc
+        if not isinstance(cache, FasterCache):
+            raise CommandError(f"cache alias {alias!r} is {type(cache).__name__}, not FasterCache")
+        try:
+            cache.open()
         except DataDirLockedError as exc:
             raise CommandError(
                 f"{exc}\nThe cache is open in another process (for example a running server):"
                 " an embedded store belongs to one process."
             ) from exc
-        if not isinstance(cache, FasterCache):
-            raise CommandError(f"cache alias {alias!r} is {type(cache).__name__}, not FasterCache")
         return cache
 
     def _console(self) -> Any:
