@@ -97,24 +97,30 @@ def run(client: Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     spec.calls += 1
     try:
         reply = spec.handler(client, argv)
-    except RespError as e:
-        spec.failed += 1
-        return e
-    except RecordTooLargeError as e:
-        spec.failed += 1
-        return RespError(f"ERR {e}")
-    except EngineError as e:
-        spec.failed += 1
-        log.error("%s failed: %s", spec.fullname, e)
-        return RespError(f"ERR {e}")
-    except Exception:
-        spec.failed += 1
-        log.exception("%s raised", spec.fullname)
-        return RespError(f"ERR internal error while running '{spec.fullname}'")
+    except Exception as e:
+        return error_reply(spec, e)
     if spec.write and client.keyspace.watchers:
-        for key in spec.keys(argv):
-            client.keyspace.touch(key)
+        touch_keys(client, spec, argv)
     return reply
+
+
+def touch_keys(client: Client, spec: CommandSpec, argv: list[bytes]) -> None:
+    for key in spec.keys(argv):
+        client.keyspace.touch(key)
+
+
+def error_reply(spec: CommandSpec, exc: Exception) -> RespError:
+    """The error reply for an exception a handler raised (bugs are logged, never fatal)."""
+    spec.failed += 1
+    if isinstance(exc, RespError):
+        return exc
+    if isinstance(exc, RecordTooLargeError):
+        return RespError(f"ERR {exc}")
+    if isinstance(exc, EngineError):
+        log.error("%s failed: %s", spec.fullname, exc)
+        return RespError(f"ERR {exc}")
+    log.error("%s raised", spec.fullname, exc_info=exc)
+    return RespError(f"ERR internal error while running '{spec.fullname}'")
 
 
 def call(client: Client, argv: list[bytes]) -> Any:

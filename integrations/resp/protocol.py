@@ -23,6 +23,7 @@ UNAUTH_MULTIBULK_MAX = 10
 UNAUTH_BULK_MAX = 16384
 
 _INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
+_ODD_START = (b"+", b"|")  # hiredis would take these as a request; Redis does not
 
 
 @dataclass
@@ -55,7 +56,7 @@ class RequestParser:
         self.query_buffer_limit = query_buffer_limit
         self.authenticated = authenticated
         digits = len(str(max_bulk_len))
-        self._suspicious = re.compile(rb"\r\n[+|]|\*[0-9]{10}|\$[0-9]{%d}" % digits).search
+        self._suspicious = re.compile(rb"\*[0-9]{10}|\$[0-9]{%d}" % digits).search
         self._reader = hiredis.Reader()
         self._pending: list[bytes] = []  # chunks fed to hiredis since its last frame boundary
         self._pending_len = 0
@@ -70,7 +71,7 @@ class RequestParser:
     def set_limits(self, max_bulk_len: int, query_buffer_limit: int) -> None:
         if max_bulk_len != self.max_bulk_len:
             digits = len(str(max_bulk_len))
-            self._suspicious = re.compile(rb"\r\n[+|]|\*[0-9]{10}|\$[0-9]{%d}" % digits).search
+            self._suspicious = re.compile(rb"\*[0-9]{10}|\$[0-9]{%d}" % digits).search
         self.max_bulk_len = max_bulk_len
         self.query_buffer_limit = query_buffer_limit
 
@@ -86,8 +87,11 @@ class RequestParser:
         if (
             self._slow
             or not self.authenticated
-            or self._suspicious(data) is not None
-            or self._suspicious(tail + data[:16]) is not None
+            or b"\r\n+" in data
+            or b"\r\n|" in data
+            or data[:1] in _ODD_START
+            or (tail[-1:] == b"\r" and data[:1] == b"\n")
+            or self._pending_len + len(data) > self.max_bulk_len
         ):
             return self._feed_slow(data)
         reader = self._reader
@@ -106,6 +110,12 @@ class RequestParser:
                         raise ValueError
                 if c:
                     cmds.append(c)
+            if reader.has_data() and (
+                self._suspicious(data) is not None
+                or self._suspicious(tail + data[:16]) is not None
+            ):
+                # An incomplete frame whose header may break a limit hiredis does not know.
+                raise ValueError
         except (hiredis.ProtocolError, ValueError):
             # Re-parse from the last frame boundary with the careful parser.
             skip = self._pending_done + len(cmds)

@@ -1,0 +1,124 @@
+"""RESP throughput: redis-benchmark against faster-backend and redis-server, side by side.
+
+    .venv/bin/python bench/resp.py [--requests 200000] [--clients 50] [--pipelines 1 16]
+
+Starts both servers on free loopback ports (our server with --durability periodic, which is
+recorded but not enforced yet; redis-server with persistence off, which is the same thing),
+pins each server to CPU 0 and redis-benchmark to CPU 1 when taskset exists, runs
+``redis-benchmark -t set,get,incr,mset -c 50 -n 200000 -P <p> --csv`` against each, and prints
+requests per second and p99 latency with the ratios. Targets: >= 0.8x at -P 1, >= 0.5x at -P 16.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+TESTS = "set,get,incr,mset"
+TARGETS = {1: 0.8, 16: 0.5}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"server on port {port} did not start")
+
+
+def pinned(cpu: int, cmd: list[str]) -> list[str]:
+    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
+        return ["taskset", "-c", str(cpu), *cmd]
+    return cmd
+
+
+def run_benchmark(port: int, requests: int, clients: int, pipeline: int) -> dict[str, tuple[float, float]]:
+    cmd = pinned(1, [
+        "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS,
+        "-c", str(clients), "-n", str(requests), "-P", str(pipeline), "--csv",
+    ])
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900).stdout
+    results: dict[str, tuple[float, float]] = {}
+    for row in csv.DictReader(io.StringIO(out)):
+        name = row["test"].split(" ")[0]
+        results[name] = (float(row["rps"]), float(row["p99_latency_ms"]))
+    return results
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--requests", type=int, default=200_000)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
+    args = ap.parse_args()
+    for tool in ("redis-server", "redis-benchmark"):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} not found: apt-get install redis-server redis-tools")
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-resp-"))
+    ours_port, redis_port = free_port(), free_port()
+    ours = subprocess.Popen(
+        pinned(0, [sys.executable, "-m", "faster_backend", "serve", "--port", str(ours_port),
+                   "--durability", "periodic"]),
+        stdout=subprocess.DEVNULL, stderr=(tmp / "ours.log").open("wb"),
+    )
+    peer = subprocess.Popen(
+        pinned(0, ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                   "--save", "", "--appendonly", "no", "--dir", str(tmp)]),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    failed = False
+    try:
+        wait_port(ours_port, ours)
+        wait_port(redis_port, peer)
+        print(f"redis-benchmark -t {TESTS} -c {args.clients} -n {args.requests}")
+        header = f"{'test':<8}{'-P':>4}{'ours rps':>12}{'redis rps':>12}{'ratio':>8}"
+        header += f"{'ours p99':>10}{'redis p99':>11}"
+        for p in args.pipelines:
+            mine = run_benchmark(ours_port, args.requests, args.clients, p)
+            theirs = run_benchmark(redis_port, args.requests, args.clients, p)
+            print(header)
+            for test in TESTS.split(","):
+                key = test.upper()
+                (r1, l1), (r2, l2) = mine[key], theirs[key]
+                ratio = r1 / r2
+                target = TARGETS.get(p)
+                mark = "" if target is None else ("  ok" if ratio >= target else f"  < {target}x")
+                failed |= target is not None and ratio < target
+                print(f"{key:<8}{p:>4}{r1:>12,.0f}{r2:>12,.0f}{ratio:>7.2f}x{l1:>9.3f}ms"
+                      f"{l2:>9.3f}ms{mark}")
+    finally:
+        for proc in (ours, peer):
+            proc.send_signal(signal.SIGTERM)
+        rc = ours.wait(30)
+        peer.wait(30)
+        shutil.rmtree(tmp, ignore_errors=True)
+    if rc != 0:
+        print(f"our server exited with {rc}")
+        return 1
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
