@@ -32,7 +32,6 @@ from faster_backend.integrations.django.remote import RespStore, is_remote
 
 _pdumps = pickle.dumps
 _ploads = pickle.loads
-_MAX_KEY = 250  # memcached's limit, which Django warns about
 
 
 class Store(Protocol):
@@ -179,7 +178,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         kp = self._kp
         if kp is not None and version is None and type(key) is str:
             k = kp + key
-            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
                 return k.encode()
             self.validate_key(k)
         else:
@@ -198,7 +197,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         kp = self._kp
         if kp is not None and version is None and type(key) is str:
             k = kp + key
-            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
                 raw = self._kv.read(k.encode())
             else:
                 self.validate_key(k)
@@ -207,8 +206,11 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             raw = self._kv.read(self._k(key, version))
         if raw is None:
             return default
-        if raw[:1] == b"\x80":
-            return _ploads(raw)
+        try:
+            if raw[0] == 0x80:  # a pickle (see codec.py)
+                return _ploads(raw)
+        except IndexError:  # b"", written by some other client
+            pass
         return loads(raw)
 
     def set(
@@ -217,7 +219,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         kp = self._kp
         if kp is not None and version is None and type(key) is str:
             k = kp + key
-            if len(k) <= _MAX_KEY and k.isprintable() and " " not in k:
+            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
                 bkey = k.encode()
             else:
                 self.validate_key(k)
