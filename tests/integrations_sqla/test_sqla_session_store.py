@@ -112,7 +112,7 @@ def test_cache_ttl_caps_cached_lifetime(make_store: MakeStore) -> None:
 
 def test_expiry(make_store: MakeStore) -> None:
     store = make_store()
-    store.set("short", b"v", ttl=0.3)
+    store.set("short", b"v", ttl=1.5)
     store.set("long", b"v", ttl=600)
     assert store.get("short") == b"v"
     deadline = time.monotonic() + 10
