@@ -397,6 +397,8 @@ class FasterLog:
                     return  # a commit that ran meanwhile covered us (group commit)
             try:
                 self._do_commit()
+            except LogFailedError:
+                raise  # an earlier failure, already recorded
             except BaseException as exc:
                 with self._lock:
                     if self._failure is None:
@@ -412,10 +414,11 @@ class FasterLog:
         page_size = self.page_size
         with self._lock:
             end = self.tail_address
-            page_start = end - end % page_size
+            # the tail page (it may be exactly full and not sealed yet)
+            page_start = self._tail_page * page_size
             partial: bytes | None = None
             written_from = 0
-            if self._tail_view is not None and self._tail_page * page_size == page_start:
+            if self._tail_view is not None:
                 written_from = self._partial_written - self._partial_written % self._sector
                 upto = end - page_start
                 if upto > written_from:
