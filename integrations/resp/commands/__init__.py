@@ -14,6 +14,7 @@ MODULES = (
     "strings",
     "keys",
     "transactions",
+    "scripting",
 )
 
 for _name in MODULES:
