@@ -21,6 +21,18 @@ from faster_backend.integrations.sqlalchemy.session_store import SqlTableStore
 log = logging.getLogger(__name__)
 
 
+def _database_url(config: Any) -> str | None:
+    """The URL Flask-Session's table lives at: the session bind's, else the default one."""
+    bind_key = config.get("SESSION_SQLALCHEMY_BIND_KEY")
+    if bind_key:
+        bind = (config.get("SQLALCHEMY_BINDS") or {}).get(bind_key)
+        if bind is None:
+            raise ValueError(f"SESSION_SQLALCHEMY_BIND_KEY={bind_key!r} is not in SQLALCHEMY_BINDS")
+        return str(bind["url"] if isinstance(bind, dict) else bind)
+    url = config.get("SQLALCHEMY_DATABASE_URI")
+    return None if url is None else str(url)
+
+
 class FasterSqlSession(ServerSideSession):  # type: ignore[misc]
     """A session whose storage is a ``SqlTableStore``."""
 
@@ -85,8 +97,10 @@ class FasterSqlSessionInterface(ServerSideSessionInterface):  # type: ignore[mis
             ),
         }
         if store is None:
-            kwargs["url"] = c.get("SQLALCHEMY_DATABASE_URI")
+            kwargs["url"] = _database_url(c)
             kwargs["table"] = c.get("SESSION_SQLALCHEMY_TABLE", Defaults.SESSION_SQLALCHEMY_TABLE)
+            kwargs["schema"] = c.get("SESSION_SQLALCHEMY_SCHEMA")
+            kwargs["sequence"] = c.get("SESSION_SQLALCHEMY_SEQUENCE")
         kwargs.update(overrides)
         return cls(app, store, **kwargs)
 

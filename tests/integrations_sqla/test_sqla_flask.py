@@ -241,3 +241,27 @@ def test_differential_expired_rows(ours: Flask, stock_factory: Callable[[], Flas
             assert c.get("/get/user").text == expected, (app, sid)
     # both delete the expired rows they found
     assert list(_rows(db_url, table_name)) == ["session:live1"]
+
+
+def test_from_app_config_follows_the_session_bind(tmp_path: Any) -> None:
+    main_url = f"sqlite:///{tmp_path / 'main.db'}"
+    sessions_url = f"sqlite:///{tmp_path / 'sessions.db'}"
+    app = _app({"SQLALCHEMY_DATABASE_URI": main_url,
+                "SQLALCHEMY_BINDS": {"sessions": {"url": sessions_url}},
+                "SESSION_SQLALCHEMY_BIND_KEY": "sessions",
+                "SESSION_SQLALCHEMY_TABLE": "web_sessions",
+                "SESSION_KEY_PREFIX": "s:"})
+    iface = FasterSqlSessionInterface.from_app_config(app, cleanup_interval=None)
+    app.session_interface = iface
+    try:
+        client = app.test_client()
+        client.post("/set/a/1")
+        assert list(_rows(sessions_url, "web_sessions")) == [f"s:{_sid(client)}"]
+        assert not sa.inspect(sa.create_engine(main_url)).has_table("web_sessions")
+    finally:
+        iface.store.close()
+    app.config["SESSION_SQLALCHEMY_BIND_KEY"] = "missing"
+    with pytest.raises(ValueError, match="SQLALCHEMY_BINDS"):
+        FasterSqlSessionInterface.from_app_config(app)
+    with pytest.raises(ValueError, match="store or a database url"):
+        FasterSqlSessionInterface(_app({}))
