@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
 from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 from starsessions import SessionAutoloadMiddleware, SessionMiddleware, SessionStore
 
 from faster_backend.integrations.sqlalchemy import SqlTableStore
 from faster_backend.integrations.sqlalchemy.async_store import AsyncSqlTableStore
+
+with warnings.catch_warnings():
+    # Starlette 1.x warns that its TestClient will move from httpx to "httpx2"
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 MakeStore = Callable[..., SqlTableStore]
 
