@@ -100,7 +100,7 @@ def parse_shebang(body: bytes) -> tuple[frozenset[str], bool, int]:
     for part in parts[1:]:
         if not part.startswith(b"flags="):
             raise RespError(f"ERR Unknown lua shebang option: {_text(part)}")
-        for flag in part[6:].split(b","):
+        for flag in part[6:].split(b",") if part[6:] else ():
             name = _text(flag)
             if not flag or name not in SHEBANG_FLAGS:
                 raise RespError(f"ERR Unexpected flag in script shebang: {name}")
