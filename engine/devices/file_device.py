@@ -40,8 +40,26 @@ class FileDevice(StorageDevice):
     # -- blocking --------------------------------------------------------------------------
 
     def write(self, address: int, data: Buffer) -> None:
-        self._check_open()
+        if self._closed:
+            self._check_open()
         view = memoryview(data).cast("B")
+        size = len(view)
+        segment, offset = divmod(address, self.segment_size)
+        if offset + size <= self.segment_size and address >= 0:  # the common case: one segment
+            fd = self.files.acquire(segment, create=True)
+            assert fd is not None
+            try:
+                n = os.pwrite(fd, view, offset)
+                if n < size:
+                    self._pwrite_all(fd, view[n:], segment, offset + n)
+            except OSError as exc:
+                raise self._io_error(exc, "writing", segment, offset) from exc
+            finally:
+                self.files.release()
+            with self._stats_lock:
+                self.stats.writes += 1
+                self.stats.bytes_written += size
+            return
         files = self.files
         for segment, offset, start, length in self.split(address, len(view)):
             fd = files.acquire(segment, create=True)
@@ -70,7 +88,15 @@ class FileDevice(StorageDevice):
             done += n  # a short write is continued, as POSIX allows
 
     def read(self, address: int, length: int) -> bytes:
-        self._check_open()
+        if self._closed:
+            self._check_open()
+        segment, offset = divmod(address, self.segment_size)
+        if offset + length <= self.segment_size and address >= 0 and length >= 0:
+            data = self._read_part(segment, offset, length)
+            with self._stats_lock:
+                self.stats.reads += 1
+                self.stats.bytes_read += length
+            return data
         parts = [self._read_part(s, o, n) for s, o, _, n in self.split(address, length)]
         self._count(reads=1, nread=length)
         if len(parts) == 1:

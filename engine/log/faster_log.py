@@ -221,9 +221,27 @@ class FasterLog:
 
     def enqueue(self, entry: bytes | bytearray | memoryview) -> int:
         """Append ``entry``; return its address. Blocks while memory is full of unflushed pages."""
-        address = self._append(entry, True)
-        assert address is not None
-        return address
+        # _append inlined: this is the hot path
+        length = len(entry)
+        if length > self.max_entry_size:
+            raise self._too_large(length)
+        check = xxhash.xxh3_64_intdigest(entry, (KIND_ENTRY << 32) | length)
+        size = (HEADER_SIZE + length + 7) & ~7
+        with self._lock:
+            if self._failure is not None or self._closed:
+                self._raise_unusable()
+            offset = self._tail_offset
+            view = self._tail_view
+            while view is None or offset + size > self.page_size:
+                self._next_page(True)
+                offset = self._tail_offset
+                view = self._tail_view
+            _pack_header(view, offset, length, KIND_ENTRY, check)
+            view[offset + HEADER_SIZE : offset + HEADER_SIZE + length] = entry
+            self._tail_offset = offset + size
+            address = self.tail_address
+            self.tail_address = address + size
+            return address
 
     def try_enqueue(self, entry: bytes | bytearray | memoryview) -> int | None:
         """``enqueue`` that returns ``None`` instead of waiting for memory."""
