@@ -112,6 +112,10 @@ class SqlTableStore:
             raise ValueError(f"cache_ttl must be positive seconds or None, got {cache_ttl}")
         if cache_url is not None and cache_path is not None:
             raise ValueError("give cache_url or cache_path, not both")
+        if cleanup_interval is not None and cleanup_interval <= 0:
+            raise ValueError(f"cleanup_interval must be positive or None, got {cleanup_interval}")
+        if upsert not in ("auto", "generic"):
+            raise ValueError(f"upsert must be 'auto' or 'generic', got {upsert!r}")
         self._owns_engine = isinstance(engine, str)
         self.engine: Engine = create_engine(engine) if isinstance(engine, str) else engine
         self.table = session_table(MetaData(), table, schema, sequence)
@@ -123,21 +127,24 @@ class SqlTableStore:
         else:
             self.cache = open_local(cache_path, cache_memory_size, name=SHARED_CACHE_NAME)
         qualified = f"{schema}.{table}" if schema else table
-        # Keys name the database and table (stores on other databases share the cache) and,
+        # Keys name the database and table (stores on different databases share one cache
+        # store) and,
         # for an embedded cache, a generation that is random per process life: entries a
         # persisted cache kept from before a restart are never looked up.
         where = self.engine.url.render_as_string(hide_password=True) + "/" + qualified
         digest = hashlib.blake2b(where.encode(), digest_size=8).hexdigest().encode()
         self._prefix = b"sts:" + self.cache.generation + b":" + digest + b":"
         self._closed = False
-        if create:
-            self._ensure_schema()
-        self._upsert_mode = self._pick_upsert(upsert)
         self._stop = threading.Event()
         self._cleaner: threading.Thread | None = None
+        self._upsert_mode = self._pick_upsert(upsert)
+        if create:
+            try:
+                self._ensure_schema()
+            except BaseException:
+                self.close()
+                raise
         if cleanup_interval is not None:
-            if cleanup_interval <= 0:
-                raise ValueError(f"cleanup_interval must be positive, got {cleanup_interval}")
             self._cleaner = threading.Thread(
                 target=self._clean_loop, args=(cleanup_interval,),
                 name=f"faster-backend-cleanup-{qualified}", daemon=True,
@@ -182,8 +189,6 @@ class SqlTableStore:
     def _pick_upsert(self, mode: UpsertMode) -> str:
         if mode == "generic":
             return "generic"
-        if mode != "auto":
-            raise ValueError(f"upsert must be 'auto' or 'generic', got {mode!r}")
         name = self.engine.dialect.name
         if name in ("sqlite", "postgresql"):
             return "on_conflict"
