@@ -3,9 +3,13 @@ against the raw sequential write speed of the same device.
 
     .venv/bin/python bench/devices.py [--dir DIR] [--reads 40000] [--file-mb 64] [--rounds 3]
 
-1. Random 4 KiB reads of a file held in the page cache: blocking ``read`` one at a time, and
-   ``read_async`` with 32 and 256 requests in flight (callbacks counted on the completion
-   thread). Microseconds per read; ratio IoUringDevice / FileDevice (< 1: io_uring is faster).
+Kinds: FileDevice ("file"), IoUringDevice ("io_uring"), and DirectFileDevice ("file_direct",
+O_DIRECT, where the filesystem allows it).
+
+1. Random 4 KiB reads of a file held in the page cache (O_DIRECT reads go to the disk):
+   blocking ``read`` one at a time, and ``read_async`` with 32 and 256 requests in flight
+   (callbacks counted on the completion thread). Microseconds per read; ratio
+   IoUringDevice / FileDevice (< 1: io_uring is faster).
 2. Sequential page-size writes (64 KiB and 1 MiB pages): blocking ``write`` and ``write_async``
    with 8 pages in flight, then one ``flush``. MB/s; ratio io_uring / file (> 1: io_uring wins).
 3. FasterLog ``enqueue`` + ``commit`` for 100 B and 1 KiB entries, committing every 1000 or
@@ -31,9 +35,11 @@ from rich.console import Console
 from rich.table import Table
 
 from faster_backend.engine.devices import (
+    DirectFileDevice,
     FileDevice,
     IoUringDevice,
     StorageDevice,
+    direct_io_status,
     io_uring_status,
 )
 from faster_backend.engine.log import FasterLog
@@ -54,6 +60,8 @@ console = Console(width=150)
 def make_device(kind: str, directory: Path) -> StorageDevice:
     if kind == "io_uring":
         return IoUringDevice(directory, segment_size=SEGMENT)
+    if kind == "file_direct":
+        return DirectFileDevice(directory, segment_size=SEGMENT)
     return FileDevice(directory, segment_size=SEGMENT)
 
 
@@ -167,6 +175,12 @@ def main() -> None:
     kinds = ["file", "io_uring"] if ok else ["file"]
     if not ok:
         console.print(f"[yellow]io_uring unavailable: {why}; FileDevice only[/]")
+    direct_ok, direct_why = direct_io_status(root / "probe")
+    if direct_ok:
+        kinds.append("file_direct")
+    else:
+        console.print(f"[yellow]{direct_why}: no O_DIRECT column[/]")
+    both = "io_uring" in kinds
     size = args.file_mb << 20
     try:
         reads: dict[tuple[str, int], float] = {}
@@ -195,15 +209,18 @@ def main() -> None:
                     writes[kind, page, in_flight] = max(speeds)
             shutil.rmtree(directory, ignore_errors=True)
 
-        table = Table(title="Random 4 KiB reads from the page cache (us per read, best of rounds)")
+        table = Table(
+            title="Random 4 KiB reads, us per read, best of rounds (from the page cache;"
+            " file_direct bypasses it and reads the disk)"
+        )
         table.add_column("in flight")
         for kind in kinds:
             table.add_column(kind, justify="right")
-        if len(kinds) == 2:
+        if both:
             table.add_column("io_uring / file", justify="right")
         for in_flight in (1, 32, 256):
             row = [str(in_flight)] + [f"{reads[k, in_flight] * 1e6:.2f}" for k in kinds]
-            if len(kinds) == 2:
+            if both:
                 row.append(f"{reads['io_uring', in_flight] / reads['file', in_flight]:.2f}x")
             table.add_row(*row)
         console.print(table)
@@ -213,13 +230,13 @@ def main() -> None:
         table.add_column("in flight")
         for kind in kinds:
             table.add_column(kind, justify="right")
-        if len(kinds) == 2:
+        if both:
             table.add_column("io_uring / file", justify="right")
         for page in (64 << 10, 1 << 20):
             for in_flight in (1, 8):
                 row = [f"{page >> 10} KiB", str(in_flight)]
                 row += [f"{writes[k, page, in_flight]:.0f}" for k in kinds]
-                if len(kinds) == 2:
+                if both:
                     ratio = writes["io_uring", page, in_flight] / writes["file", page, in_flight]
                     row.append(f"{ratio:.2f}x")
                 table.add_row(*row)

@@ -10,6 +10,7 @@ from faster_backend.engine.devices.base import (
     DeviceStats,
     StorageDevice,
 )
+from faster_backend.engine.devices.direct_file_device import DirectFileDevice, direct_io_status
 from faster_backend.engine.devices.errors import (
     AddressTruncatedError,
     DeviceClosedError,
@@ -38,6 +39,7 @@ __all__ = [
     "DeviceFormatError",
     "DeviceIOError",
     "DeviceStats",
+    "DirectFileDevice",
     "Fault",
     "FaultyDevice",
     "FileDevice",
@@ -50,6 +52,7 @@ __all__ = [
     "ShortWriteError",
     "StorageDevice",
     "TornWriteError",
+    "direct_io_status",
     "io_uring_status",
     "open_device",
 ]

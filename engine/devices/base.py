@@ -92,6 +92,11 @@ class StorageDevice(ABC):
     def read(self, address: int, length: int) -> bytes:
         """Return exactly ``length`` bytes from ``address`` (zeros where nothing was written)."""
 
+    def read_into(self, address: int, buffer: bytearray | memoryview) -> None:
+        """Fill ``buffer`` with the bytes at ``address`` (devices may avoid the extra copy)."""
+        view = memoryview(buffer).cast("B")
+        view[:] = self.read(address, len(view))
+
     @abstractmethod
     def write_async(self, address: int, data: Buffer, callback: WriteCallback) -> None:
         """Start a write; ``callback(len(data), None)`` or ``(None, error)`` runs on completion.

@@ -30,10 +30,11 @@ class FileDevice(StorageDevice):
         segment_size: int = DEFAULT_SEGMENT_SIZE,
         threads: int = 4,
         sector_size: int = DEFAULT_SECTOR_SIZE,
+        _open_flags: int = 0,
     ) -> None:
         super().__init__(directory, name, segment_size, sector_size)
         assert self.directory is not None
-        self.files = SegmentFiles(self.directory, name)
+        self.files = SegmentFiles(self.directory, name, _open_flags)
         self.begin_segment = self.files.begin_segment
         self._pool = WorkerPool(threads, f"file-device-{name}")
 
@@ -46,36 +47,71 @@ class FileDevice(StorageDevice):
         size = len(view)
         segment, offset = divmod(address, self.segment_size)
         if offset + size <= self.segment_size and address >= 0:  # the common case: one segment
-            fd = self.files.acquire(segment, create=True)
-            assert fd is not None
+            self._write_segment(segment, offset, view)
+        else:
+            for segment, offset, start, length in self.split(address, size):
+                self._write_segment(segment, offset, view[start : start + length])
+        with self._stats_lock:
+            self.stats.writes += 1
+            self.stats.bytes_written += size
+
+    def read(self, address: int, length: int) -> bytes:
+        if self._closed:
+            self._check_open()
+        segment, offset = divmod(address, self.segment_size)
+        if offset + length <= self.segment_size and address >= 0 and length >= 0:
+            data = self._read_segment(segment, offset, length)
+        else:
+            parts = [self._read_segment(s, o, n) for s, o, _, n in self.split(address, length)]
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+        with self._stats_lock:
+            self.stats.reads += 1
+            self.stats.bytes_read += length
+        return data
+
+    def read_into(self, address: int, buffer: bytearray | memoryview) -> None:
+        if self._closed:
+            self._check_open()
+        view = memoryview(buffer).cast("B")
+        length = len(view)
+        segment, offset = divmod(address, self.segment_size)
+        if offset + length > self.segment_size or address < 0:
+            super().read_into(address, buffer)
+            return
+        fd = self.files.acquire(segment, create=False)
+        if fd is None:
+            view[:] = bytes(length)
+        else:
             try:
-                n = os.pwrite(fd, view, offset)
-                if n < size:
-                    self._pwrite_all(fd, view[n:], segment, offset + n)
+                done = os.preadv(fd, [view], offset)
+                while done < length:
+                    n = os.preadv(fd, [view[done:]], offset + done)
+                    if n == 0:  # end of file: never written
+                        view[done:] = bytes(length - done)
+                        break
+                    done += n
             except OSError as exc:
-                raise self._io_error(exc, "writing", segment, offset) from exc
+                raise self._io_error(exc, "reading", segment, offset) from exc
             finally:
                 self.files.release()
-            with self._stats_lock:
-                self.stats.writes += 1
-                self.stats.bytes_written += size
-            return
-        files = self.files
-        for segment, offset, start, length in self.split(address, len(view)):
-            fd = files.acquire(segment, create=True)
-            assert fd is not None
-            try:
-                self._pwrite_all(fd, view[start : start + length], segment, offset)
-            finally:
-                files.release()
-        self._count(writes=1, nwritten=len(view))
+        with self._stats_lock:
+            self.stats.reads += 1
+            self.stats.bytes_read += length
+
+    def _write_segment(self, segment: int, offset: int, data: memoryview) -> None:
+        fd = self.files.acquire(segment, create=True)
+        assert fd is not None
+        try:
+            self._pwrite_all(fd, data, segment, offset)
+        finally:
+            self.files.release()
 
     def _pwrite_all(self, fd: int, data: memoryview, segment: int, offset: int) -> None:
         done = 0
         total = len(data)
         while done < total:
             try:
-                n = os.pwrite(fd, data[done:], offset + done)
+                n = os.pwrite(fd, data[done:] if done else data, offset + done)
             except OSError as exc:
                 raise self._io_error(exc, "writing", segment, offset + done) from exc
             if n == 0:
@@ -87,23 +123,7 @@ class FileDevice(StorageDevice):
                 )
             done += n  # a short write is continued, as POSIX allows
 
-    def read(self, address: int, length: int) -> bytes:
-        if self._closed:
-            self._check_open()
-        segment, offset = divmod(address, self.segment_size)
-        if offset + length <= self.segment_size and address >= 0 and length >= 0:
-            data = self._read_part(segment, offset, length)
-            with self._stats_lock:
-                self.stats.reads += 1
-                self.stats.bytes_read += length
-            return data
-        parts = [self._read_part(s, o, n) for s, o, _, n in self.split(address, length)]
-        self._count(reads=1, nread=length)
-        if len(parts) == 1:
-            return parts[0]
-        return b"".join(parts)
-
-    def _read_part(self, segment: int, offset: int, length: int) -> bytes:
+    def _read_segment(self, segment: int, offset: int, length: int) -> bytes:
         files = self.files
         fd = files.acquire(segment, create=False)
         if fd is None:

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from faster_backend.engine.devices import FileDevice, IoUringDevice, StorageDevice, io_uring_status
+from faster_backend.engine.devices import (
+    DirectFileDevice,
+    FileDevice,
+    IoUringDevice,
+    StorageDevice,
+    direct_io_status,
+    io_uring_status,
+)
 
 SEGMENT = 4096  # small segments so that cross-segment I/O and truncation happen
 
 DeviceFactory = Callable[..., StorageDevice]
 
 _IO_URING_OK, _IO_URING_WHY = io_uring_status()
+# O_DIRECT is probed where pytest puts its temporary directories (tmpfs refuses it)
+_DIRECT_OK, _DIRECT_WHY = direct_io_status(Path(tempfile.gettempdir()) / "faster-direct-probe")
 
 
 def _factory(kind: str) -> DeviceFactory:
     def make(directory: Path, segment_size: int = SEGMENT, name: str = "log") -> StorageDevice:
         if kind == "file":
             return FileDevice(directory, name=name, segment_size=segment_size)
+        if kind == "file_direct":
+            return DirectFileDevice(directory, name=name, segment_size=segment_size)
         return IoUringDevice(directory, name=name, segment_size=segment_size)
 
     return make
@@ -28,6 +40,7 @@ def _factory(kind: str) -> DeviceFactory:
 @pytest.fixture(
     params=[
         "file",
+        pytest.param("file_direct", marks=pytest.mark.skipif(not _DIRECT_OK, reason=_DIRECT_WHY)),
         pytest.param(
             "io_uring",
             marks=pytest.mark.skipif(not _IO_URING_OK, reason=_IO_URING_WHY),

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from faster_backend.engine.devices import FileDevice, IoUringDevice, StorageDevice, io_uring_status
+from faster_backend.engine.devices import (
+    DirectFileDevice,
+    FileDevice,
+    IoUringDevice,
+    StorageDevice,
+    direct_io_status,
+    io_uring_status,
+)
 from faster_backend.engine.log import FasterLog
 
 PAGE = 4096
@@ -16,6 +24,7 @@ SEGMENT = 4 * PAGE
 MEMORY = 4 * PAGE
 
 _IO_URING_OK, _IO_URING_WHY = io_uring_status()
+_DIRECT_OK, _DIRECT_WHY = direct_io_status(Path(tempfile.gettempdir()) / "faster-direct-probe")
 
 
 class LogOpener:
@@ -28,6 +37,8 @@ class LogOpener:
     def device(self, directory: Path) -> StorageDevice:
         if self.kind == "io_uring":
             return IoUringDevice(directory, segment_size=SEGMENT)
+        if self.kind == "file_direct":
+            return DirectFileDevice(directory, segment_size=SEGMENT)
         return FileDevice(directory, segment_size=SEGMENT)
 
     def __call__(self, directory: Path, **kwargs: object) -> FasterLog:
