@@ -4,10 +4,15 @@ Two parsers share one stream. hiredis' C Reader parses well-formed multibulk req
 all that real clients send, at about a quarter of a microsecond per command. Everything else
 (inline commands, unauthenticated connections, headers that could break a limit, anything
 hiredis would accept but Redis rejects) goes through a careful pure-Python parser that mirrors
-Redis' ``processMultibulkBuffer`` / ``processInlineBuffer``, error texts included. A cheap
-regular-expression check per received chunk picks the path; its false positives only cost speed.
-When hiredis stops on something odd, the bytes since the last frame boundary are re-parsed by
-the careful parser (skipping the commands already returned), so the fallback is exact.
+Redis' ``processMultibulkBuffer`` / ``processInlineBuffer``, error texts included. Cheap
+substring checks per received chunk pick the path; their false positives only cost speed.
+
+hiredis does not say where a frame starts, so the parser keeps the chunks received since the
+last frame boundary it is sure of. At the end of a chunk it knows: unconsumed bytes mean a partial
+element; otherwise a probe (an empty multibulk, which hiredis returns as ``[]`` only between
+frames) tells a boundary from the inside of a frame. When hiredis stops on something odd, or a
+frame is left open, those bytes are re-parsed by the careful parser (skipping the commands
+already returned), so the fallback is exact and never starts in the middle of a frame.
 """
 
 from __future__ import annotations
@@ -23,7 +28,14 @@ UNAUTH_MULTIBULK_MAX = 10
 UNAUTH_BULK_MAX = 16384
 
 _INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
-_ODD_START = (b"+", b"|")  # hiredis would take these as a request; Redis does not
+# What hiredis would accept but Redis rejects (status, attribute, map, set, push types inside a
+# request), and aggregate counts from which hiredis-py would preallocate a list (it calls
+# PyList_New(count) before any element arrives). Such chunks go to the careful parser.
+_unsafe_for_hiredis = re.compile(rb"\r\n(?:[+|~>%]|[*][0-9]{5})").search
+# A frame still incomplete after this many bytes moves to the careful parser, which accounts for
+# the memory of the arguments it holds (hiredis' objects are not visible from here).
+_FAST_FRAME_MAX = 8 << 20
+_ARG_OVERHEAD = 64  # bytes of Python objects per held argument, for the query buffer limit
 
 
 @dataclass
@@ -55,6 +67,8 @@ class RequestParser:
         self.max_bulk_len = max_bulk_len
         self.query_buffer_limit = query_buffer_limit
         self.authenticated = authenticated
+        # No argument can be longer than max_bulk_len in a frame smaller than that.
+        self._fast_max = min(_FAST_FRAME_MAX, max_bulk_len)
         digits = len(str(max_bulk_len))
         self._suspicious = re.compile(rb"\*[0-9]{10}|\$[0-9]{%d}" % digits).search
         self._reader = hiredis.Reader()
@@ -67,6 +81,7 @@ class RequestParser:
         self._buf = bytearray()
         self._args: list[bytes] = []
         self._left = 0  # arguments still expected by the multibulk frame being parsed
+        self._args_bytes = 0
 
     def set_limits(self, max_bulk_len: int, query_buffer_limit: int) -> None:
         if max_bulk_len != self.max_bulk_len:
@@ -74,6 +89,7 @@ class RequestParser:
             self._suspicious = re.compile(rb"\*[0-9]{10}|\$[0-9]{%d}" % digits).search
         self.max_bulk_len = max_bulk_len
         self.query_buffer_limit = query_buffer_limit
+        self._fast_max = min(_FAST_FRAME_MAX, max_bulk_len)
 
     @property
     def buffered(self) -> int:
@@ -87,11 +103,9 @@ class RequestParser:
         if (
             self._slow
             or not self.authenticated
-            or b"\r\n+" in data
-            or b"\r\n|" in data
-            or data[:1] in _ODD_START
-            or (tail[-1:] == b"\r" and data[:1] == b"\n")
-            or self._pending_len + len(data) > self.max_bulk_len
+            or _unsafe_for_hiredis(data) is not None
+            or _unsafe_for_hiredis(tail + data[:16]) is not None
+            or self._pending_len + len(data) > self._fast_max
         ):
             return self._feed_slow(data)
         reader = self._reader
@@ -110,11 +124,24 @@ class RequestParser:
                         raise ValueError
                 if c:
                     cmds.append(c)
-            if reader.has_data() and (
-                self._suspicious(data) is not None
-                or self._suspicious(tail + data[:16]) is not None
-            ):
-                # An incomplete frame whose header may break a limit hiredis does not know.
+            if reader.has_data():
+                # A partial element: its header may break a limit hiredis does not know.
+                if (
+                    self._suspicious(data) is not None
+                    or self._suspicious(tail + data[:16]) is not None
+                ):
+                    raise ValueError
+                self._pending.append(data)
+                self._pending_len += len(data)
+                self._pending_done += len(cmds)
+                if self._pending_len > self.query_buffer_limit:
+                    return cmds, ProtocolError(None)
+                return cmds, None
+            # Everything was consumed, but hiredis may still be inside a frame (it consumed a
+            # header or whole elements). Probe: an empty multibulk comes back as [] only at a
+            # frame boundary; inside a frame it becomes an element, and we switch parsers.
+            reader.feed(b"*0\r\n")
+            if gets() != []:
                 raise ValueError
         except (hiredis.ProtocolError, ValueError):
             # Re-parse from the last frame boundary with the careful parser.
@@ -125,13 +152,7 @@ class RequestParser:
             self._slow = True
             more, err = self._parse_slow(raw, skip)
             return cmds + more, err
-        if reader.has_data():
-            self._pending.append(data)
-            self._pending_len += len(data)
-            self._pending_done += len(cmds)
-            if self._pending_len > self.query_buffer_limit:
-                return cmds, ProtocolError(None)
-        elif self._pending:
+        if self._pending:
             self._pending.clear()
             self._pending_len = 0
             self._pending_done = 0
@@ -145,15 +166,12 @@ class RequestParser:
 
     def _feed_slow(self, data: bytes) -> tuple[list[list[bytes]], ProtocolError | None]:
         if not self._slow:
-            if self._pending:
-                # hiredis holds a partial frame: take it over from its start.
-                skip = self._pending_done
-                self._pending.append(data)
-                raw = b"".join(self._pending)
-                self._reset_fast()
-                self._slow = True
-                return self._parse_slow(raw, skip)
+            skip = self._pending_done
+            self._pending.append(data)
+            raw = b"".join(self._pending)
+            self._reset_fast()
             self._slow = True
+            return self._parse_slow(raw, skip)
         return self._parse_slow(data, 0)
 
     def _parse_slow(
@@ -204,6 +222,7 @@ class RequestParser:
                     continue
                 self._left = count
                 self._args = []
+                self._args_bytes = 0
             # inside a multibulk frame: read bulk strings
             args = self._args
             while self._left:
@@ -231,6 +250,7 @@ class RequestParser:
                 if start + size + 2 > n:
                     break
                 args.append(bytes(buf[start : start + size]))
+                self._args_bytes += size + _ARG_OVERHEAD
                 self._left -= 1
                 pos = start + size + 2
             if err is not None or self._left:
@@ -240,8 +260,9 @@ class RequestParser:
             else:
                 cmds.append(args)
             self._args = []
+            self._args_bytes = 0
         del buf[:pos]
-        if err is None and len(buf) > self.query_buffer_limit:
+        if err is None and len(buf) + self._args_bytes > self.query_buffer_limit:
             err = ProtocolError(None)
         if err is None and not buf and not self._left and self.authenticated:
             self._slow = False  # at a frame boundary again: back to hiredis

@@ -16,7 +16,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 
 from faster_backend.integrations.resp.types import NULL_ARRAY, Push, RespError, SimpleString
 
@@ -190,7 +190,7 @@ def _bit(op: bytes, *args: float | int) -> int | bytes:
 # Our side of the Lua state: builds the sandbox, returns the functions Python drives. It runs
 # with the real globals, captures what it needs as upvalues, then removes the dangerous globals.
 _BOOTSTRAP = r"""
-local py_call, py_pcall, py_unwrap, py_sha1, py_log, py_now, py_setresp, py_bit,
+local py_call, py_pcall, py_unwrap, py_sha1, py_log, py_now, py_setresp, py_set_repl, py_bit,
       version, version_num, hook_every = ...
 local INTERNAL = '=faster_backend'
 local _G = _G
@@ -261,8 +261,8 @@ local ENV  -- the sandbox globals proxy, set below
 
 local G = {}
 for _, k in next, {'assert', 'collectgarbage', 'error', 'gcinfo', 'ipairs', 'next',
-                   'pairs', 'rawequal', 'rawget', 'select', 'setmetatable', 'getmetatable',
-                   'tonumber', 'tostring', 'type', 'unpack', 'xpcall', '_VERSION'} do
+                   'pairs', 'rawequal', 'rawget', 'select', 'getmetatable',
+                   'tonumber', 'tostring', 'unpack', '_VERSION'} do
   G[k] = _G[k]
 end
 
@@ -272,12 +272,33 @@ G.newproxy = function(x)
   return newproxy(x)
 end
 
--- Python objects (redis.call) share lupa's metatable: hide it from scripts.
-rawset(getmetatable(py_call), '__metatable', false)
+-- redis.call & co. are Python callables (C-level calls, so `return redis.call(...)` keeps the
+-- script's frame for error positions). They share lupa's metatable: make them look like
+-- functions and hide everything Python behind them.
+local pyfuncs = setmetatable({}, {__mode = 'k'})
+for _, f in next, {py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl} do
+  pyfuncs[f] = true
+end
+local function not_indexable() error('attempt to index a function value', 2) end
+local pmt = getmetatable(py_call)
+rawset(pmt, '__index', not_indexable)
+rawset(pmt, '__newindex', not_indexable)
+rawset(pmt, '__tostring', function() return 'function: builtin' end)
+rawset(pmt, '__metatable', false)
+G.type = function(v)
+  local t = type(v)
+  if t == 'userdata' and pyfuncs[v] then return 'function' end
+  return t
+end
 
+-- Level 0: like Redis' VM check, the message carries no position (the handler adds it).
 G.rawset = function(t, k, v)
-  if readonly[t] then error('Attempt to modify a readonly table', 2) end
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
   return rawset(t, k, v)
+end
+G.setmetatable = function(t, mt)
+  if readonly[t] then error('Attempt to modify a readonly table', 0) end
+  return setmetatable(t, mt)
 end
 
 -- Redis' pcall hands back the message of error tables rather than the table.
@@ -323,17 +344,19 @@ G.load = function(fn, name)
 end
 G.getfenv = function(f)
   if f == nil then f = 1 end
+  if pyfuncs[f] then return ENV end
   if type(f) == 'number' and f > 0 then f = f + 1 end
   local e = getfenv(f)
   if e == _G then return ENV end
   return e
 end
 G.setfenv = function(f, t)
+  if pyfuncs[f] then error('Attempt to modify a readonly table', 0) end
   if type(f) == 'number' then
-    if f == 0 then error('Attempt to modify a readonly table', 2) end
+    if f == 0 then error('Attempt to modify a readonly table', 0) end
     if f > 0 then f = f + 1 end
   end
-  if getfenv(f) == _G then error('Attempt to modify a readonly table', 2) end
+  if getfenv(f) == _G then error('Attempt to modify a readonly table', 0) end
   return setfenv(f, t)
 end
 
@@ -399,12 +422,7 @@ G.bit = protect(bit)
 local redis = {}
 redis.call = py_call
 redis.pcall = py_pcall
-redis.sha1hex = function(...)
-  if select('#', ...) ~= 1 then error(err_table('wrong number of arguments')) end
-  local s = ...
-  if type(s) == 'number' then s = tostring(s) elseif type(s) ~= 'string' then s = '' end
-  return py_sha1(s)
-end
+redis.sha1hex = py_sha1
 redis.error_reply = function(...)
   local e = ...
   if select('#', ...) ~= 1 or type(e) ~= 'string' then
@@ -420,43 +438,12 @@ redis.status_reply = function(...)
   end
   return {ok = s}
 end
-redis.log = function(...)
-  local n = select('#', ...)
-  if n < 2 then error(err_table('redis.log() requires two arguments or more.')) end
-  local level = ...
-  if tonumber(level) == nil then
-    error(err_table('First argument must be a number (log level).'))
-  end
-  level = tonumber(level)
-  level = level - level % 1
-  if level < 0 or level > 3 then error(err_table('Invalid debug level.')) end
-  local out = {}
-  for j = 2, n do
-    local s = select(j, ...)
-    if type(s) == 'string' or type(s) == 'number' then
-      if j ~= 2 then out[#out + 1] = ' ' end
-      out[#out + 1] = tostring(s)
-    end
-  end
-  py_log(level, concat(out))
-end
+redis.log = py_log
 redis.LOG_DEBUG, redis.LOG_VERBOSE, redis.LOG_NOTICE, redis.LOG_WARNING = 0, 1, 2, 3
-redis.setresp = function(...)
-  if select('#', ...) ~= 1 then error(err_table('redis.setresp() requires one argument.')) end
-  local v = tonumber((...))
-  if v ~= 2 and v ~= 3 then error(err_table('RESP version must be 2 or 3.')) end
-  py_setresp(v)
-end
+redis.setresp = py_setresp
 redis.REPL_NONE, redis.REPL_AOF, redis.REPL_ALL = 0, 1, 3
 redis.REPL_SLAVE, redis.REPL_REPLICA = 2, 2
-redis.set_repl = function(...)
-  if select('#', ...) ~= 1 then error(err_table('redis.set_repl() requires two arguments.')) end
-  local v = tonumber((...)) or 0
-  if v < 0 or v > 3 or v % 1 ~= 0 then
-    error(err_table('Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or'
-                    .. ' REPL_NONE.'))
-  end
-end
+redis.set_repl = py_set_repl
 redis.replicate_commands = function() return true end
 redis.breakpoint = function() return false end
 redis.debug = function() end
@@ -615,10 +602,11 @@ class ScriptingEngine:
             self._bridge_call,
             self._bridge_pcall,
             _unwrap,
-            lambda s: sha1hex(s).encode(),
+            self._bridge_sha1hex,
             self._bridge_log,
             time.monotonic,
             self._bridge_setresp,
+            self._bridge_set_repl,
             _bit,
             self.redis_version.encode(),
             (major << 16) | (minor << 8) | patch,
@@ -914,14 +902,73 @@ class ScriptingEngine:
             log.error("%s", e)
             return self._error_table("-ERR reply cannot be converted for Lua"), True
 
-    def _bridge_log(self, level: int, message: bytes) -> None:
-        py_level = (logging.DEBUG, logging.DEBUG, logging.INFO, logging.WARNING)[int(level)]
-        log.log(py_level, "%s", _text(message))
+    def _raise(self, text: str) -> NoReturn:
+        raise _LuaRaise(self._error_table(text))
 
-    def _bridge_setresp(self, resp: float) -> None:
+    def _bridge_sha1hex(self, *args: object) -> bytes:
+        if len(args) != 1:
+            self._raise("wrong number of arguments")
+        return sha1hex(_lua_tostring(args[0]) or b"").encode()
+
+    def _bridge_log(self, *args: object) -> None:
+        if len(args) < 2:
+            self._raise("redis.log() requires two arguments or more.")
+        level = _lua_tonumber(args[0])
+        if level is None:
+            self._raise("First argument must be a number (log level).")
+        if not 0 <= int(level) <= 3:
+            self._raise("Invalid debug level.")
+        parts: list[bytes] = []
+        for j, arg in enumerate(args[1:], 1):
+            text = _lua_tostring(arg)
+            if text is not None:
+                parts.append(text if j == 1 else b" " + text)
+        py_level = (logging.DEBUG, logging.DEBUG, logging.INFO, logging.WARNING)[int(level)]
+        log.log(py_level, "%s", _text(b"".join(parts)))
+
+    def _bridge_setresp(self, *args: object) -> None:
         if self._ctx is None:
-            raise RuntimeError("redis.setresp can only be called inside a script invocation")
+            self._raise("redis.setresp can only be called inside a script invocation")
+        if len(args) != 1:
+            self._raise("redis.setresp() requires one argument.")
+        resp = _lua_tonumber(args[0])
+        if resp is None or int(resp) not in (2, 3):
+            self._raise("RESP version must be 2 or 3.")
         self._ctx.resp = int(resp)
+
+    def _bridge_set_repl(self, *args: object) -> None:
+        if len(args) != 1:
+            self._raise("redis.set_repl() requires two arguments.")
+        flags = _lua_tonumber(args[0])
+        if flags is None or int(flags) & ~3:
+            self._raise(
+                "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
+            )
+
+
+def _lua_tostring(value: object) -> bytes | None:
+    """lua_tolstring: strings as they are, numbers as Lua prints them (%.14g), else None."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        f = float(value)
+        if f.is_integer() and abs(f) < 1e15:
+            return b"%d" % int(f)
+        return (b"%.14g" % f).replace(b"inf", b"inf")
+    return None
+
+
+def _lua_tonumber(value: object) -> float | None:
+    """lua_isnumber / lua_tonumber: numbers and numeric strings."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bytes):
+        text = value.strip()
+        try:
+            return float(int(text, 16)) if text.lower().startswith(b"0x") else float(text)
+        except ValueError:
+            return None
+    return None
 
 
 class _LuaRaise(Exception):  # carries a Lua error table through lupa

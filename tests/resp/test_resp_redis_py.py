@@ -85,20 +85,21 @@ def test_strings(r: redis.Redis) -> None:
 
 def test_string_errors(r: redis.Redis) -> None:
     r.set("s", "abc")
-    with pytest.raises(ResponseError, match="^value is not an integer or out of range$"):
+    with pytest.raises(ResponseError, match=r"^value is not an integer or out of range$"):
         r.incr("s")
     r.set("big", str(2**63 - 1))
-    with pytest.raises(ResponseError, match="^increment or decrement would overflow$"):
+    with pytest.raises(ResponseError, match=r"^increment or decrement would overflow$"):
         r.incr("big")
-    with pytest.raises(ResponseError, match="^value is not a valid float$"):
+    with pytest.raises(ResponseError, match=r"^value is not a valid float$"):
         r.incrbyfloat("s", 1.0)
-    with pytest.raises(ResponseError, match="^syntax error$"):
+    with pytest.raises(ResponseError, match=r"^syntax error$"):
         r.execute_command("SET", "k", "v", "NX", "XX")
-    with pytest.raises(ResponseError, match="^invalid expire time in 'set' command$"):
+    with pytest.raises(ResponseError, match=r"^invalid expire time in 'set' command$"):
         r.execute_command("SET", "k", "v", "EX", "0")
-    with pytest.raises(ResponseError, match="^wrong number of arguments for 'get' command$"):
+    with pytest.raises(ResponseError, match=r"^wrong number of arguments for 'get' command$"):
         r.execute_command("GET")
-    with pytest.raises(ResponseError, match="^unknown command 'NOPE', with args beginning with: 'a' "):
+    unknown = r"^unknown command 'NOPE', with args beginning with: 'a' "
+    with pytest.raises(ResponseError, match=unknown):
         r.execute_command("NOPE", "a")
     assert r.get("s") == b"abc"  # nothing was lost
 
@@ -148,11 +149,11 @@ def test_expire_family(r: redis.Redis) -> None:
     assert r.expiretime("k") == -1 and r.expiretime("missing") == -2
     assert r.expire("missing", 10) is False
     assert r.expire("k", -1) is True and r.exists("k") == 0
-    with pytest.raises(ResponseError, match="NX and XX, GT or LT options at the same time"):
+    with pytest.raises(ResponseError, match=r"NX and XX, GT or LT options at the same time"):
         r.execute_command("EXPIRE", "k", "10", "NX", "GT")
-    with pytest.raises(ResponseError, match="GT and LT options at the same time"):
+    with pytest.raises(ResponseError, match=r"GT and LT options at the same time"):
         r.execute_command("EXPIRE", "k", "10", "GT", "LT")
-    with pytest.raises(ResponseError, match="Unsupported option FOO"):
+    with pytest.raises(ResponseError, match=r"Unsupported option FOO"):
         r.execute_command("EXPIRE", "k", "10", "FOO")
 
 
@@ -165,8 +166,9 @@ def test_keys_commands(r: redis.Redis) -> None:
         [b"user:1"] + [f"user:{i}".encode() for i in range(10, 20)]
     )
     assert r.keys("h[ae]llo") == []
-    assert set(r.scan_iter(match="user:*", count=7)) == {f"user:{i}".encode() for i in range(30)}
-    assert set(r.scan_iter(_type="string")) == {*(f"user:{i}".encode() for i in range(30)), b"other"}
+    assert set(r.scan_iter(match=r"user:*", count=7)) == {f"user:{i}".encode() for i in range(30)}
+    everything = {*(f"user:{i}".encode() for i in range(30)), b"other"}
+    assert set(r.scan_iter(_type="string")) == everything
     assert list(r.scan_iter(_type="hash")) == []
     assert r.type("other") == b"string" and r.type("missing") == b"none"
     assert r.exists("other", "other", "missing") == 2
@@ -174,7 +176,7 @@ def test_keys_commands(r: redis.Redis) -> None:
     assert r.randomkey() is not None
     assert r.rename("other", "renamed") is True
     assert r.get("renamed") == b"x"
-    with pytest.raises(ResponseError, match="^no such key$"):
+    with pytest.raises(ResponseError, match=r"^no such key$"):
         r.rename("other", "x")
     assert r.renamenx("renamed", "user:1") is False
     assert r.renamenx("renamed", "fresh") is True
@@ -200,7 +202,7 @@ def test_select_databases(r: redis.Redis) -> None:
     finally:
         r.execute_command("SELECT", 0)
     assert r.get("k") == b"db0"
-    with pytest.raises(ResponseError, match="DB index is out of range"):
+    with pytest.raises(ResponseError, match=r"DB index is out of range"):
         r.execute_command("SELECT", 16)
     other = redis.Redis(port=r.connection_pool.connection_kwargs["port"], db=5)
     assert other.get("k") == b"db5"
@@ -262,13 +264,13 @@ def test_exec_abort_and_errors(r: redis.Redis) -> None:
         conn.send_command("SET", "a", "1")
         assert conn.read_response() == b"QUEUED"
         conn.send_command("GET")
-        with pytest.raises(ResponseError, match="wrong number of arguments"):
+        with pytest.raises(ResponseError, match=r"wrong number of arguments"):
             conn.read_response()
         conn.send_command("EXEC")
-        with pytest.raises(ResponseError, match="^Transaction discarded because of previous"):
+        with pytest.raises(ResponseError, match=r"^Transaction discarded because of previous"):
             conn.read_response()
         conn.send_command("EXEC")
-        with pytest.raises(ResponseError, match="EXEC without MULTI"):
+        with pytest.raises(ResponseError, match=r"EXEC without MULTI"):
             conn.read_response()
         conn.send_command("MULTI")
         conn.read_response()
@@ -307,14 +309,14 @@ def test_client_and_server_commands(r: redis.Redis) -> None:
         "maxclients"
     ) == {b"maxclients": b"10000"}
     r.config_set("timeout", 0)
-    with pytest.raises(ResponseError, match="can't set immutable config"):
+    with pytest.raises(ResponseError, match=r"can't set immutable config"):
         r.config_set("port", 1)
     t = r.time()
     assert abs(t[0] - time.time()) < 5
     assert r.lastsave() is not None
     assert r.command_count() > 50
     assert r.command_getkeys("MSET", "a", "1", "b", "2") in ([b"a", b"b"], ["a", "b"])
-    with pytest.raises(ResponseError, match="checkpoints are not available"):
+    with pytest.raises(ResponseError, match=r"checkpoints are not available"):
         r.save()
 
 

@@ -481,7 +481,13 @@ def test_escapes_stay_in_the_sandbox(engine: ScriptingEngine, fake: FakeServer) 
     assert run(engine, fake, "return getmetatable(redis.call)") is None
     assert run(engine, fake, "return getmetatable(_G)") is None
     # Python objects expose no attributes.
-    run_error(engine, fake, "return redis.call.__class__")
+    assert "attempt to index a function value" in run_error(
+        engine, fake, "return redis.call.__class__"
+    )
+    assert run(engine, fake, "return {type(redis.call), type(redis.pcall), type(redis.log)}") == [
+        b"function", b"function", b"function"
+    ]
+    assert run(engine, fake, "return tostring(redis.call)") == b"function: builtin"
     with pytest.raises(RespError):
         run(engine, fake, "return redis.call.__class__.__subclasses__()")
     # string methods still work through the protected metatable

@@ -1,0 +1,443 @@
+"""Scripting end to end: redis-py against a real server process, and replies compared byte for
+byte with a real redis-server (Debian's) running the same scripts."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError, WatchError
+
+from resp.harness import ServerProcess, free_port
+
+# -- a raw RESP2 client (exact bytes: redis-py strips error prefixes) -----------------------
+
+
+class Raw:
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _line(self) -> bytes:
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        line, _, self.buf = self.buf.partition(b"\r\n")
+        return line
+
+    def _exact(self, n: int) -> bytes:
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ConnectionError("closed")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2 :]
+        return data
+
+    def reply(self) -> Any:
+        line = self._line()
+        kind, rest = line[:1], line[1:]
+        if kind == b"+":
+            return ("status", rest)
+        if kind == b"-":
+            return ("error", rest)
+        if kind == b":":
+            return int(rest)
+        if kind == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if kind == b"*":
+            n = int(rest)
+            return None if n < 0 else [self.reply() for _ in range(n)]
+        raise AssertionError(f"unexpected reply line {line!r}")
+
+    def __call__(self, *args: bytes | str | int) -> Any:
+        parts = [a if isinstance(a, bytes) else str(a).encode() for a in args]
+        self.sock.sendall(
+            b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%b\r\n" % (len(p), p) for p in parts)
+        )
+        return self.reply()
+
+
+@pytest.fixture
+def r(server: ServerProcess) -> Iterator[redis.Redis]:
+    client = redis.Redis(host="127.0.0.1", port=server.port)
+    client.flushall()
+    client.script_flush()
+    yield client
+    client.close()
+
+
+# -- EVAL / EVALSHA / SCRIPT ------------------------------------------------------------------
+
+
+def test_eval_reads_and_writes(r: redis.Redis) -> None:
+    assert r.eval("return redis.call('set', KEYS[1], ARGV[1])", 1, "k", "v") == b"OK"
+    assert r.get("k") == b"v"
+    assert r.eval("return {redis.call('get', KEYS[1]), redis.call('get', 'missing')}", 1, "k") == [
+        b"v",
+        None,
+    ]
+    assert r.eval("return {1, 2.5, 'x', true, false, nil, 'after'}", 0) == [1, 2, b"x", 1, None]
+    assert r.eval("return redis.call('incrby', KEYS[1], ARGV[1])", 1, "n", 5) == 5
+    assert r.eval("return redis.call('ttl', KEYS[1])", 1, "n") == -1
+    assert r.eval("return redis.call('exists', KEYS[1], KEYS[2])", 2, "n", "nope") == 1
+    assert r.eval("return #KEYS + #ARGV", 2, "a", "b", "c") == 3
+    with pytest.raises(ResponseError, match="value is not an integer or out of range script: "):
+        r.eval("return redis.call('incr', KEYS[1])", 1, "k")
+    too_many = r"^Number of keys can't be greater than number of args$"
+    with pytest.raises(ResponseError, match=too_many):
+        r.eval("return 1", 3, "a")
+
+
+def test_evalsha_and_script_commands(r: redis.Redis) -> None:
+    sha = r.script_load("return ARGV[1] .. '!'")
+    assert r.evalsha(sha, 0, "hi") == b"hi!"
+    assert r.evalsha(sha.upper(), 0, "up") == b"up!"
+    assert r.script_exists(sha, "0" * 40) == [True, False]
+    with pytest.raises(NoScriptError, match=r"No matching script\. Please use EVAL\."):
+        r.evalsha("0" * 40, 0)
+    with pytest.raises(NoScriptError):
+        r.evalsha("short", 0)
+    # EVAL caches the script under its SHA1 too.
+    r.eval("return 'via eval'", 0)
+    assert r.evalsha(hashlib.sha1(b"return 'via eval'").hexdigest(), 0) == b"via eval"
+    assert r.script_flush() is True
+    assert r.script_exists(sha) == [False]
+    with pytest.raises(NoScriptError):
+        r.evalsha(sha, 0)
+    # redis-py's Script object: EVALSHA, NOSCRIPT, SCRIPT LOAD, EVALSHA again.
+    script = r.register_script("return redis.call('get', KEYS[1])")
+    r.set("x", "1")
+    assert script(keys=["x"]) == b"1"
+    r.script_flush()
+    assert script(keys=["x"]) == b"1"
+    with pytest.raises(ResponseError, match="Error compiling script"):
+        r.script_load("return +")
+    with pytest.raises(ResponseError, match=r"NOTBUSY No scripts in execution right now\."):
+        r.script_kill()
+
+
+def test_eval_ro_and_shebang_flags(r: redis.Redis) -> None:
+    r.set("k", "v")
+    assert r.eval_ro("return redis.call('get', KEYS[1])", 1, "k") == b"v"
+    with pytest.raises(ResponseError, match="Write commands are not allowed from read-only"):
+        r.eval_ro("return redis.call('set', KEYS[1], 'x')", 1, "k")
+    with pytest.raises(ResponseError, match="Write commands are not allowed from read-only"):
+        r.eval("#!lua flags=no-writes\nreturn redis.call('del', KEYS[1])", 1, "k")
+    assert r.get("k") == b"v"
+    sha = r.script_load("return redis.call('get', KEYS[1])")
+    assert r.evalsha_ro(sha, 1, "k") == b"v"
+
+
+def test_resp3_client(server: ServerProcess) -> None:
+    r3 = redis.Redis(host="127.0.0.1", port=server.port, protocol=3)
+    try:
+        assert r3.eval("return true", 0) == 1
+        assert r3.eval("return false", 0) is None
+        assert r3.eval("redis.setresp(3) return true", 0) is True
+        assert r3.eval("redis.setresp(3) return {map={a=1}}", 0) == {b"a": 1}
+        assert r3.eval("redis.setresp(3) return {double=1.5}", 0) == 1.5
+        assert r3.eval("redis.setresp(3) return redis.call('get', 'absent-key') == nil", 0) == 1
+    finally:
+        r3.close()
+
+
+def test_select_inside_a_script_stays_inside(r: redis.Redis) -> None:
+    r.set("k", "db0")
+    got = r.eval("redis.call('select', 1) redis.call('set', KEYS[1], 'db1') return 1", 1, "k")
+    assert got == 1
+    assert r.get("k") == b"db0"
+    r1 = redis.Redis(host="127.0.0.1", port=r.connection_pool.connection_kwargs["port"], db=1)
+    try:
+        assert r1.get("k") == b"db1"
+    finally:
+        r1.close()
+
+
+def test_pipelines_and_transactions(r: redis.Redis) -> None:
+    sha = r.script_load("return redis.call('incr', KEYS[1])")
+    pipe = r.pipeline(transaction=False)
+    for _ in range(10):
+        pipe.evalsha(sha, 1, "c")
+    assert pipe.execute() == list(range(1, 11))
+    pipe = r.pipeline(transaction=True)
+    pipe.eval("return redis.call('incr', KEYS[1])", 1, "c")
+    pipe.eval("return {err='FAIL inside exec'}", 0)
+    pipe.get("c")
+    out = pipe.execute(raise_on_error=False)
+    assert out[0] == 11 and out[2] == b"11"
+    assert isinstance(out[1], ResponseError) and "FAIL inside exec" in str(out[1])
+
+
+def test_script_writes_trigger_watch(r: redis.Redis) -> None:
+    r.set("w", "0")
+    other = redis.Redis(host="127.0.0.1", port=r.connection_pool.connection_kwargs["port"])
+    try:
+        with r.pipeline() as pipe:
+            pipe.watch("w")
+            other.eval("return redis.call('set', KEYS[1], '1')", 1, "w")
+            pipe.multi()
+            pipe.set("w", "2")
+            with pytest.raises(WatchError):
+                pipe.execute()
+    finally:
+        other.close()
+    assert r.get("w") == b"1"
+
+
+def test_scripts_are_atomic(server: ServerProcess, r: redis.Redis) -> None:
+    """Read-modify-write in Lua from several clients at once loses no update."""
+    src = "local v = tonumber(redis.call('get', KEYS[1]) or '0') redis.call('set', KEYS[1], v + 1)"
+    threads, per_thread = 4, 150
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        c = redis.Redis(host="127.0.0.1", port=server.port)
+        try:
+            sha = c.script_load(src)
+            for i in range(per_thread):
+                if i % 2:
+                    c.evalsha(sha, 1, "counter")
+                else:
+                    c.eval(src, 1, "counter")
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+        finally:
+            c.close()
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    assert not errors
+    assert int(r.get("counter") or 0) == threads * per_thread
+
+
+def test_command_table_entries(r: redis.Redis) -> None:
+    assert r.command_getkeys("EVAL", "return 1", "2", "a", "b", "c") == ["a", "b"]
+    info = r.execute_command("COMMAND", "INFO", "eval", "evalsha", "script")
+    assert len(info) == 3 and all(entry is not None for entry in info)
+    help_lines = r.execute_command("SCRIPT", "HELP")
+    assert any(b"LOAD" in line for line in help_lines)
+
+
+# -- redis-py's Lock (EVALSHA with NOSCRIPT fallback to SCRIPT LOAD) ----------------------
+
+
+def test_redis_py_lock(r: redis.Redis, server: ServerProcess) -> None:
+    r.script_flush()  # the lock's scripts are loaded on demand after NOSCRIPT
+    lock = r.lock("resource", timeout=10)
+    assert lock.acquire(blocking=False)
+    assert r.get("resource") == lock.local.token
+    assert lock.owned()
+    other = redis.Redis(host="127.0.0.1", port=server.port).lock("resource", timeout=10)
+    assert not other.acquire(blocking=True, blocking_timeout=0.3)
+    assert lock.extend(20)
+    assert 10 < r.pttl("resource") / 1000 <= 30
+    assert lock.reacquire()
+    assert 5 < r.pttl("resource") / 1000 <= 10
+    other.local.token = b"somebody else's token"
+    with pytest.raises(LockNotOwnedError):
+        other.release()
+    other.local.token = b"somebody else's token"
+    with pytest.raises(LockNotOwnedError):
+        other.extend(5)
+    other.local.token = None
+    lock.release()
+    assert r.get("resource") is None
+    assert other.acquire(blocking=False)
+    r.script_flush()  # again between calls: the client reloads transparently
+    assert other.extend(5, replace_ttl=True)
+    assert 0 < r.pttl("resource") <= 5000
+    token = other.local.token
+    other.release()
+    other.local.token = token  # releasing again: the script finds the lock gone
+    with pytest.raises(LockNotOwnedError):
+        other.release()
+    with r.lock("ctx", timeout=5, blocking_timeout=5):
+        assert r.exists("ctx") == 1
+    assert r.exists("ctx") == 0
+
+
+# -- runaway scripts --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_runaway_script_is_killed_and_the_server_keeps_serving(server: ServerProcess) -> None:
+    raw = Raw(server.port)
+    try:
+        t0 = time.monotonic()
+        reply = raw("EVAL", "local n = 0 while true do n = n + 1 end", 0)
+        elapsed = time.monotonic() - t0
+        assert reply[0] == "error"
+        assert reply[1].startswith(b"ERR Script killed after exceeding lua-time-limit (5000 ms)")
+        assert elapsed >= 4.5
+        assert raw("PING") == ("status", b"PONG")
+        assert raw("EVAL", "return 1", 0) == 1
+    finally:
+        raw.close()
+
+
+# -- the same scripts against redis-server ---------------------------------------------------
+
+# (script, keys...) whose complete reply must match redis-server 7.0's byte for byte.
+SAME_AS_REDIS: list[tuple[str, ...]] = [
+    ("return redis.call('set', KEYS[1], 'abc')", "s"),
+    ("return redis.call('get', KEYS[1])", "s"),
+    ("return redis.call('incr', KEYS[1])", "s"),
+    ("return redis.call('nosuch')",),
+    ("return redis.call('get')",),
+    ("return redis.call('eval', 'return 1', 0)",),
+    ("return redis.call('multi')",),
+    ("return redis.call()",),
+    ("return redis.call('get', true)",),
+    ("return redis.call('get', {})",),
+    ("return redis.pcall('incr', KEYS[1])", "s"),
+    ("return redis.pcall('nosuch')",),
+    ("local ok, e = pcall(redis.call, 'incr', KEYS[1]) return {tostring(ok), e}", "s"),
+    ("x = 1",),
+    ("return undefined_thing",),
+    ("error('boom')",),
+    ("local a = 1\nlocal b = 2\nerror('line three')",),
+    ("error({err='CUSTOM x'})",),
+    ("error(redis.error_reply('MY bad'))",),
+    ("return redis.error_reply('My Error')",),
+    ("return redis.error_reply('oops')",),
+    ("return redis.error_reply('-X y')",),
+    ("return redis.status_reply('FINE')",),
+    ("return {err='plain'}",),
+    ("return {ok='a\\r\\nb'}",),
+    ("return 'unterminated",),
+    ("return +",),
+    ("#!lua\nreturn 1",),
+    ("#!lua flags=no-writes\nreturn redis.call('set', 'x', 1)",),
+    ("#!lua flags=bogus\nreturn 1",),
+    ("#!python\nreturn 1",),
+    ("#!lua\nreturn nope",),
+    ("return redis.sha1hex('abc')",),
+    ("return redis.sha1hex()",),
+    ("redis.log(9, 'y')",),
+    ("redis.log(1)",),
+    ("redis.log('x', 'y')",),
+    ("return redis.log(redis.LOG_WARNING, 'from a test')",),
+    ("redis.setresp(4)",),
+    ("return {1, 2, nil, 4}",),
+    ("return {1, {2, {3, 'four'}}, true, false}",),
+    ("return 3.99",),
+    ("return -3.99",),
+    ("return {}",),
+    ("return nil",),
+    ("return function() end",),
+    ("return {1, x=2}",),
+    ("return {1, {ok='A'}, {err='B c'}}",),
+    ("redis.call('set', 'n', 0.1) return redis.call('get', 'n')",),
+    ("redis.call('set', 'n', 1e20) return redis.call('get', 'n')",),
+    ("redis.call('set', 'n', 12) return redis.call('get', 'n')",),
+    ("return redis.call('ping')",),
+    ("return redis.call('ping').ok",),
+    ("return redis.call('mget', KEYS[1], 'nope')", "s"),
+    ("string.rep = nil",),
+    ("rawset(_G, 'x', 1)",),
+    ("setmetatable(_G, nil)",),
+    ("return table.getn({1, 2})",),
+    ("return bit.tohex(-1, -4)",),
+    ("return bit.band(0xff, 0x0f)",),
+    ("return string.format('%5.2f', 3.14159)",),
+    ("return tostring(math.huge)",),
+    ("local t = {} for i = 1, 5 do t[i] = i * i end return t",),
+    ("return select('#', 1, nil, 3)",),
+    ("return redis.call('exists', KEYS[1])", "s"),
+    ("return redis.call('del', KEYS[1])", "s"),
+    ("return redis.call('set', KEYS[1], 'v', 'EX', 100)", "e"),
+    ("return redis.call('ttl', KEYS[1])", "e"),
+    ("return redis.call('set', KEYS[1], 'v', 'BADOPT')", "e"),
+    ("return redis.pcall('set', KEYS[1])", "e"),
+]
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        pytest.skip("redis-server is not installed (Debian package redis-server)")
+    port = free_port()
+    tmp: Path = tmp_path_factory.mktemp("redis-server")
+    proc = subprocess.Popen(
+        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+         "--dir", str(tmp)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    raise AssertionError("redis-server did not start") from None
+                time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(15)
+
+
+def _normalize(reply: Any) -> Any:
+    # Redis 7.0 and we differ in REDIS_VERSION only; nothing else is rewritten.
+    return reply
+
+
+def test_replies_match_redis_server(server: ServerProcess, redis_server: int) -> None:
+    ours, theirs = Raw(server.port), Raw(redis_server)
+    try:
+        for conn in (ours, theirs):
+            conn("FLUSHALL")
+            conn("SCRIPT", "FLUSH")
+        mismatches = []
+        for script, *keys in SAME_AS_REDIS:
+            a = ours("EVAL", script, len(keys), *keys)
+            b = theirs("EVAL", script, len(keys), *keys)
+            if _normalize(a) != _normalize(b):
+                mismatches.append((script, a, b))
+            sha = ours("SCRIPT", "LOAD", script)
+            assert sha == theirs("SCRIPT", "LOAD", script), script
+        report = (f"{s!r}:\n  ours   {a!r}\n  redis  {b!r}" for s, a, b in mismatches)
+        assert not mismatches, "\n".join(report)
+        # EVALSHA of scripts neither has seen.
+        assert ours("EVALSHA", "f" * 40, 0) == theirs("EVALSHA", "f" * 40, 0)
+        assert ours("EVALSHA", "abc", 0) == theirs("EVALSHA", "abc", 0)
+        bad_requests = [
+            ["EVAL", "return 1", "x"],
+            ["EVAL", "return 1", "-1"],
+            ["EVAL", "return 1", "2", "a"],
+            ["EVAL", "return 1"],
+            ["EVALSHA", "f" * 40, "x"],
+            ["SCRIPT", "FLUSH", "bogus"],
+            ["SCRIPT", "EXISTS"],
+            ["SCRIPT", "LOAD"],
+            ["SCRIPT", "NOPE"],
+            ["SCRIPT", "KILL"],
+        ]
+        for bad in bad_requests:
+            assert ours(*bad) == theirs(*bad), bad
+    finally:
+        ours.close()
+        theirs.close()
