@@ -6,6 +6,7 @@ import errno
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from faster_backend.engine.devices.base import (
@@ -15,6 +16,7 @@ from faster_backend.engine.devices.base import (
     WriteCallback,
 )
 from faster_backend.engine.devices.errors import (
+    DeviceClosedError,
     InjectedFaultError,
     ShortWriteError,
     TornWriteError,
@@ -214,7 +216,13 @@ class FaultyDevice(StorageDevice):
             else:
                 callback(memoryview(data).nbytes, None)
 
-        self._pool.submit(job)
+        self._run_async(job)
+
+    def _run_async(self, job: Callable[[], None]) -> None:
+        try:
+            self._pool.submit(job)
+        except RuntimeError:
+            raise DeviceClosedError(f"{self.describe()} is closed") from None
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
         self._check_args(address, length)
@@ -227,7 +235,7 @@ class FaultyDevice(StorageDevice):
             else:
                 callback(result, None)
 
-        self._pool.submit(job)
+        self._run_async(job)
 
     def flush(self) -> None:
         self._check_open()

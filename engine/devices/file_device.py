@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Callable
 
 from faster_backend.engine.devices.base import (
     DEFAULT_SECTOR_SIZE,
@@ -13,7 +14,7 @@ from faster_backend.engine.devices.base import (
     StorageDevice,
     WriteCallback,
 )
-from faster_backend.engine.devices.errors import DeviceIOError
+from faster_backend.engine.devices.errors import DeviceClosedError, DeviceIOError
 from faster_backend.engine.devices.segment_files import SegmentFiles
 from faster_backend.engine.devices.workers import WorkerPool
 
@@ -163,7 +164,13 @@ class FileDevice(StorageDevice):
             else:
                 callback(len(data), None)
 
-        self._pool.submit(job)
+        self._run_async(job)
+
+    def _run_async(self, job: Callable[[], None]) -> None:
+        try:
+            self._pool.submit(job)
+        except RuntimeError:
+            raise DeviceClosedError(f"{self.describe()} is closed") from None
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
         self._check_args(address, length)
@@ -176,7 +183,7 @@ class FileDevice(StorageDevice):
             else:
                 callback(result, None)
 
-        self._pool.submit(job)
+        self._run_async(job)
 
     # -- durability and space --------------------------------------------------------------
 

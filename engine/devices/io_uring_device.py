@@ -134,6 +134,7 @@ class IoUringDevice(StorageDevice):
         self._queue: collections.deque[_Part] = collections.deque()
         self._efd = os.eventfd(0, os.EFD_CLOEXEC)
         self._closing = False
+        self._submit_lock = threading.Lock()
         self._ready = threading.Event()
         self._start_error: BaseException | None = None
         self._thread = threading.Thread(
@@ -285,12 +286,14 @@ class IoUringDevice(StorageDevice):
     # -- submitting ------------------------------------------------------------------------
 
     def _submit(self, parts: list[_Part]) -> None:
-        if self._closing:
-            for _ in parts:
-                self.files.release()
-            raise DeviceClosedError(f"{self.describe()} is closed")
-        self._queue.extend(parts)
-        os.eventfd_write(self._efd, 1)
+        with self._submit_lock:  # nothing is queued once close has begun
+            if not self._closing:
+                self._queue.extend(parts)
+                os.eventfd_write(self._efd, 1)
+                return
+        for _ in parts:
+            self.files.release()
+        raise DeviceClosedError(f"{self.describe()} is closed")
 
     def read_async(self, address: int, length: int, callback: ReadCallback) -> None:
         self._check_args(address, length)
@@ -403,8 +406,9 @@ class IoUringDevice(StorageDevice):
     def close(self) -> None:
         if self._closed:
             return
-        self._closing = True
-        os.eventfd_write(self._efd, 1)
+        with self._submit_lock:
+            self._closing = True
+            os.eventfd_write(self._efd, 1)
         self._thread.join()
         self._closed = True
         os.close(self._efd)

@@ -23,15 +23,20 @@ class WorkerPool:
         self._jobs: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self._closed = False
 
     def submit(self, job: Job) -> None:
+        """Queue ``job``; ``RuntimeError`` once the pool is closed."""
         if not self._threads:
             self._start()
-        self._jobs.put(job)
+        with self._lock:
+            if self._closed:
+                raise RuntimeError(f"worker pool {self.name} is closed")
+            self._jobs.put(job)
 
     def _start(self) -> None:
         with self._lock:
-            while len(self._threads) < self.size:
+            while len(self._threads) < self.size and not self._closed:
                 thread = threading.Thread(
                     target=self._run, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
@@ -52,6 +57,7 @@ class WorkerPool:
     def close(self) -> None:
         """Finish queued jobs, then stop the threads."""
         with self._lock:
+            self._closed = True
             threads, self._threads = self._threads, []
         for _ in threads:
             self._jobs.put(None)

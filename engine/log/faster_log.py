@@ -156,7 +156,8 @@ class FasterLog:
         self._views = [memoryview(b) for b in self._buffers]
         self._buffer_page = [-1] * pages  # which page each buffer holds
         self._zeros = bytes(page_size)
-        self._lock = threading.Lock()
+        # Reentrant: a device may run a completion callback (which takes this lock) inline.
+        self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
         self._commit_lock = threading.Lock()
         self._failure: BaseException | None = None
@@ -385,14 +386,15 @@ class FasterLog:
         self._commit_until(target)
         return self.committed_until
 
-    def wait_for_commit(self, address: int | None = None, timeout: float | None = None) -> bool:
-        """Wait until the entry at ``address`` (default: everything enqueued so far) is durable.
+    def wait_for_commit(self, until: int | None = None, timeout: float | None = None) -> bool:
+        """Wait until the committed end reaches ``until`` (default: the tail at this call).
 
-        Returns ``False`` on timeout; raises ``LogFailedError`` if the log stopped first.
+        ``commit(wait=False)`` returns such an end; for the entry at address ``a`` pass
+        ``a + 1``. Returns ``False`` on timeout; raises ``LogFailedError`` if the log stopped.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
-            target = self.tail_address if address is None else address + 1
+            target = self.tail_address if until is None else until
             while self.committed_until < target:
                 if self._failure is not None or self._closed:
                     self._raise_unusable()

@@ -255,6 +255,10 @@ def test_closed_device_refuses_io(make_device: DeviceFactory, tmp_path: Path) ->
         dev.read(0, 1)
     with pytest.raises(DeviceClosedError):
         dev.write(0, b"x")
+    with pytest.raises(DeviceClosedError):
+        dev.write_async(0, b"x", lambda r, e: None)
+    with pytest.raises(DeviceClosedError):
+        dev.read_async(0, 1, lambda r, e: None)
 
 
 def test_close_completes_pending_writes(make_device: DeviceFactory, tmp_path: Path) -> None:
