@@ -283,7 +283,10 @@ local function not_indexable() error('attempt to index a function value', 2) end
 local pmt = getmetatable(py_call)
 rawset(pmt, '__index', not_indexable)
 rawset(pmt, '__newindex', not_indexable)
-rawset(pmt, '__tostring', function() return 'function: builtin' end)
+rawset(pmt, '__tostring', function(o)
+  if pyfuncs[o] then return 'function: builtin' end
+  return 'userdata: host object'
+end)
 rawset(pmt, '__metatable', false)
 G.type = function(v)
   local t = type(v)
@@ -599,15 +602,15 @@ class ScriptingEngine:
         if isinstance(chunk, tuple):  # pragma: no cover - (nil, message): our own Lua is broken
             raise RuntimeError(f"Lua bootstrap failed to compile: {chunk[1]!r}")
         compile_, run, classify, make_array = chunk(
-            self._bridge_call,
-            self._bridge_pcall,
+            self._guard(self._bridge_call),
+            self._guard(self._bridge_pcall),
             _unwrap,
-            self._bridge_sha1hex,
-            self._bridge_log,
+            self._guard(self._bridge_sha1hex),
+            self._guard(self._bridge_log),
             time.monotonic,
-            self._bridge_setresp,
-            self._bridge_set_repl,
-            _bit,
+            self._guard(self._bridge_setresp),
+            self._guard(self._bridge_set_repl),
+            self._guard(_bit),
             self.redis_version.encode(),
             (major << 16) | (minor << 8) | patch,
             _HOOK_EVERY,
@@ -812,7 +815,7 @@ class ScriptingEngine:
         if isinstance(value, bytes):
             return value
         if isinstance(value, SimpleString):
-            return self._lua.table_from({b"ok": value.encode("utf-8", "surrogateescape")})
+            return self._lua.table_from({b"ok": value.encode("utf-8", "replace")})
         if isinstance(value, RespError):
             return self._lua.table_from({b"err": normalize_error("-" + value.message).encode()})
         if isinstance(value, bool):
@@ -826,7 +829,7 @@ class ScriptingEngine:
                 return self._lua.table_from({b"double": value})
             return _format_double(value)
         if isinstance(value, str):
-            return value.encode("utf-8", "surrogateescape")
+            return value.encode("utf-8", "replace")
         if isinstance(value, bytearray | memoryview):
             return bytes(value)
         if isinstance(value, dict):
@@ -898,9 +901,23 @@ class ScriptingEngine:
             return self._error_table("-" + reply.message), True
         try:
             return self._to_lua(reply, ctx.resp), False
-        except TypeError as e:
-            log.error("%s", e)
+        except Exception:
+            log.exception("the reply of %r cannot be converted for Lua", argv[0])
             return self._error_table("-ERR reply cannot be converted for Lua"), True
+
+    def _guard(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        """Our Python code called from Lua raises only Lua error tables, never Python errors."""
+
+        def guarded(*args: Any) -> Any:
+            try:
+                return fn(*args)
+            except _LuaRaise:
+                raise
+            except Exception as e:
+                log.exception("Lua bridge function %s failed", getattr(fn, "__name__", fn))
+                raise _LuaRaise(self._error_table(f"internal error: {e}")) from None
+
+        return guarded
 
     def _raise(self, text: str) -> NoReturn:
         raise _LuaRaise(self._error_table(text))
@@ -916,7 +933,7 @@ class ScriptingEngine:
         level = _lua_tonumber(args[0])
         if level is None:
             self._raise("First argument must be a number (log level).")
-        if not 0 <= int(level) <= 3:
+        if not 0 <= level < 4:
             self._raise("Invalid debug level.")
         parts: list[bytes] = []
         for j, arg in enumerate(args[1:], 1):
@@ -932,7 +949,7 @@ class ScriptingEngine:
         if len(args) != 1:
             self._raise("redis.setresp() requires one argument.")
         resp = _lua_tonumber(args[0])
-        if resp is None or int(resp) not in (2, 3):
+        if resp not in (2.0, 3.0) or resp is None:
             self._raise("RESP version must be 2 or 3.")
         self._ctx.resp = int(resp)
 
@@ -940,7 +957,7 @@ class ScriptingEngine:
         if len(args) != 1:
             self._raise("redis.set_repl() requires two arguments.")
         flags = _lua_tonumber(args[0])
-        if flags is None or int(flags) & ~3:
+        if flags is None or not 0 <= flags < 4:
             self._raise(
                 "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
             )

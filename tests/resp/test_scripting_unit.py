@@ -276,7 +276,10 @@ reply_values = st.recursive(
     st.none()
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.binary(max_size=20)
-    | st.text(alphabet=st.characters(blacklist_characters="\r\n"), max_size=8).map(SimpleString),
+    | st.text(
+        alphabet=st.characters(blacklist_characters="\r\n", blacklist_categories=("Cs",)),
+        max_size=8,
+    ).map(SimpleString),
     lambda children: st.lists(children, max_size=5),
     max_leaves=20,
 )
@@ -705,6 +708,19 @@ def test_nested_runs_are_refused(engine: ScriptingEngine) -> None:
     reply = engine.eval(b"return redis.pcall('x')", [], [], reentrant)
     assert isinstance(reply, RespError)
     assert "not allowed from script" in reply.message
+
+
+def test_odd_values_do_not_escape_as_python_errors(
+    engine: ScriptingEngine, fake: FakeServer
+) -> None:
+    assert run_error(engine, fake, "redis.log(0/0, 'x')").startswith("ERR Invalid debug level.")
+    assert run_error(engine, fake, "redis.setresp(0/0)").startswith("ERR RESP version must be")
+    assert run_error(engine, fake, "redis.set_repl(1/0)").startswith("ERR Invalid replication")
+    fake.canned = object()
+    reply = run(engine, fake, "return redis.pcall('canned')")
+    assert isinstance(reply, RespError) and "cannot be converted" in reply.message
+    fake.canned = SimpleString("\ud800")
+    assert run(engine, fake, "return redis.call('canned')") == SimpleString("?")
 
 
 def test_handler_bugs_become_errors(engine: ScriptingEngine) -> None:
