@@ -60,7 +60,8 @@ def encode(v: Any, proto: int) -> bytes:
         return _status(v)
     if t is int:
         if -1 <= v < 1023:
-            return _INT_CACHE[v + 1]
+            cached: bytes = _INT_CACHE[v + 1]
+            return cached
         return b":%d\r\n" % v
     out: list[bytes] = []
     _encode_into(v, proto, out)

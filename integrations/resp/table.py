@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from faster_backend.integrations.resp.types import RespError
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Handler = Callable[["Client", list[bytes]], Any]
 KeysFunc = Callable[[list[bytes]], list[bytes]]
+H = TypeVar("H", bound=Handler)
 
 KNOWN_FLAGS = frozenset(
     (
@@ -106,10 +107,10 @@ def command(
     since: str = "1.0.0",
     getkeys: KeysFunc | None = None,
     container: bool = False,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[H], H]:
     """Register a command handler under ``name`` (case-insensitive)."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: H) -> H:
         spec = CommandSpec(
             name.lower(),
             _container_handler if container else handler,
@@ -144,10 +145,10 @@ def subcommand(
     summary: str = "",
     since: str = "1.0.0",
     getkeys: KeysFunc | None = None,
-) -> Callable[[Handler], Handler]:
+) -> Callable[[H], H]:
     """Register ``parent name`` (e.g. CONFIG GET); the parent must be a container command."""
 
-    def register(handler: Handler) -> Handler:
+    def register(handler: H) -> H:
         owner = COMMANDS[parent.lower().encode()]
         spec = CommandSpec(
             name.lower(),
