@@ -184,6 +184,7 @@ def main() -> None:
     size = args.file_mb << 20
     try:
         reads: dict[tuple[str, int], float] = {}
+        batching: dict[int, float] = {}
         writes: dict[tuple[str, int, int], float] = {}
         for kind in kinds:
             directory = root / kind
@@ -191,9 +192,14 @@ def main() -> None:
             try:
                 dev.write(0, os.urandom(size))  # now in the page cache
                 for in_flight in (1, 32, 256):
+                    if isinstance(dev, IoUringDevice):
+                        calls, ops = dev.submit_calls, dev.submitted_ops
                     reads[kind, in_flight] = min(
                         random_reads(dev, size, args.reads, in_flight) for _ in range(args.rounds)
                     )
+                    if isinstance(dev, IoUringDevice):
+                        batch = (dev.submitted_ops - ops) / max(1, dev.submit_calls - calls)
+                        batching[in_flight] = batch
             finally:
                 dev.close()
             for page in (64 << 10, 1 << 20):
@@ -224,6 +230,11 @@ def main() -> None:
                 row.append(f"{reads['io_uring', in_flight] / reads['file', in_flight]:.2f}x")
             table.add_row(*row)
         console.print(table)
+        if batching:
+            console.print(
+                "io_uring operations per io_uring_submit call: "
+                + ", ".join(f"{n} in flight: {b:.1f}" for n, b in batching.items())
+            )
 
         table = Table(title=f"Sequential writes of {args.file_mb} MiB + flush (MB/s)")
         table.add_column("page")

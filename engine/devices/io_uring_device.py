@@ -131,6 +131,8 @@ class IoUringDevice(StorageDevice):
         self.begin_segment = self.files.begin_segment
         self.entries = entries
         self.ring_fd_registered = False
+        self.submit_calls = 0  # io_uring_submit calls, and the operations they carried:
+        self.submitted_ops = 0  # their ratio is the batching achieved
         self._queue: collections.deque[_Part] = collections.deque()
         self._efd = os.eventfd(0, os.EFD_CLOEXEC)
         self._closing = False
@@ -210,6 +212,8 @@ class IoUringDevice(StorageDevice):
                     submitted += 1
                 if submitted:
                     uring.io_uring_submit(ring)
+                    self.submit_calls += 1
+                    self.submitted_ops += submitted
                 reaped = 0
                 for _ in uring.CqeIter(ring, cqe):
                     entry = cqe[0]

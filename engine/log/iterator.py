@@ -40,6 +40,7 @@ class LogIterator:
         self.follow = follow
         self._page = -1
         self._data = b""
+        self._limit = 0
 
     def __iter__(self) -> LogIterator:
         return self
@@ -56,9 +57,12 @@ class LogIterator:
             log._set_iterator(self.name, self.next_address)
         while True:
             address = self.next_address
-            limit = log._limit(self.uncommitted)
-            if self.end is not None:
-                limit = min(limit, self.end)
+            limit = self._limit
+            if address >= limit:  # refresh the cached limit only when it is reached
+                limit = log._limit(self.uncommitted)
+                if self.end is not None:
+                    limit = min(limit, self.end)
+                self._limit = limit
             if address >= limit:
                 following = self.follow and (self.end is None or address < self.end)
                 if following and log._wait_for_more(address, self.uncommitted):
