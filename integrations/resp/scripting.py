@@ -489,32 +489,41 @@ local function compile(body)
   return f
 end
 
-local function run(fn, keys, argv, limit)
+-- classify (below) turns the script's value into one reply level for Python.
+local classify
+
+local function run(fn, deadline_at, nkeys, ...)
+  local n = select('#', ...)
+  local keys, argv = {}, {}
+  for i = 1, nkeys do keys[i] = (select(i, ...)) end
+  for i = nkeys + 1, n do argv[i - nkeys] = (select(i, ...)) end
   rawset(G, 'KEYS', keys)
   rawset(G, 'ARGV', argv)
   killed = false
-  if limit > 0 then
-    deadline, hook_count = py_now() + limit, hook_every
+  if deadline_at > 0 then
+    deadline, hook_count = deadline_at, hook_every
     dbg.sethook(hook, '', hook_every)
   end
   local ok, res = xpcall(fn, handler)
-  dbg.sethook()
-  deadline, hook_count = nil, 0
+  if hook_count > 0 then
+    dbg.sethook()
+    deadline, hook_count = nil, 0
+  end
   local was_killed = killed
   killed = false
-  if ok then return 'ok', res, was_killed end
+  if ok then return 'ok', was_killed, classify(res) end
   if type(res) == 'table' then
     local e, src, line = rawget(res, 'err'), rawget(res, 'source'), rawget(res, 'line')
     if type(e) ~= 'string' then e = nil end
     if type(src) ~= 'string' then src = nil end
     if line ~= nil then line = tostring(line) end
-    return 'table', e, was_killed, src, line
+    return 'table', was_killed, e, src, line
   end
-  return 'string', tostring(res), was_killed
+  return 'string', was_killed, tostring(res)
 end
 
 -- One reply level of a script's return value, read with rawget as Redis does.
-local function classify(v)
+function classify(v)
   local t = type(v)
   if t ~= 'table' then return t, v end
   local x = rawget(v, 'err')
@@ -730,16 +739,10 @@ class ScriptingEngine:
         ro = read_only or "no-writes" in script.flags
         ctx = ScriptContext(script=script, read_only=ro)
         self._ctx, self._call = ctx, call
-        limit = self.time_limit_ms / 1000 if self.time_limit_ms > 0 else 0
+        deadline = time.monotonic() + self.time_limit_ms / 1000 if self.time_limit_ms > 0 else 0
         try:
-            kind, result, killed, source, line = self._unpack(
-                self._run(
-                    script.fn,
-                    self._lua.table_from(list(keys)),
-                    self._lua.table_from(list(args)),
-                    limit,
-                )
-            )
+            out = self._run(script.fn, deadline, len(keys), *keys, *args)
+            status, killed = out[0], out[1]
             if killed:
                 self.killed_scripts += 1
                 log.warning(
@@ -752,29 +755,26 @@ class ScriptingEngine:
                     f"ERR Script killed after exceeding lua-time-limit ({self.time_limit_ms} ms)"
                     f" script: {script.sha}"
                 )
-            if kind == b"ok":
-                return self._reply(result, ctx.resp)
-            if kind == b"table":
+            if status == b"ok":
+                return self._reply_parts(out[2:], ctx.resp)
+            if status == b"table":
+                result, source, line = (*out[2:], None, None, None)[:3]
                 message = _one_line(result) if result is not None else "ERR unknown error"
                 if source is not None and line is not None:
                     message += f" script: {script.sha}, on {_text(source)}:{_text(line)}."
                 raise RespError(message)
-            text = _one_line(result) if result is not None else "execution failure"
+            text = _one_line(out[2]) if len(out) > 2 and out[2] is not None else "failure"
             raise RespError(f"ERR Error running script {script.sha}, {text[:100]}")
         finally:
             self._ctx, self._call = None, None
-
-    @staticmethod
-    def _unpack(values: Any) -> tuple[bytes, Any, bool, Any, Any]:
-        vals = tuple(values) if isinstance(values, tuple) else (values,)
-        vals = vals + (None,) * (5 - len(vals))
-        return bytes(vals[0]), vals[1], bool(vals[2]), vals[3], vals[4]
 
     # -- Lua -> reply -------------------------------------------------------------------------
 
     def _reply(self, value: object, resp: int) -> object:
         res = self._classify(value)
-        parts = res if isinstance(res, tuple) else (res,)
+        return self._reply_parts(res if isinstance(res, tuple) else (res,), resp)
+
+    def _reply_parts(self, parts: tuple[Any, ...], resp: int) -> object:
         kind = parts[0]
         if kind == b"nil":
             return None
