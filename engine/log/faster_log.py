@@ -164,6 +164,18 @@ class FasterLog:
         self._done_pages: set[int] = set()
         self._pages_in_flight = 0
         self._iterators: dict[str, int] = {}
+        if record is None and self.device.begin_segment > 0:
+            path = (
+                self.device.directory / f"{self.device.name}.begin"
+                if self.device.directory
+                else None
+            )
+            raise LogCorruptionError(
+                "the device was truncated but no commit record exists; the commit records"
+                " (name.commit.*) are missing, so the log cannot be recovered",
+                str(path) if path else None,
+                0,
+            )
         if record is None:
             self._sequence = 0
             self.begin_address = 0

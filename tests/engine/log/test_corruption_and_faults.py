@@ -124,6 +124,17 @@ def test_every_commit_damaged_is_an_error(tmp_path: Path) -> None:
         FasterLog(tmp_path)
 
 
+def test_missing_commit_records_after_truncation_is_an_error(tmp_path: Path) -> None:
+    log = FasterLog(tmp_path, page_size=PAGE, memory_size=MEMORY, segment_size=SEGMENT)
+    addresses = [log.enqueue(payload(i)) for i in range(200)]
+    log.truncate_until(addresses[150])
+    log.close()
+    for path in tmp_path.glob("log.commit.*"):
+        path.unlink()
+    with pytest.raises(LogCorruptionError, match="no commit record"):
+        FasterLog(tmp_path)
+
+
 def test_leftover_temporary_commit_file_is_ignored(tmp_path: Path) -> None:
     make_log(tmp_path, 40)
     (tmp_path / "log.commit.000000000099.tmp").write_bytes(b"half written")
