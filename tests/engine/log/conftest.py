@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,18 @@ SEGMENT = 4 * PAGE
 MEMORY = 4 * PAGE
 
 _IO_URING_OK, _IO_URING_WHY = io_uring_status()
-_DIRECT_OK, _DIRECT_WHY = direct_io_status(Path(tempfile.gettempdir()) / "faster-direct-probe")
+
+
+def _probe_direct_io() -> tuple[bool, str]:
+    """O_DIRECT where pytest puts its temporary directories (tmpfs refuses it)."""
+    probe = Path(tempfile.mkdtemp(prefix="faster-direct-probe-"))
+    try:
+        return direct_io_status(probe)
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+_DIRECT_OK, _DIRECT_WHY = _probe_direct_io()
 
 
 class LogOpener:
