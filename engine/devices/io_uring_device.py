@@ -263,6 +263,12 @@ class IoUringDevice(StorageDevice):
             self._finish_request(request)
 
     def _finish_request(self, request: _Request) -> None:
+        try:
+            self._deliver(request)
+        except Exception:  # a failing callback must not kill the ring thread
+            log.exception("an IoUringDevice completion callback raised")
+
+    def _deliver(self, request: _Request) -> None:
         if request.error is not None:
             request.callback(None, request.error)
             return

@@ -390,3 +390,18 @@ def test_unaligned_writes_next_to_each_other(device: StorageDevice) -> None:
         thread.join()
     back = device.read(7, 3000)
     assert back == b"".join(bytes([i + 1]) * 100 for i in range(30))
+
+
+def test_a_failing_callback_does_not_stop_the_device(
+    device: StorageDevice, caplog: pytest.LogCaptureFixture
+) -> None:
+    device.write(0, b"abc")
+    done = threading.Event()
+
+    def bad(result: bytes | None, error: BaseException | None) -> None:
+        done.set()
+        raise RuntimeError("callback bug")
+
+    device.read_async(0, 3, bad)
+    assert done.wait(10)
+    assert device.read(0, 3) == b"abc"  # still serving

@@ -20,6 +20,7 @@ from faster_backend.engine.devices import (
     FileDevice,
     InjectedFaultError,
     IoUringDevice,
+    IoUringUnavailableError,
     NullDevice,
     NullDeviceReadError,
     ShortWriteError,
@@ -238,6 +239,29 @@ def test_io_uring_refused_falls_back_with_one_warning(
     finally:
         first.close()
         second.close()
+
+
+@pytest.mark.skipif(not io_uring_status()[0], reason=io_uring_status()[1])
+def test_kernel_refusing_io_uring_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import liburing
+
+    def refuse(entries: int, ring: object, *args: object) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    # what the kernel answers with kernel.io_uring_disabled=2 or a seccomp filter
+    monkeypatch.setattr(liburing, "io_uring_queue_init", refuse)
+    with pytest.raises(IoUringUnavailableError, match="refuses io_uring"):
+        IoUringDevice(tmp_path / "direct")
+    monkeypatch.setattr(factory, "_warned", False)
+    with caplog.at_level(logging.WARNING):
+        dev = open_device("io_uring", tmp_path / "auto")
+    try:
+        assert isinstance(dev, FileDevice)
+        assert any("Operation not permitted" in r.getMessage() for r in caplog.records)
+    finally:
+        dev.close()
 
 
 def test_corrupt_begin_marker_is_reported(tmp_path: Path) -> None:

@@ -140,7 +140,7 @@ def test_concurrent_enqueue_and_commit(open_log: LogOpener, tmp_path: Path) -> N
 
 def test_try_enqueue_returns_none_when_memory_is_full(tmp_path: Path) -> None:
     device = FaultyDevice(FileDevice(tmp_path, segment_size=SEGMENT))
-    device.add_fault(Fault("delay", delay=0.3, ops=frozenset({"write"})))
+    device.add_fault(Fault("delay", delay=1.0, ops=frozenset({"write"})))
     log = FasterLog(device, page_size=PAGE, memory_size=2 * PAGE)
     try:
         refused = 0
