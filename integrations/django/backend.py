@@ -32,6 +32,7 @@ from faster_backend.integrations.django.remote import RespStore, is_remote
 
 _pdumps = pickle.dumps
 _ploads = pickle.loads
+_KEY_MEMO = 2048  # made keys remembered per backend object
 
 
 class Store(Protocol):
@@ -87,6 +88,8 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         if is_remote(location):
             self._remote = RespStore(location, options)
             self._kv: Store = self._remote
+            self._read: Callable[[bytes], bytes | None] = self._remote.read
+            self._upsert: Callable[[bytes, bytes, float | None], None] = self._remote.upsert
             self._count: Callable[[], int] = _no_entries  # like RedisCache: no culling
         else:
             unknown = set(options) - registry.STORE_OPTIONS
@@ -111,6 +114,8 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         self._entry = entry
         self._embedded = entry.kv
         self._kv = entry.kv
+        self._read = entry.kv.read
+        self._upsert = entry.kv.upsert
         self._count = entry.kv.__len__
 
     def _detach(self) -> None:
@@ -119,6 +124,8 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         self._entry = None
         self._kv = cast(Store, lazy)
         self._embedded = cast(FasterKV, lazy)
+        self._read = lazy.read
+        self._upsert = lazy.upsert
         self._count = lazy.__len__
 
     def open(self) -> None:
@@ -172,6 +179,26 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         self._kp: str | None = (
             f"{getattr(self, '_key_prefix', '')}:{getattr(self, '_version', 1)}:" if fast else None
         )
+        self._keys: dict[str, bytes] = {}
+
+    def _str_key(self, key: str) -> bytes:
+        """The made key of a str key at the default version; remembered when it needs no
+        warning, so that hot keys skip making and validating (the memo is per backend object,
+        i.e. per thread, bounded, and dropped when the prefix, version or key function change).
+        """
+        kp = self._kp
+        if kp is None:
+            return self._k(key)
+        k = kp + key
+        if len(k) <= 250 and k.isprintable() and " " not in k:  # no memcached key warning
+            made = k.encode()
+            keys = self._keys
+            if len(keys) >= _KEY_MEMO:
+                keys.clear()
+            keys[key] = made
+            return made
+        self.validate_key(k)
+        return k.encode("utf-8", "surrogatepass")
 
     def _k(self, key: Any, version: int | None = None) -> bytes:
         """The made, validated key as bytes."""
@@ -194,16 +221,13 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     # -- BaseCache -------------------------------------------------------------------------
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        kp = self._kp
-        if kp is not None and version is None and type(key) is str:
-            k = kp + key
-            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
-                raw = self._kv.read(k.encode())
-            else:
-                self.validate_key(k)
-                raw = self._kv.read(k.encode("utf-8", "surrogatepass"))
+        if version is None and type(key) is str:
+            bkey = self._keys.get(key)
+            if bkey is None:
+                bkey = self._str_key(key)
         else:
-            raw = self._kv.read(self._k(key, version))
+            bkey = self._k(key, version)
+        raw = self._read(bkey)
         if raw is None:
             return default
         try:
@@ -216,14 +240,10 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     def set(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
-        kp = self._kp
-        if kp is not None and version is None and type(key) is str:
-            k = kp + key
-            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
-                bkey = k.encode()
-            else:
-                self.validate_key(k)
-                bkey = k.encode("utf-8", "surrogatepass")
+        if version is None and type(key) is str:
+            bkey = self._keys.get(key)
+            if bkey is None:
+                bkey = self._str_key(key)
         else:
             bkey = self._k(key, version)
         if type(value) is int and INT_MIN <= value <= INT_MAX:
@@ -234,7 +254,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             timeout = self.default_timeout
         if self._count() >= self._max_entries:
             self._cull()
-        self._kv.upsert(bkey, raw, timeout)
+        self._upsert(bkey, raw, timeout)
 
     def add(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
@@ -279,7 +299,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         if self._remote is not None:
             values = self._remote.read_many(made) if made else []
         else:
-            read = self._kv.read
+            read = self._read
             values = [read(k) for k in made]
         return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
 
@@ -603,6 +623,14 @@ class _LazyStore:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store(), name)
+
+    # Bound up front by the backend's hot paths, so these must not open the store yet.
+    def read(self, key: bytes) -> bytes | None:
+        value: bytes | None = self._store().read(key)
+        return value
+
+    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        self._store().upsert(key, value, ttl)
 
     def __len__(self) -> int:
         return len(self._store())
