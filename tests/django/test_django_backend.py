@@ -86,6 +86,23 @@ def test_second_process_gets_a_clear_error(tmp_path: Path) -> None:
     assert "LOCATION=" in proc.stderr  # the note naming the Django setting
 
 
+def test_stores_are_closed_at_exit(tmp_path: Path) -> None:
+    code = (
+        "import atexit\n"
+        "seen = []\n"
+        # Registered before the backend module is imported, so it runs after its close_all.
+        "atexit.register(lambda: print('closed' if seen[0]._embedded.closed else 'open'))\n"
+        "import django; from django.conf import settings; settings.configure(); django.setup()\n"
+        "from faster_backend.integrations.django import FasterCache\n"
+        f"c = FasterCache({str(tmp_path / 'exit')!r}, {{}})\n"
+        "c.set('k', 1); c.close(); assert c.get('k') == 1\n"
+        "seen.append(c)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "closed"
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
 def test_forked_child_does_not_use_the_parents_store(tmp_path: Path) -> None:
     cache = make_cache(tmp_path / "forked")

@@ -164,3 +164,13 @@ def test_lock(cache: FasterCache) -> None:
     for t in threads:
         t.join()
     assert cache.get("plain") == 30
+
+
+def test_maintenance_over_resp(cache: FasterCache) -> None:
+    from faster_backend.integrations.django.maintenance import check, compact
+
+    cache.set_many({f"k{i}": i for i in range(30)})
+    report = check(cache)
+    assert report.ok and report.values_ok == 30
+    with pytest.raises(RuntimeError, match="embedded store"):
+        compact(cache)
