@@ -58,6 +58,11 @@ class CommandSpec:
     no_auth: bool = False
     no_multi: bool = False
     noscript: bool = False
+    # Runnable by the server's inline fast path: no subcommands, and it cannot change the
+    # connection's MULTI, auth or protocol state nor close it (those go through dispatch).
+    inline: bool = False
+    min_args: int = 0
+    max_args: int = 0
     # Statistics (plain attributes: cheaper than a dict lookup per call).
     calls: int = 0
     failed: int = 0
@@ -71,6 +76,9 @@ class CommandSpec:
         self.no_auth = "no_auth" in self.flags
         self.no_multi = "no_multi" in self.flags
         self.noscript = "noscript" in self.flags
+        self.min_args = abs(self.arity)
+        self.max_args = self.arity if self.arity > 0 else 1 << 62
+        self.inline = not (self.no_multi or self.no_auth or self.parent is not None)
 
     @property
     def fullname(self) -> str:
@@ -124,6 +132,8 @@ def command(
             since=since,
             getkeys=getkeys,
         )
+        if container:
+            spec.inline = False
         key = name.lower().encode()
         if key in COMMANDS:
             raise ValueError(f"command {name!r} is registered twice")
@@ -165,6 +175,7 @@ def subcommand(
             parent=owner,
         )
         owner.subcommands[name.lower().encode()] = spec
+        owner.inline = False  # dispatch picks the subcommand
         return handler
 
     return register
