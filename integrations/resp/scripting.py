@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
+from faster_backend.integrations.resp import lua_cjson
 from faster_backend.integrations.resp.types import NULL_ARRAY, Push, RespError, SimpleString
 
 log = logging.getLogger("faster_backend.resp.scripting")
@@ -191,7 +192,7 @@ def _bit(op: bytes, *args: float | int) -> int | bytes:
 # with the real globals, captures what it needs as upvalues, then removes the dangerous globals.
 _BOOTSTRAP = r"""
 local py_call, py_pcall, py_unwrap, py_sha1, py_log, py_now, py_setresp, py_set_repl, py_bit,
-      version, version_num, hook_every = ...
+      py_json_encode, py_json_decode, version, version_num, hook_every = ...
 local INTERNAL = '=faster_backend'
 local _G = _G
 local type, error, tostring, tonumber = type, error, tostring, tonumber
@@ -276,7 +277,8 @@ end
 -- script's frame for error positions). They share lupa's metatable: make them look like
 -- functions and hide everything Python behind them.
 local pyfuncs = setmetatable({}, {__mode = 'k'})
-for _, f in next, {py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl} do
+for _, f in next, {py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl,
+                   py_json_encode, py_json_decode} do
   pyfuncs[f] = true
 end
 local function not_indexable() error('attempt to index a function value', 2) end
@@ -422,6 +424,92 @@ bit.tohex = function(x, n)
 end
 G.bit = protect(bit)
 
+-- cjson (lua-cjson 2.1 as Redis ships it): encode here, decode through Python's json module.
+local cjson = {}
+local cjson_null = newproxy(false)
+cjson.null = cjson_null
+local huge, floor, sformat, schar = math.huge, math.floor, string.format, string.char
+local escapes = {['"'] = '\\"', ['\\'] = '\\\\', ['/'] = '\\/', ['\b'] = '\\b', ['\f'] = '\\f',
+                 ['\n'] = '\\n', ['\r'] = '\\r', ['\t'] = '\\t', [schar(127)] = '\\u007f'}
+for i = 0, 31 do
+  local c = schar(i)
+  if escapes[c] == nil then escapes[c] = sformat('\\u%04x', i) end
+end
+local function json_string(s) return '"' .. sgsub(s, '[%c"\\/]', escapes) .. '"' end
+local function json_number(n)
+  if n ~= n or n == huge or n == -huge then
+    error('Cannot serialise number: must not be NaN or Inf', 0)
+  end
+  return sformat('%.14g', n)
+end
+local function encode_value(v, depth, out)
+  local t = type(v)
+  if t == 'string' then
+    out[#out + 1] = json_string(v)
+  elseif t == 'number' then
+    out[#out + 1] = json_number(v)
+  elseif t == 'boolean' then
+    out[#out + 1] = v and 'true' or 'false'
+  elseif v == nil or v == cjson_null then
+    out[#out + 1] = 'null'
+  elseif t == 'table' then
+    depth = depth + 1
+    if depth > 1000 then error('Cannot serialise, excessive nesting (' .. depth .. ')', 0) end
+    local max, items, array = 0, 0, true
+    for k in next, v do
+      if type(k) == 'number' and k >= 1 and floor(k) == k then
+        if k > max then max = k end
+        items = items + 1
+      else
+        array = false
+        break
+      end
+    end
+    if array and max > items * 2 and max > 10 then
+      error('Cannot serialise table: excessively sparse array', 0)
+    end
+    if array and max > 0 then
+      out[#out + 1] = '['
+      for i = 1, max do
+        if i > 1 then out[#out + 1] = ',' end
+        encode_value(rawget(v, i), depth, out)
+      end
+      out[#out + 1] = ']'
+    else
+      out[#out + 1] = '{'
+      local first = true
+      for k, val in next, v do
+        if not first then out[#out + 1] = ',' end
+        first = false
+        local kt = type(k)
+        if kt == 'string' then
+          out[#out + 1] = json_string(k)
+        elseif kt == 'number' then
+          out[#out + 1] = '"' .. json_number(k) .. '"'
+        else
+          error('Cannot serialise ' .. kt .. ': table key must be a number or string', 0)
+        end
+        out[#out + 1] = ':'
+        encode_value(val, depth, out)
+      end
+      out[#out + 1] = '}'
+    end
+  else
+    error('Cannot serialise ' .. t .. ': type not supported', 0)
+  end
+end
+-- The user-facing cjson functions are Python (C-level) calls, like redis.call; Python calls
+-- this back and raises what it returns as the error.
+local function json_encode(v)
+  local out = {}
+  local ok, err = pcall(encode_value, v, 0, out)
+  if not ok then return false, err end
+  return true, concat(out)
+end
+cjson.encode = py_json_encode
+cjson.decode = py_json_decode
+G.cjson = protect(cjson)
+
 local redis = {}
 redis.call = py_call
 redis.pcall = py_pcall
@@ -561,9 +649,17 @@ function classify(v)
   return 'array', a, n
 end
 
-local function make_array(...) return {...} end
+-- Where a C library function would say its caller is ("user_script:3: "), for error messages
+-- raised from Python: level 3 is the caller of the Python function that called us.
+local function where()
+  local info = dbg.getinfo(3, 'Sl')
+  if info and info.what ~= 'C' and info.currentline > 0 then
+    return info.short_src .. ':' .. info.currentline .. ': '
+  end
+  return ''
+end
 
-return compile, run, classify, make_array
+return compile, run, classify, cjson_null, json_encode, where
 """
 
 
@@ -610,7 +706,7 @@ class ScriptingEngine:
         chunk = loader(_BOOTSTRAP.encode())
         if isinstance(chunk, tuple):  # pragma: no cover - (nil, message): our own Lua is broken
             raise RuntimeError(f"Lua bootstrap failed to compile: {chunk[1]!r}")
-        compile_, run, classify, make_array = chunk(
+        compile_, run, classify, json_null, json_encode, where = chunk(
             self._guard(self._bridge_call),
             self._guard(self._bridge_pcall),
             _unwrap,
@@ -620,6 +716,8 @@ class ScriptingEngine:
             self._guard(self._bridge_setresp),
             self._guard(self._bridge_set_repl),
             self._guard(_bit),
+            self._guard(self._bridge_json_encode),
+            self._guard(self._bridge_json_decode),
             self.redis_version.encode(),
             (major << 16) | (minor << 8) | patch,
             _HOOK_EVERY,
@@ -628,7 +726,9 @@ class ScriptingEngine:
         self._compile = compile_
         self._run = run
         self._classify = classify
-        self._make_array = make_array
+        self._json_null = json_null
+        self._json_encode = json_encode
+        self._where = where
 
     # -- script cache -------------------------------------------------------------------------
 
@@ -919,6 +1019,37 @@ class ScriptingEngine:
 
         return guarded
 
+    def _lua_error(self, message: str | bytes) -> NoReturn:
+        """Raise a string error the way a C library function does (caller's position first)."""
+        text = message.encode() if isinstance(message, str) else message
+        raise _LuaRaise(bytes(self._where()) + text)
+
+    def _bridge_json_encode(self, *args: object) -> object:
+        if len(args) != 1:
+            self._lua_error("bad argument #1 to 'encode' (expected 1 argument)")
+        ok, value = self._json_encode(args[0])
+        if not ok:
+            if isinstance(value, bytes):
+                self._lua_error(value)
+            raise _LuaRaise(value)  # not ours (the time limit's kill): pass it on
+        return value
+
+    def _bridge_json_decode(self, *args: object) -> object:
+        if len(args) != 1:
+            self._lua_error("bad argument #1 to 'decode' (expected 1 argument)")
+        text = _lua_tostring(args[0])
+        if text is None:
+            kind = "nil" if args[0] is None else "boolean" if isinstance(args[0], bool) else (
+                lupa_type(args[0]) or "userdata"
+            )
+            self._lua_error(f"bad argument #1 to 'decode' (string expected, got {kind})")
+        try:
+            return lua_cjson.decode(
+                text, self._json_null, array=self._lua.table_from, obj=self._lua.table_from
+            )
+        except lua_cjson.CJSONError as e:
+            self._lua_error(str(e))
+
     def _raise(self, text: str) -> NoReturn:
         raise _LuaRaise(self._error_table(text))
 
@@ -963,6 +1094,13 @@ class ScriptingEngine:
             )
 
 
+def lupa_type(value: object) -> str | None:
+    from lupa import lua51
+
+    kind = lua51.lua_type(value)
+    return kind if isinstance(kind, str) else None
+
+
 def _lua_tostring(value: object) -> bytes | None:
     """lua_tolstring: strings as they are, numbers as Lua prints them (%.14g), else None."""
     if isinstance(value, bytes):
@@ -988,14 +1126,14 @@ def _lua_tonumber(value: object) -> float | None:
     return None
 
 
-class _LuaRaise(Exception):  # carries a Lua error table through lupa
-    def __init__(self, table: object) -> None:
-        super().__init__("redis.call failed")
-        self.table = table
+class _LuaRaise(Exception):  # carries a Lua error value (table or string) through lupa
+    def __init__(self, value: object) -> None:
+        super().__init__("Lua error raised from Python")
+        self.value = value
 
 
 def _unwrap(error: object) -> object:
-    return error.table if isinstance(error, _LuaRaise) else None
+    return error.value if isinstance(error, _LuaRaise) else None
 
 
 def _hashable(value: object) -> Any:
