@@ -1,6 +1,7 @@
 """Child process of the FasterLog crash test: appends numbered entries and commits forever.
 
 Prints ``ack N`` after each commit that made entries 0..N durable; the parent kill -9s it.
+Usage: ``crash_child.py DIR SEED file|io_uring``.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import random
 import sys
 
+from faster_backend.engine.devices import IoUringDevice
 from faster_backend.engine.log import FasterLog
 
 
@@ -16,9 +18,14 @@ def entry(i: int) -> bytes:
 
 
 def main() -> None:
-    directory, seed = sys.argv[1], int(sys.argv[2])
+    directory, seed, kind = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     rng = random.Random(seed)
-    log = FasterLog(directory, page_size=8192, memory_size=64 * 1024, segment_size=64 * 1024)
+    layout = {"page_size": 8192, "memory_size": 64 * 1024}
+    if kind == "io_uring":
+        device = IoUringDevice(directory, segment_size=64 * 1024)
+        log = FasterLog(device, **layout)
+    else:
+        log = FasterLog(directory, segment_size=64 * 1024, **layout)
     following = sum(1 for _ in log.scan())
     reader = log.scan(name="reader")
     while True:
