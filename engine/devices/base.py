@@ -113,6 +113,24 @@ class StorageDevice(ABC):
     def flush(self) -> None:
         """Make every write that was *written* before this call *durable* (fsync)."""
 
+    def flush_async(self, callback: Callback[None]) -> None:
+        """``flush`` in the background; ``callback(None, error_or_None)`` when durable."""
+        self._check_open()
+
+        def run() -> None:
+            try:
+                self.flush()
+            except BaseException as exc:
+                callback(None, exc)
+            else:
+                callback(None, None)
+
+        threading.Thread(target=run, name=f"flush-{self.name}", daemon=True).start()
+
+    async def aflush(self) -> None:
+        """``flush`` for asyncio."""
+        await self._await(self.flush_async)
+
     @abstractmethod
     def truncate(self, below_address: int) -> int:
         """Delete the segments that lie wholly below ``below_address``; return how many."""

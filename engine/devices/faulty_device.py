@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from faster_backend.engine.devices.base import (
     Buffer,
+    Callback,
     ReadCallback,
     StorageDevice,
     WriteCallback,
@@ -234,6 +235,19 @@ class FaultyDevice(StorageDevice):
                 callback(None, exc)
             else:
                 callback(result, None)
+
+        self._run_async(job)
+
+    def flush_async(self, callback: Callback[None]) -> None:
+        self._check_open()
+
+        def job() -> None:
+            try:
+                self.flush()
+            except BaseException as exc:
+                callback(None, exc)
+            else:
+                callback(None, None)
 
         self._run_async(job)
 

@@ -10,6 +10,7 @@ from faster_backend.engine.devices.base import (
     DEFAULT_SECTOR_SIZE,
     DEFAULT_SEGMENT_SIZE,
     Buffer,
+    Callback,
     ReadCallback,
     StorageDevice,
     WriteCallback,
@@ -182,6 +183,19 @@ class FileDevice(StorageDevice):
                 callback(None, exc)
             else:
                 callback(result, None)
+
+        self._run_async(job)
+
+    def flush_async(self, callback: Callback[None]) -> None:
+        self._check_open()
+
+        def job() -> None:
+            try:
+                self.flush()
+            except BaseException as exc:
+                callback(None, exc)
+            else:
+                callback(None, None)
 
         self._run_async(job)
 

@@ -382,28 +382,34 @@ class IoUringDevice(StorageDevice):
         return box[0]
 
     def flush(self) -> None:
+        self._wait(self.flush_async)
+
+    def flush_async(self, callback: Callback[None]) -> None:
+        """fsync through the ring: one IORING_OP_FSYNC per dirty segment file, in one batch."""
         self._check_open()
         fds, dir_dirty = self.files.take_dirty()
-        if fds:
-            request = _Request(_FSYNC, lambda result, error: None, 0)
-            request.pending = len(fds)
-            done = threading.Event()
-            outcome: list[BaseException | None] = [None]
 
-            def callback(result: Any, error: BaseException | None) -> None:
-                outcome[0] = error
-                done.set()
-
-            request.callback = callback
-            parts = [_Part(request, _FSYNC, fd, -1, 0, b"", 0) for fd in fds]
-            self._submit(parts)
-            done.wait()
-            if outcome[0] is not None:
+        def finish(result: Any, error: BaseException | None) -> None:
+            if error is None and dir_dirty:
+                try:
+                    self.files.sync_directory()  # rare: only after new segment files
+                except OSError as exc:
+                    error = DeviceIOError(
+                        exc.errno or errno.EIO, f"fsync of {self.directory} failed: {exc}"
+                    )
+            if error is not None:
                 self.files.restore_dirty(dir_dirty)
-                raise outcome[0]
-        if dir_dirty:
-            self.files.sync_directory()
-        self._count_fsyncs(len(fds) + int(dir_dirty))
+                callback(None, error)
+                return
+            self._count_fsyncs(len(fds) + int(dir_dirty))
+            callback(None, None)
+
+        if not fds:
+            finish(None, None)
+            return
+        request = _Request(_FSYNC, finish, 0)
+        request.pending = len(fds)
+        self._submit([_Part(request, _FSYNC, fd, -1, 0, b"", 0) for fd in fds])
 
     def truncate(self, below_address: int) -> int:
         self._check_open()

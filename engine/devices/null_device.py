@@ -5,6 +5,7 @@ from __future__ import annotations
 from faster_backend.engine.devices.base import (
     DEFAULT_SEGMENT_SIZE,
     Buffer,
+    Callback,
     ReadCallback,
     StorageDevice,
     WriteCallback,
@@ -49,6 +50,10 @@ class NullDevice(StorageDevice):
 
     def flush(self) -> None:
         self._check_open()
+
+    def flush_async(self, callback: Callback[None]) -> None:
+        self._check_open()
+        callback(None, None)
 
     def truncate(self, below_address: int) -> int:
         self._check_open()

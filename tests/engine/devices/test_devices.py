@@ -405,3 +405,26 @@ def test_a_failing_callback_does_not_stop_the_device(
     device.read_async(0, 3, bad)
     assert done.wait(10)
     assert device.read(0, 3) == b"abc"  # still serving
+
+
+def test_flush_async_and_aflush(device: StorageDevice) -> None:
+    device.write(10, b"a")
+    device.write(2 * SEGMENT, b"b")
+    done = threading.Event()
+    got: list[object] = []
+
+    def on_flush(result: None, error: BaseException | None) -> None:
+        got.append((result, error))
+        done.set()
+
+    device.flush_async(on_flush)
+    assert done.wait(10)
+    assert got == [(None, None)]
+    assert device.stats.fsyncs == 3  # two segment files and the directory
+    device.write(20, b"c")
+
+    async def main() -> None:
+        await device.aflush()
+
+    asyncio.run(main())
+    assert device.stats.fsyncs == 4

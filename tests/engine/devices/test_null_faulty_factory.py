@@ -48,6 +48,8 @@ def test_null_device_discards_writes_and_refuses_reads() -> None:
     dev.read_async(5, 2, lambda r, e: got.append((r, type(e))))
     assert got == [(2, None), (None, NullDeviceReadError)]
     dev.flush()
+    dev.flush_async(lambda r, e: got.append(("flush", e)))
+    assert got[-1] == ("flush", None)
     assert dev.truncate(1 << 30) == 0
 
     async def main() -> None:
@@ -155,6 +157,12 @@ def test_flush_fault(faulty: FaultyDevice) -> None:
     with pytest.raises(InjectedFaultError, match="fsync"):
         faulty.flush()
     faulty.flush()
+    faulty.add_fault(Fault("eio", ops=frozenset({"flush"}), count=1))
+    done = threading.Event()
+    got: list[object] = []
+    faulty.flush_async(lambda r, e: (got.append(type(e)), done.set()))
+    assert done.wait(10)
+    assert got == [InjectedFaultError]
 
 
 def test_async_faults_reach_the_callback(faulty: FaultyDevice) -> None:
