@@ -36,6 +36,9 @@ SHEBANG_FLAGS = frozenset(
     {"no-writes", "allow-oom", "allow-stale", "no-cluster", "allow-cross-slot-keys"}
 )
 DEFAULT_TIME_LIMIT_MS = 5000
+# Redis does not bound the Lua heap; a runaway table in a Python server would take the process
+# down with it, so the VM gets a cap (scripts beyond it fail with "not enough memory").
+DEFAULT_MAX_MEMORY = 1 << 30
 EVAL_CACHE_SIZE = 500  # Redis 7.4 evicts EVAL-loaded scripts beyond 500 (LRU); SCRIPT LOAD stays
 
 _INTERNAL = "=faster_backend"  # chunk name of our own Lua code: never interrupted, never blamed
@@ -672,8 +675,10 @@ class ScriptingEngine:
         time_limit_ms: int = DEFAULT_TIME_LIMIT_MS,
         redis_version: str = "7.2.4",
         eval_cache_size: int = EVAL_CACHE_SIZE,
+        max_memory: int = DEFAULT_MAX_MEMORY,
     ) -> None:
         self.time_limit_ms = time_limit_ms
+        self.max_memory = max_memory
         self.redis_version = redis_version
         self.eval_cache_size = eval_cache_size
         self._scripts: dict[str, Script] = {}
@@ -698,6 +703,7 @@ class ScriptingEngine:
             register_builtins=False,
             unpack_returned_tuples=True,
             attribute_filter=deny,
+            max_memory=self.max_memory or None,
         )
         major, minor, patch = (int(p) for p in [*self.redis_version.split("."), "0", "0"][:3])
         loader = lua.execute(
@@ -723,6 +729,7 @@ class ScriptingEngine:
             _HOOK_EVERY,
         )
         self._lua = lua
+        self._gc = lua.globals()[b"collectgarbage"]
         self._compile = compile_
         self._run = run
         self._classify = classify
@@ -788,6 +795,11 @@ class ScriptingEngine:
     def running(self) -> bool:
         return self._ctx is not None
 
+    def _collect(self) -> None:
+        # Give back what a failed script left behind now rather than at some later GC step
+        # (Lua 5.1 does no emergency collection when an allocation fails).
+        self._gc()
+
     def memory(self) -> int:
         """Bytes the Lua VM uses (INFO used_memory_lua)."""
         kib = self._lua.eval(b"collectgarbage('count')")
@@ -841,7 +853,11 @@ class ScriptingEngine:
         self._ctx, self._call = ctx, call
         deadline = time.monotonic() + self.time_limit_ms / 1000 if self.time_limit_ms > 0 else 0
         try:
-            out = self._run(script.fn, deadline, len(keys), *keys, *args)
+            try:
+                out = self._run(script.fn, deadline, len(keys), *keys, *args)
+            except lupa_errors() as e:  # outside the script's own protected call: memory
+                self._collect()
+                raise RespError(f"ERR Error running script {script.sha}, {e}") from None
             status, killed = out[0], out[1]
             if killed:
                 self.killed_scripts += 1
@@ -864,9 +880,15 @@ class ScriptingEngine:
                     message += f" script: {script.sha}, on {_text(source)}:{_text(line)}."
                 raise RespError(message)
             text = _one_line(out[2]) if len(out) > 2 and out[2] is not None else "failure"
+            if text == "not enough memory":
+                self._collect()
+                log.warning("Lua script %s ran out of memory (limit %d bytes)",
+                            script.sha, self.max_memory)
             raise RespError(f"ERR Error running script {script.sha}, {text[:100]}")
         finally:
             self._ctx, self._call = None, None
+            if self.max_memory and self._lua.get_memory_used() > self.max_memory // 2:
+                self._collect()
 
     # -- Lua -> reply -------------------------------------------------------------------------
 
@@ -1092,6 +1114,12 @@ class ScriptingEngine:
             self._raise(
                 "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."
             )
+
+
+def lupa_errors() -> tuple[type[BaseException], ...]:
+    from lupa import lua51
+
+    return (lua51.LuaError,)
 
 
 def lupa_type(value: object) -> str | None:

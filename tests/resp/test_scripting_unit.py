@@ -729,3 +729,20 @@ def test_handler_bugs_become_errors(engine: ScriptingEngine) -> None:
 
     reply = engine.eval(b"return redis.pcall('x')", [], [], broken)
     assert isinstance(reply, RespError) and reply.message.startswith("ERR internal error")
+
+
+def test_memory_limit(fake: FakeServer) -> None:
+    engine = ScriptingEngine(max_memory=32 << 20)
+    for src in (
+        b"local t = {} for i = 1, 1e8 do t[i] = i end return #t",
+        b"return #string.rep('x', 1e9)",
+        b"local ok = pcall(function() local t = {} for i = 1, 1e8 do t[i] = {} end end) return 1",
+    ):
+        try:
+            reply = engine.eval(src, [], [], fake)
+        except RespError as e:
+            assert e.message.endswith(", not enough memory")
+        else:
+            assert reply == 1  # pcall caught the memory error inside the script
+        assert engine.memory() < 8 << 20  # the garbage was collected
+    assert engine.eval(b"return #string.rep('x', 1000)", [], [], fake) == 1000
