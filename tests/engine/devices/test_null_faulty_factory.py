@@ -272,14 +272,18 @@ def test_kernel_refusing_io_uring_falls_back(
         dev.close()
 
 
-def test_corrupt_begin_marker_is_reported(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_corrupt_begin_marker_is_reported(tmp_path: Path, damage: str) -> None:
     dev = FileDevice(tmp_path, segment_size=SEGMENT)
     dev.write(0, bytes(3 * SEGMENT))
     dev.truncate(2 * SEGMENT)
     dev.close()
     marker = tmp_path / "log.begin"
     raw = bytearray(marker.read_bytes())
-    raw[12] ^= 1
+    if damage == "flip":
+        raw[12] ^= 1
+    else:
+        del raw[-3:]
     marker.write_bytes(bytes(raw))
     with pytest.raises(DeviceFormatError, match=r"log\.begin"):
         FileDevice(tmp_path, segment_size=SEGMENT)
