@@ -187,8 +187,10 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         i.e. per thread, bounded, and dropped when the prefix, version or key function change).
         """
         kp = self._kp
-        if kp is None:
-            return self._k(key)
+        if kp is None:  # a KEY_FUNCTION or an overridden make_key / validate_key
+            made_key = self.make_and_validate_key(key)
+            k = made_key if type(made_key) is str else str(made_key)
+            return k.encode("utf-8", "surrogatepass")
         k = kp + key
         if len(k) <= 250 and k.isprintable() and " " not in k:  # no memcached key warning
             made = k.encode()
@@ -202,15 +204,11 @@ class FasterCache(BaseCache):  # type: ignore[misc]
 
     def _k(self, key: Any, version: int | None = None) -> bytes:
         """The made, validated key as bytes."""
-        kp = self._kp
-        if kp is not None and version is None and type(key) is str:
-            k = kp + key
-            if len(k) <= 250 and k.isprintable() and " " not in k:  # memcached-safe
-                return k.encode()
-            self.validate_key(k)
-        else:
-            made = self.make_and_validate_key(key, version=version)
-            k = made if type(made) is str else str(made)
+        if version is None and type(key) is str:
+            made = self._keys.get(key)
+            return made if made is not None else self._str_key(key)
+        made_key = self.make_and_validate_key(key, version=version)
+        k = made_key if type(made_key) is str else str(made_key)
         return k.encode("utf-8", "surrogatepass")
 
     def _ttl(self, timeout: Any) -> float | None:
@@ -294,14 +292,19 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         return result[0]
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        keys = list(keys)
-        made = [self._k(key, version) for key in keys]
         if self._remote is not None:
+            keys = list(keys)
+            made = [self._k(key, version) for key in keys]
             values = self._remote.read_many(made) if made else []
-        else:
-            read = self._read
-            values = [read(k) for k in made]
-        return {key: loads(raw) for key, raw in zip(keys, values, strict=True) if raw is not None}
+            return {k: loads(raw) for k, raw in zip(keys, values, strict=True) if raw is not None}
+        read = self._read
+        make = self._k
+        out: dict[Any, Any] = {}
+        for key in keys:
+            raw = read(make(key, version))
+            if raw is not None:
+                out[key] = loads(raw)
+        return out
 
     def set_many(
         self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
