@@ -43,7 +43,6 @@ def new_event_loop() -> asyncio.AbstractEventLoop:
 
 def serve(config: Config, ready: Callable[[Any], None] | None = None) -> int:
     """Serve RESP until SIGTERM, SIGINT or SHUTDOWN; returns the process exit code."""
-    from faster_backend.integrations.resp.metrics import Metrics
     from faster_backend.integrations.resp.server import RespServer
 
     check(config)
@@ -56,6 +55,8 @@ def serve(config: Config, ready: Callable[[Any], None] | None = None) -> int:
     server = RespServer(config)
     metrics = None
     if config.server.metrics_port is not None:
+        from faster_backend.integrations.resp.metrics import Metrics  # prometheus-client
+
         metrics = Metrics(server.state)
         server.metrics = metrics
     loop = new_event_loop()

@@ -11,6 +11,8 @@ import pytest
 import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from resp.harness import ServerProcess, start_server
 
@@ -265,7 +267,9 @@ def test_redis_py_with_password(secured: ServerProcess) -> None:
         r = redis.Redis(port=secured.port, password="s3cret", protocol=protocol)
         assert r.set("pw", "ok") and r.get("pw") == b"ok"
         r.close()
-        bad = redis.Redis(port=secured.port, password="nope", protocol=protocol)
+        bad = redis.Redis(
+            port=secured.port, password="nope", protocol=protocol, retry=Retry(NoBackoff(), 0)
+        )
         with pytest.raises(redis.AuthenticationError):
             bad.ping()
         bad.close()

@@ -18,7 +18,9 @@ from redis._parsers import (
     _RESP2Parser,
     _RESP3Parser,
 )
+from redis.backoff import NoBackoff
 from redis.exceptions import ResponseError, WatchError
+from redis.retry import Retry
 
 from resp.harness import ServerProcess
 
@@ -363,3 +365,39 @@ def test_asyncio_client(server: ServerProcess, protocol: int, use_hiredis: bool)
             await pool.disconnect()
 
     asyncio.run(main())
+
+
+def test_connection_commands(server: ServerProcess) -> None:
+    once = Retry(NoBackoff(), 0)
+    a = redis.Redis(port=server.port, single_connection_client=True, retry=once)
+    b = redis.Redis(
+        port=server.port, single_connection_client=True, client_name="victim", retry=once
+    )
+    assert b.ping()
+    victim = next(c for c in a.client_list() if c["name"] == "victim")
+    assert a.client_kill_filter(_id=victim["id"]) == 1
+    with pytest.raises(redis.ConnectionError):
+        b.execute_command("PING")
+    assert a.client_info()["id"] == a.client_id()
+    assert a.execute_command("RESET") in ("RESET", b"RESET")
+    hello = a.execute_command("HELLO", "3", "SETNAME", "renamed")
+    assert hello[b"proto"] == 3 and hello[b"id"] == a.client_id()
+    assert a.client_getname() in ("renamed", b"renamed")
+    with pytest.raises(ResponseError, match=r"^NOPROTO unsupported protocol version"):
+        a.execute_command("HELLO", "4")
+    with pytest.raises(redis.AuthenticationError, match=r"without any password configured"):
+        a.execute_command("AUTH", "x")
+    assert a.execute_command("AUTH", "default", "anything") in (True, b"OK")
+    with pytest.raises(redis.AuthenticationError, match=r"^invalid username-password pair"):
+        a.execute_command("AUTH", "bob", "x")
+    with pytest.raises(ResponseError, match=r"^unknown subcommand 'NOPE'. Try CLIENT HELP."):
+        a.execute_command("CLIENT", "NOPE")
+    with pytest.raises(ResponseError, match=r"^wrong number of arguments for 'config\|get'"):
+        a.execute_command("CONFIG", "GET")
+    with pytest.raises(ResponseError, match=r"^MULTI calls can not be nested"):
+        a.execute_command("MULTI")
+        a.execute_command("MULTI")
+    assert a.execute_command("DISCARD") in (True, b"OK")
+    assert a.execute_command("QUIT") in (True, b"OK")
+    a.close()
+    b.close()
