@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,7 +12,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from faster_backend.engine.data_dir import DataDirLockedError
 from faster_backend.engine.devices import Fault, FaultyDevice, FileDevice, NullDevice
 from faster_backend.engine.log import (
     EntryTooLargeError,
@@ -243,8 +245,20 @@ def test_truncate_until_deletes_segments_after_commit(open_log: LogOpener, tmp_p
 def test_reopen_checks_configuration(tmp_path: Path) -> None:
     log = FasterLog(tmp_path, page_size=PAGE, memory_size=MEMORY, segment_size=SEGMENT)
     log.enqueue(b"x")
-    with pytest.raises(DataDirLockedError):
-        FasterLog(tmp_path)  # one opener at a time
+    # one opener at a time: another process is refused, and told who holds the directory
+    probe = (
+        "import sys\n"
+        "from faster_backend.engine.data_dir import DataDirLockedError\n"
+        "from faster_backend.engine.log import FasterLog\n"
+        "try:\n"
+        "    FasterLog(sys.argv[1])\n"
+        "except DataDirLockedError as exc:\n"
+        "    print(exc.holder_pid)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
+    assert out.stdout.strip() == str(os.getpid()), out.stderr
     log.close()
     with pytest.raises(ValueError, match="page_size=4096"):
         FasterLog(tmp_path, page_size=2 * PAGE)
