@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError, WatchError
 
 from resp.harness import ServerProcess, free_port
@@ -510,3 +512,59 @@ def test_replies_match_redis_server(server: ServerProcess, redis_server: int) ->
     finally:
         ours.close()
         theirs.close()
+
+
+# -- random values through both servers ------------------------------------------------------
+
+lua_scalars = st.one_of(
+    st.integers(min_value=-(2**53), max_value=2**53).map(str),
+    st.floats(allow_nan=False, allow_infinity=False, width=64).map(repr),
+    st.sampled_from(["true", "false", "nil", "0/0", "1/0", "-1/0", "2^63", "-2^63", "''"]),
+    st.binary(max_size=12).map(lambda b: '"' + "".join(f"\\{c}" for c in b) + '"'),
+)
+
+
+def _lua_table(items: list[str]) -> str:
+    return "{" + ", ".join(items) + "}"
+
+
+lua_values = st.recursive(
+    lua_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5).map(_lua_table),
+        st.tuples(st.sampled_from(["ok", "err"]), st.text("abcXYZ -", max_size=8)).map(
+            lambda kv: f"{{{kv[0]}={kv[1]!r}}}"
+        ),
+        st.tuples(st.lists(children, max_size=3), children).map(
+            lambda t: _lua_table([*t[0], f"x={t[1]}"])
+        ),
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=lua_values, number=st.floats(allow_nan=False, allow_infinity=False))
+def test_random_values_match_redis_server(
+    server: ServerProcess, redis_server: int, value: str, number: float
+) -> None:
+    """Lua -> reply conversion and number formatting for redis.call, against redis-server."""
+    ours, theirs = _raw_pair(server.port, redis_server)
+    script = f"return {value}"
+    assert ours("EVAL", script, 0) == theirs("EVAL", script, 0), script
+    script = (
+        f"redis.call('set', KEYS[1], {number!r})"
+        " return {redis.call('get', KEYS[1]), redis.call('mget', KEYS[1], 'nokey')}"
+    )
+    assert ours("EVAL", script, 1, "num") == theirs("EVAL", script, 1, "num"), script
+
+
+_RAW: dict[tuple[int, int], tuple[Raw, Raw]] = {}
+
+
+def _raw_pair(a: int, b: int) -> tuple[Raw, Raw]:
+    # One pair of connections per server pair for all hypothesis examples (closed at exit).
+    pair = _RAW.get((a, b))
+    if pair is None:
+        pair = _RAW[(a, b)] = (Raw(a), Raw(b))
+    return pair
