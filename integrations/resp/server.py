@@ -150,6 +150,15 @@ class Connection(asyncio.Protocol):
     # -- requests --------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        try:
+            self._received(data)
+        except Exception:  # a bug must cost one connection, never the server
+            log.exception("closing a connection after an internal error")
+            if self.transport is not None:
+                self.transport.write(b"-ERR internal error, closing the connection\r\n")
+                self.transport.close()
+
+    def _received(self, data: bytes) -> None:
         client = self.client
         parser = self.parser
         transport = self.transport
