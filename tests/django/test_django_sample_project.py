@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -135,11 +136,9 @@ def test_command_check() -> None:
 
 
 def test_command_compact() -> None:
-    cache.set("short", 1, timeout=0.05)
     cache.set("long", 1, timeout=100)
-    import time
-
-    time.sleep(0.1)
+    cache.set("short", 1, timeout=0.05)  # the last write: no incremental sweep can see it expired
+    time.sleep(0.3)
     out = _run("compact")
     assert "expired 1 records" in out and "live keys 2 -> 1" in out
     assert cache.get("long") == 1
