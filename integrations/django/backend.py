@@ -75,6 +75,13 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         self.reverse_key: Callable[[str], str] = (
             default_reverse_key if reverse is None else _import(reverse)
         )
+        if isinstance(location, list | tuple):  # Django allows lists for multi-server caches
+            if len(location) > 1:
+                raise ImproperlyConfigured(
+                    "FasterCache takes one LOCATION (a directory or one redis:// URL), got"
+                    f" {location!r}"
+                )
+            location = location[0] if location else ""
         location = str(location or "")
         if not location:
             raise ImproperlyConfigured(

@@ -129,6 +129,8 @@ def test_forked_child_does_not_use_the_parents_store(tmp_path: Path) -> None:
 def test_configuration_errors(tmp_path: Path) -> None:
     with pytest.raises(ImproperlyConfigured, match="LOCATION"):
         FasterCache("", {})
+    with pytest.raises(ImproperlyConfigured, match="one LOCATION"):
+        FasterCache(["redis://a:1/0", "redis://b:1/0"], {})  # type: ignore[arg-type]
     with pytest.raises(ImproperlyConfigured, match="memory_sise"):
         FasterCache(str(tmp_path / "x"), {"OPTIONS": {"memory_sise": "1MiB"}})
 

@@ -174,3 +174,23 @@ def test_maintenance_over_resp(cache: FasterCache) -> None:
     assert report.ok and report.values_ok == 30
     with pytest.raises(RuntimeError, match="embedded store"):
         compact(cache)
+
+
+@pytest.mark.django_db
+def test_sample_dashboard_over_resp(resp_url: str, client: Any, admin_user: Any) -> None:
+    from django.core.cache import cache as default_cache
+    from django.test import override_settings
+
+    conf = {"default": {"BACKEND": "faster_backend.integrations.django.FasterCache",
+                        "LOCATION": resp_url}}
+    with override_settings(CACHES=conf):
+        default_cache.clear()
+        client.force_login(admin_user)  # the session is stored in the server
+        client.get("/")
+        response = client.get("/dashboard/")
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert "(resp)" in page and '<svg id="hit-chart"' in page
+        assert "No log regions (RESP mode)." in page
+        assert "<li>demo:visits</li>" in page
+        default_cache.clear()
