@@ -22,12 +22,25 @@ sorted sets) register a probe here that says whether a key holds one of theirs."
 class Keyspace:
     """Database number ``index``: a FasterKV plus the clients WATCHing its keys."""
 
-    __slots__ = ("index", "kv", "watchers")
+    __slots__ = ("index", "kv", "may_expire", "watchers")
 
     def __init__(self, index: int, kv: FasterKV) -> None:
         self.index = index
         self.kv = kv
         self.watchers: dict[bytes, set[Client]] = {}
+        # False while no key of this database can have an expiry: read-modify-write commands
+        # then skip the store's (slower) rmw, as there is no TTL to keep. Every command that
+        # sets an expiry must call ``expiry_set()``; a store opened from a directory may hold
+        # expiring records already.
+        self.may_expire = kv.data_dir is not None or len(kv) > 0
+
+    def expiry_set(self) -> None:
+        self.may_expire = True
+
+    def cleared(self) -> None:
+        """The store was emptied (FLUSHDB): no key has an expiry any more."""
+        self.may_expire = False
+        self.touch_all()
 
     def touch(self, key: bytes) -> None:
         """``key`` changed: every client WATCHing it will see its EXEC fail."""

@@ -401,3 +401,16 @@ def test_connection_commands(server: ServerProcess) -> None:
     assert a.execute_command("QUIT") in (True, b"OK")
     a.close()
     b.close()
+
+
+def test_updates_keep_the_expiry(r: redis.Redis) -> None:
+    r.flushdb()  # no key with an expiry: updates take the read + upsert path
+    r.set("plain", 1)
+    assert r.incr("plain") == 2 and r.ttl("plain") == -1
+    r.set("t", 5, ex=100)  # from now on they must keep expiries
+    assert r.incr("t") == 6
+    assert r.append("t", "0") == 2
+    assert r.setrange("t", 0, "7") == 2
+    assert r.incrbyfloat("t", 0.5) == 70.5
+    assert 98 <= r.ttl("t") <= 100
+    assert r.get("t") == b"70.5"

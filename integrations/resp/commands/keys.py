@@ -62,6 +62,8 @@ def _move(client: Client, src: bytes, dst: bytes) -> bool:
     ttl = None if expiry is None else expiry - time.time()
     if ttl is not None and ttl <= 0:
         raise NO_SUCH_KEY
+    if ttl is not None:
+        client.keyspace.expiry_set()
     client.kv.upsert(dst, value, ttl)
     client.kv.delete(src)
     return True
@@ -242,6 +244,7 @@ def _expire(client: Client, argv: list[bytes], unit_ms: int, absolute: bool, cmd
     if ttl <= 0:
         kv.delete(argv[1])
         return 1
+    client.keyspace.expiry_set()
     kv.expire(argv[1], ttl)
     return 1
 

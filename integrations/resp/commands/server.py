@@ -315,7 +315,7 @@ def flushdb(client: Client, argv: list[bytes]) -> Any:
     """Remove all keys from the current database"""
     _flush_mode(argv)
     client.kv.clear()
-    client.keyspace.touch_all()
+    client.keyspace.cleared()
     return OK
 
 
@@ -325,7 +325,7 @@ def flushall(client: Client, argv: list[bytes]) -> Any:
     _flush_mode(argv)
     for ks in client.state.open_dbs():
         ks.kv.clear()
-        ks.touch_all()
+        ks.cleared()
     return OK
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
 
@@ -87,6 +88,8 @@ def set_(client: Client, argv: list[bytes]) -> Any:
         if get_old and old is not None:
             return old
         # An expiry already in the past: nothing is stored, but NX still reports success.
+        if ttl is not None:
+            client.keyspace.expiry_set()
         stored = not kv.exists(key) if ttl is not None and ttl <= 0 else kv.add(key, value, ttl)
         if get_old:
             return None
@@ -96,6 +99,8 @@ def set_(client: Client, argv: list[bytes]) -> Any:
     if keepttl:
         kv.rmw(key, lambda _old: value, KEEP_TTL)
     else:
+        if ttl is not None:
+            client.keyspace.expiry_set()
         kv.upsert(key, value, ttl)
     return old if get_old else OK
 
@@ -110,6 +115,7 @@ def _setex(client: Client, argv: list[bytes], unit: float, cmd: str) -> Any:
     n = to_int(argv[2])
     if n <= 0 or n * unit > MAX_EXPIRE_MS / 1000:
         raise invalid_expire(cmd)
+    client.keyspace.expiry_set()
     client.kv.upsert(argv[1], argv[3], n * unit)
     return OK
 
@@ -164,6 +170,8 @@ def getex(client: Client, argv: list[bytes]) -> bytes | None:
             raise SYNTAX
     value = client.kv.read(argv[1])
     if value is not None and given:
+        if not persist:
+            client.keyspace.expiry_set()
         client.kv.expire(argv[1], None if persist else ttl)
     return value
 
@@ -199,6 +207,22 @@ def msetnx(client: Client, argv: list[bytes]) -> int:
     return 1
 
 
+def update(client: Client, key: bytes, updater: Callable[[bytes | None], bytes]) -> bytes:
+    """Replace ``key``'s value with ``updater(old)``, keeping its expiry; returns the new value.
+
+    While no key of the database can carry an expiry there is none to keep, and a read plus
+    an upsert is about twice as fast as the store's rmw. Commands run one at a time on the
+    event loop, so the pair is as atomic as the rmw for every client.
+    """
+    ks = client.keyspace
+    if ks.may_expire:
+        return client.kv.rmw(key, updater, KEEP_TTL) or b""
+    kv = client.kv
+    new = updater(kv.read(key))
+    kv.upsert(key, new)
+    return new
+
+
 @command("strlen", 2, "readonly fast", 1, 1, 1, group="string")
 def strlen(client: Client, argv: list[bytes]) -> int:
     """Get the length of the value stored in a key"""
@@ -219,7 +243,7 @@ def append(client: Client, argv: list[bytes]) -> int:
             raise TOO_BIG
         return old + suffix
 
-    return len(client.kv.rmw(argv[1], updater, KEEP_TTL) or b"")
+    return len(update(client, argv[1], updater))
 
 
 @command("getrange", 4, "readonly", 1, 1, 1, group="string", since="2.4.0")
@@ -268,7 +292,7 @@ def setrange(client: Client, argv: list[bytes]) -> int:
             cur += b"\0" * (offset - len(cur))
         return cur[:offset] + patch + cur[offset + len(patch) :]
 
-    return len(kv.rmw(argv[1], updater, KEEP_TTL) or b"")
+    return len(update(client, argv[1], updater))
 
 
 def _incr(client: Client, key: bytes, delta: int) -> int:
@@ -283,7 +307,7 @@ def _incr(client: Client, key: bytes, delta: int) -> int:
         result = new
         return b"%d" % new
 
-    client.kv.rmw(key, updater, KEEP_TTL)
+    update(client, key, updater)
     return result
 
 
@@ -349,4 +373,4 @@ def incrbyfloat(client: Client, argv: list[bytes]) -> bytes:
             raise RespError("ERR increment would produce NaN or Infinity")
         return format_float(new)
 
-    return client.kv.rmw(argv[1], updater, KEEP_TTL) or b"0"
+    return update(client, argv[1], updater)
