@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from faster_backend.integrations.django.codec import dumps, loads
 
-_clients: dict[tuple[str, tuple[tuple[str, Any], ...]], Any] = {}
+_clients: dict[tuple[str, str], Any] = {}
 _lock = threading.Lock()
 
 
@@ -36,7 +36,7 @@ class RespStore:
             ) from exc
         self.location = location
         self._redis = redis
-        key = (location, tuple(sorted(options.items())))
+        key = (location, repr(sorted(options.items())))  # option values may be unhashable
         with _lock:
             client = _clients.get(key)
             if client is None:
@@ -115,7 +115,10 @@ class RespStore:
         pipe.execute()
 
     def delete_many(self, keys: list[bytes]) -> int:
-        return int(self.client.delete(*keys))
+        deleted = 0
+        for i in range(0, len(keys), 1000):  # bounded commands, whatever the number of keys
+            deleted += int(self.client.delete(*keys[i : i + 1000]))
+        return deleted
 
     def incr(self, key: bytes, delta: int) -> Any:
         """Add ``delta``: INCRBY for integers (atomic on the server), else an optimistic
