@@ -746,3 +746,11 @@ def test_memory_limit(fake: FakeServer) -> None:
             assert reply == 1  # pcall caught the memory error inside the script
         assert engine.memory() < 8 << 20  # the garbage was collected
     assert engine.eval(b"return #string.rep('x', 1000)", [], [], fake) == 1000
+
+
+def test_numbers_as_lua_prints_them(engine: ScriptingEngine, fake: FakeServer) -> None:
+    # redis.sha1hex and redis.log take numbers the way lua_tolstring prints them (%.14g).
+    for lua, text in [("590650104619545", b"5.9065010461954e+14"), ("12", b"12"),
+                      ("0.1", b"0.1"), ("1e100", b"1e+100")]:
+        assert run(engine, fake, f"return redis.sha1hex({lua})") == sha1hex(text).encode(), lua
+        assert run(engine, fake, f"return tostring({lua})") == text
