@@ -582,3 +582,66 @@ def _raw_pair(a: int, b: int) -> tuple[Raw, Raw]:
     if pair is None:
         pair = _RAW[(a, b)] = (Raw(a), Raw(b))
     return pair
+
+
+# -- other clients ---------------------------------------------------------------------------
+
+
+def test_script_objects_in_pipelines(r: redis.Redis) -> None:
+    """redis-py loads a pipeline's scripts first (SCRIPT EXISTS, SCRIPT LOAD), then EVALSHAs."""
+    incr = r.register_script("return redis.call('incrby', KEYS[1], ARGV[1])")
+    r.script_flush()
+    pipe = r.pipeline()
+    incr(keys=["p"], args=[2], client=pipe)
+    incr(keys=["p"], args=[3], client=pipe)
+    pipe.get("p")
+    assert pipe.execute() == [2, 5, b"5"]
+    assert r.script_exists(incr.sha) == [True]
+
+
+def test_asyncio_client(server: ServerProcess) -> None:
+    import redis.asyncio
+
+    async def main() -> None:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=server.port, protocol=3)
+        try:
+            assert await client.eval("return {KEYS[1], ARGV[1]}", 1, "k", "a") == [b"k", b"a"]
+            script = client.register_script("return redis.call('set', KEYS[1], ARGV[1])")
+            await client.script_flush()
+            assert await script(keys=["ak"], args=["v"]) == b"OK"
+            lock = client.lock("alock", timeout=5)
+            assert await lock.acquire(blocking=False)
+            assert await lock.extend(5)
+            assert await lock.reacquire()
+            await lock.release()
+            assert await client.exists("alock") == 0
+        finally:
+            await client.aclose()
+
+    import asyncio
+
+    asyncio.run(main())
+
+
+def test_redis_cli_eval(server: ServerProcess, tmp_path: Path) -> None:
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli is not installed (Debian package redis-tools)")
+    script = tmp_path / "script.lua"
+    script.write_text("redis.call('set', KEYS[1], ARGV[1])\nreturn {KEYS[1], ARGV[1], #KEYS}\n")
+    out = subprocess.run(
+        [cli, "-p", str(server.port), "--eval", str(script), "clikey", ",", "cliarg"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert out.stdout.split() == ["clikey", "cliarg", "1"]  # raw output: stdout is no tty
+    out = subprocess.run(
+        [cli, "-p", str(server.port), "EVAL", "return redis.call('nope')", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert "Unknown Redis command called from script" in out.stdout
