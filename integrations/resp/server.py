@@ -276,7 +276,8 @@ class RespServer:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         server = self.config.server
-        self._stop = asyncio.Event()
+        if self._stop is None:
+            self._stop = asyncio.Event()
         self.state.request_shutdown = self._stop.set
         hosts = server.bind.split()
         self._server = await loop.create_server(
@@ -294,10 +295,12 @@ class RespServer:
             self._stop.set()
 
     async def run(self, ready: Any = None) -> None:
-        await self.start()
         loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        # Handlers first: a signal that arrives once the port accepts must stop us cleanly.
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_shutdown)
+        await self.start()
         if ready is not None:
             ready(self)
         assert self._stop is not None
@@ -319,6 +322,13 @@ class RespServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        if all(callable(getattr(ks.kv, "checkpoint", None)) for ks in self.state.open_dbs()):
+            # Stores that can checkpoint (the durability engine) take one before closing.
+            for ks in self.state.open_dbs():
+                try:
+                    ks.kv.checkpoint()  # type: ignore[attr-defined]
+                except Exception:
+                    log.exception("checkpoint of database %d at shutdown failed", ks.index)
         self.state.close()
         log.info("server stopped")
 
