@@ -5,7 +5,8 @@
 Starts both servers on free loopback ports (our server with --durability periodic, which is
 recorded but not enforced yet; redis-server with persistence off, which is the same thing),
 pins each server to CPU 0 and redis-benchmark to CPU 1 when taskset exists, runs
-``redis-benchmark -t set,get,incr,mset -c 50 -n 200000 -P <p> --csv`` against each, and prints
+``redis-benchmark -t set,get,incr,mset -c 50 -n 200000 -P <p> --csv`` against each (alternating,
+``--repeat`` times, medians reported, so that both see the same machine load), and prints
 requests per second and p99 latency with the ratios. Targets: >= 0.8x at -P 1, >= 0.5x at -P 16.
 """
 
@@ -18,6 +19,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,17 +55,31 @@ def pinned(cpu: int, cmd: list[str]) -> list[str]:
     return cmd
 
 
-def run_benchmark(port: int, requests: int, clients: int, pipeline: int) -> dict[str, tuple[float, float]]:
+Results = dict[str, tuple[float, float]]  # test -> (requests per second, p99 ms)
+
+
+def run_benchmark(port: int, requests: int, clients: int, pipeline: int) -> Results:
     cmd = pinned(1, [
         "redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-t", TESTS,
         "-c", str(clients), "-n", str(requests), "-P", str(pipeline), "--csv",
     ])
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=900).stdout
-    results: dict[str, tuple[float, float]] = {}
+    results: Results = {}
     for row in csv.DictReader(io.StringIO(out)):
         name = row["test"].split(" ")[0]
         results[name] = (float(row["rps"]), float(row["p99_latency_ms"]))
     return results
+
+
+def median(runs: list[Results]) -> Results:
+    """Per test: the median requests per second and the median p99."""
+    return {
+        test: (
+            statistics.median(r[test][0] for r in runs),
+            statistics.median(r[test][1] for r in runs),
+        )
+        for test in runs[0]
+    }
 
 
 def main() -> int:
@@ -71,6 +87,7 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
+    ap.add_argument("--repeat", type=int, default=3, help="runs per server (medians)")
     args = ap.parse_args()
     for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
@@ -96,8 +113,11 @@ def main() -> int:
         header = f"{'test':<8}{'-P':>4}{'ours rps':>12}{'redis rps':>12}{'ratio':>8}"
         header += f"{'ours p99':>10}{'redis p99':>11}"
         for p in args.pipelines:
-            mine = run_benchmark(ours_port, args.requests, args.clients, p)
-            theirs = run_benchmark(redis_port, args.requests, args.clients, p)
+            runs: dict[int, list[Results]] = {ours_port: [], redis_port: []}
+            for _ in range(args.repeat):
+                for port in (ours_port, redis_port):
+                    runs[port].append(run_benchmark(port, args.requests, args.clients, p))
+            mine, theirs = median(runs[ours_port]), median(runs[redis_port])
             print(header)
             for test in TESTS.split(","):
                 key = test.upper()
