@@ -33,6 +33,9 @@ from faster_backend.integrations.django.remote import RespStore, is_remote
 _pdumps = pickle.dumps
 _ploads = pickle.loads
 _KEY_MEMO = 2048  # made keys remembered per backend object
+# Longer timeouts (up to infinity) are stored as this many seconds, about 3000 years: the store
+# keeps expiry times as 64-bit milliseconds, and Redis refuses larger ones too.
+_MAX_TTL = 10**11
 
 
 class Store(Protocol):
@@ -220,7 +223,9 @@ class FasterCache(BaseCache):  # type: ignore[misc]
 
     def _ttl(self, timeout: Any) -> float | None:
         if timeout is DEFAULT_TIMEOUT:
-            return cast(float | None, self.default_timeout)
+            timeout = self.default_timeout
+        if timeout is not None and not timeout <= _MAX_TTL:  # also catches inf and NaN
+            return _MAX_TTL
         return cast(float | None, timeout)
 
     # -- BaseCache -------------------------------------------------------------------------
@@ -257,6 +262,8 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             raw = _pdumps(value, PROTOCOL)
         if timeout is DEFAULT_TIMEOUT:
             timeout = self.default_timeout
+        if timeout is not None and not timeout <= _MAX_TTL:
+            timeout = _MAX_TTL
         if self._count() >= self._max_entries:
             self._cull()
         self._upsert(bkey, raw, timeout)

@@ -178,6 +178,16 @@ def test_incr_semantics(cache: FasterCache) -> None:
     assert cache.get("s") == "text"  # a failed incr writes nothing
 
 
+def test_huge_timeouts_mean_practically_forever(cache: FasterCache) -> None:
+    for timeout in (10**17, float("inf"), float("nan")):
+        cache.set("k", "v", timeout)
+        assert cache.get("k") == "v"
+        assert cache.add("k2", "v", timeout) is True and cache.get("k2") == "v"
+        assert cache.touch("k2", timeout) is True and cache.get("k2") == "v"
+        assert cache.ttl("k") > 10**10  # type: ignore[operator]
+        cache.delete_many(["k", "k2"])
+
+
 def test_incr_keeps_the_timeout(cache: FasterCache) -> None:
     cache.set("t", 1, timeout=100)
     cache.incr("t")

@@ -194,3 +194,10 @@ def test_sample_dashboard_over_resp(resp_url: str, client: Any, admin_user: Any)
         assert "No log regions (RESP mode)." in page
         assert "<li>demo:visits</li>" in page
         default_cache.clear()
+
+
+def test_huge_timeouts(cache: FasterCache) -> None:
+    cache.set("k", "v", 10**17)
+    cache.set_many({"m": 1}, float("inf"))
+    assert cache.get("k") == "v" and cache.get("m") == 1
+    assert cache.ttl("k") > 10**10  # type: ignore[operator]
