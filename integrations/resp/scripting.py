@@ -15,7 +15,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from faster_backend.integrations.resp import lua_cjson, lua_sandbox
@@ -25,8 +25,6 @@ log = logging.getLogger("faster_backend.resp.scripting")
 
 NOSCRIPT = "NOSCRIPT No matching script. Please use EVAL."
 NOTBUSY = "NOTBUSY No scripts in execution right now."
-ERR_UNKNOWN_COMMAND = "ERR Unknown Redis command called from script"
-ERR_WRONG_ARITY = "ERR Wrong number of args calling Redis command from script"
 ERR_NOT_ALLOWED = "ERR This Redis command is not allowed from script"
 ERR_READONLY_WRITE = "ERR Write commands are not allowed from read-only scripts."
 ERR_RO_WITH_WRITE_FLAG = "ERR Can not execute a script with write flag using *_ro command."
@@ -42,6 +40,7 @@ DEFAULT_MAX_MEMORY = 1 << 30
 EVAL_CACHE_SIZE = 500  # Redis 7.4 evicts EVAL-loaded scripts beyond 500 (LRU); SCRIPT LOAD stays
 
 _HOOK_EVERY = 100_000  # VM instructions between time-limit checks, as Redis does
+_MAX_REPLY_DEPTH = 200  # nesting of a script's reply (Redis: the Lua C stack limit)
 _LLONG_MIN = -(2**63)
 _INT_RE = re.compile(rb"(?:0|-?[1-9][0-9]*)\Z")
 
@@ -54,7 +53,6 @@ class ScriptContext:
     read_only: bool
     resp: int = 2
     wrote: bool = False  # the callable sets this when a write command ran
-    extra: dict[str, Any] = field(default_factory=dict)  # room for the host's per-run state
 
 
 CommandCall = Callable[[list[bytes], ScriptContext], object]
@@ -147,8 +145,6 @@ def _format_double(value: float) -> bytes:
     if value.is_integer() and abs(value) < 1e17:
         return b"%d" % int(value)
     return repr(value).encode()
-
-
 
 
 class ScriptingEngine:
@@ -286,8 +282,7 @@ class ScriptingEngine:
 
     def memory(self) -> int:
         """Bytes the Lua VM uses (INFO used_memory_lua)."""
-        kib = self._lua.eval(b"collectgarbage('count')")
-        return int(float(kib) * 1024)
+        return int(float(self._gc(b"count")) * 1024)
 
     # -- running ------------------------------------------------------------------------------
 
@@ -329,7 +324,7 @@ class ScriptingEngine:
     ) -> object:
         """Run a cached script; returns its reply value, raises RespError for script errors."""
         if self._ctx is not None:
-            raise RespError("ERR This Redis command is not allowed from script")
+            raise RespError(ERR_NOT_ALLOWED)
         if script.shebang and read_only and "no-writes" not in script.flags:
             raise RespError(ERR_RO_WITH_WRITE_FLAG)
         ro = read_only or "no-writes" in script.flags
@@ -376,11 +371,13 @@ class ScriptingEngine:
 
     # -- Lua -> reply -------------------------------------------------------------------------
 
-    def _reply(self, value: object, resp: int) -> object:
+    def _reply(self, value: object, resp: int, depth: int) -> object:
+        if depth > _MAX_REPLY_DEPTH:
+            return RespError("ERR reached lua stack limit")
         res = self._classify(value)
-        return self._reply_parts(res if isinstance(res, tuple) else (res,), resp)
+        return self._reply_parts(res if isinstance(res, tuple) else (res,), resp, depth)
 
-    def _reply_parts(self, parts: tuple[Any, ...], resp: int) -> object:
+    def _reply_parts(self, parts: tuple[Any, ...], resp: int, depth: int = 0) -> object:
         kind = parts[0]
         if kind == b"nil":
             return None
@@ -402,17 +399,17 @@ class ScriptingEngine:
             return bytes(parts[1]).replace(b"\r", b" ").replace(b"\n", b" ")
         if kind == b"array":
             table, n = parts[1], int(parts[2])
-            return [self._reply(table[i], resp) for i in range(1, n + 1)]
+            return [self._reply(table[i], resp, depth + 1) for i in range(1, n + 1)]
         if kind == b"map":
             ks, vs, n = parts[1], parts[2], int(parts[3])
             out: dict[Any, object] = {}
             for i in range(1, n + 1):
-                k = self._reply(ks[i], resp)
-                out[_hashable(k)] = self._reply(vs[i], resp)
+                k = self._reply(ks[i], resp, depth + 1)
+                out[_hashable(k)] = self._reply(vs[i], resp, depth + 1)
             return out
         if kind == b"set":
             ks, n = parts[1], int(parts[2])
-            return {_hashable(self._reply(ks[i], resp)) for i in range(1, n + 1)}
+            return {_hashable(self._reply(ks[i], resp, depth + 1)) for i in range(1, n + 1)}
         return None  # functions, userdata, threads: Redis replies null
 
     # -- reply -> Lua -------------------------------------------------------------------------

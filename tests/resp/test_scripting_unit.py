@@ -754,3 +754,14 @@ def test_numbers_as_lua_prints_them(engine: ScriptingEngine, fake: FakeServer) -
                       ("0.1", b"0.1"), ("1e100", b"1e+100")]:
         assert run(engine, fake, f"return redis.sha1hex({lua})") == sha1hex(text).encode(), lua
         assert run(engine, fake, f"return tostring({lua})") == text
+
+
+def test_deeply_nested_reply_is_cut_not_crashed(engine: ScriptingEngine, fake: FakeServer) -> None:
+    src = "local t = {} local c = t for i = 1, 100000 do c[1] = {} c = c[1] end return t"
+    reply = run(engine, fake, src)
+    depth = 0
+    while isinstance(reply, list):
+        reply = reply[0]
+        depth += 1
+    assert isinstance(reply, RespError) and reply.message == "ERR reached lua stack limit"
+    assert 100 < depth < 1000
