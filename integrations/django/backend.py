@@ -383,16 +383,25 @@ class FasterCache(BaseCache):  # type: ignore[misc]
                     wrapped += 1
             entry.cull_cursor = cursor
 
-    # -- async: atomic, and reads go through one awaitable -------------------------------
+    # -- async ---------------------------------------------------------------------------
+
+    # Embedded mode: the store's operations never wait for I/O today (the hybrid log is in
+    # memory), so they run on the event loop itself, atomically, with no thread hop. When the
+    # engine keeps records on disk and offers awaitable operations for them, these three
+    # methods are the one place to switch: reads to awaited reads, writes and RMWs (add, incr,
+    # touch: FASTER's pending RMW) to awaited writes. RESP mode: redis-py blocks, so every
+    # async method runs its sync twin in Django's sync thread, as Django's RedisCache does.
 
     async def _aread(self, key: bytes) -> bytes | None:
-        # The engine keeps its log in memory and a read never waits for I/O, so it runs on the
-        # event loop. When the engine offers awaitable disk reads, this is the one place to
-        # await them; every async read below goes through here.
         return self._kv.read(key)
 
+    async def _aexists(self, key: bytes) -> bool:
+        return self._kv.exists(key)
+
+    async def _awrite(self, func: Callable[..., Any], *args: Any) -> Any:
+        return func(*args)
+
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
-        # RESP mode: redis-py is blocking, so run it in Django's sync thread.
         return await sync_to_async(func, thread_sensitive=True)(*args)
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
@@ -414,40 +423,34 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         if self._remote is not None:
             return cast(bool, await self._in_thread(self.has_key, key, version))
-        return self.has_key(key, version)
+        return await self._aexists(self._k(key, version))
 
     async def aset(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
-        if self._remote is not None:
-            await self._in_thread(self.set, key, value, timeout, version)
-        else:
-            self.set(key, value, timeout, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        await run(self.set, key, value, timeout, version)
 
     async def aadd(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
-        if self._remote is not None:
-            return cast(bool, await self._in_thread(self.add, key, value, timeout, version))
-        return self.add(key, value, timeout, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        return cast(bool, await run(self.add, key, value, timeout, version))
 
     async def atouch(
         self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
-        if self._remote is not None:
-            return cast(bool, await self._in_thread(self.touch, key, timeout, version))
-        return self.touch(key, timeout, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        return cast(bool, await run(self.touch, key, timeout, version))
 
     async def adelete(self, key: Any, version: int | None = None) -> bool:
-        if self._remote is not None:
-            return cast(bool, await self._in_thread(self.delete, key, version))
-        return self.delete(key, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        return cast(bool, await run(self.delete, key, version))
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         # Atomic in both modes: an RMW in the store, or INCRBY on the server.
-        if self._remote is not None:
-            return await self._in_thread(self.incr, key, delta, version)
-        return self.incr(key, delta, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        return await run(self.incr, key, delta, version)
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         return await self.aincr(key, -delta, version)
@@ -455,21 +458,16 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     async def aset_many(
         self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
-        if self._remote is not None:
-            return cast(list[Any], await self._in_thread(self.set_many, data, timeout, version))
-        return self.set_many(data, timeout, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        return cast(list[Any], await run(self.set_many, data, timeout, version))
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        if self._remote is not None:
-            await self._in_thread(self.delete_many, keys, version)
-        else:
-            self.delete_many(keys, version)
+        run = self._awrite if self._remote is None else self._in_thread
+        await run(self.delete_many, keys, version)
 
     async def aclear(self) -> None:
-        if self._remote is not None:
-            await self._in_thread(self.clear)
-        else:
-            self.clear()
+        run = self._awrite if self._remote is None else self._in_thread
+        await run(self.clear)
 
     async def aclose(self, **kwargs: Any) -> None:
         """Nothing to do, as for ``close``."""
