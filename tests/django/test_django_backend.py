@@ -284,6 +284,26 @@ def test_concurrent_aincr_is_atomic(cache: FasterCache) -> None:
     assert asyncio.run(main()) == 50
 
 
+class ThreadRecording(FasterCache):
+    threads: list[int] = []
+
+    def incr(self, *args: Any, **kwargs: Any) -> Any:
+        self.threads.append(threading.get_ident())
+        return super().incr(*args, **kwargs)
+
+
+def test_async_runs_on_the_event_loop(tmp_path: Path) -> None:
+    c = ThreadRecording(str(tmp_path / "native"), {"OPTIONS": OPTIONS})
+
+    async def main() -> int:
+        await c.aset("n", 0)
+        await c.aincr("n")
+        return threading.get_ident()
+
+    loop_thread = asyncio.run(main())
+    assert c.threads == [loop_thread]  # no hop to a worker thread
+
+
 def test_async_api(cache: FasterCache) -> None:
     async def main() -> None:
         assert await cache.aadd("a", 1) is True
