@@ -1,4 +1,9 @@
-"""Exclusive ownership of a data directory by one process (an fcntl lock on ``LOCK``)."""
+"""Exclusive ownership of a data directory (an flock on ``LOCK``).
+
+``flock`` rather than POSIX ``lockf``: POSIX record locks belong to the process, so a second
+open in the same process would succeed and closing it would silently drop the first lock. An
+flock belongs to one open file description, so a second opener is refused whoever it is.
+"""
 
 from __future__ import annotations
 
@@ -35,9 +40,9 @@ class DataDir:
         lock_path = self.path / LOCK_NAME
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EAGAIN):
+            if exc.errno not in (errno.EACCES, errno.EAGAIN, errno.EWOULDBLOCK):
                 os.close(fd)
                 raise
             holder = _read_pid(fd)

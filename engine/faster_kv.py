@@ -51,6 +51,7 @@ Updater = Callable[[bytes | None], bytes | None]
 
 _unpack_bucket = BUCKET.unpack_from
 _unpack_header = HEADER.unpack_from
+_pack_header = HEADER.pack_into
 _unpack_expiry = EXPIRY.unpack_from
 _pack_info = INFO.pack_into
 _pack_expiry = EXPIRY.pack_into
@@ -113,6 +114,8 @@ class FasterKv:
         self._log = HybridLog(page_size, memory_size // page_size, mutable_fraction, self._on_evict)
         self._index = HashTable(index_size, self._resolve)
         self._version = 0
+        # RecordInfo bits of a fresh record with no flags: final bit + checkpoint version.
+        self._info_bits = make_info(0, self._version, 0)
         self._live = 0
         self._writes = 0
         self._sweep_cursor = 0
@@ -217,7 +220,7 @@ class FasterKv:
             found = self._find_live(key, h)
             if found is None:
                 return None
-            addr, page, off, info, kl, vl = found
+            _, page, off, info, kl, vl = found
             self._n_hits += 1
             value = bytes(page[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
             expiry = self._expiry_of(page, off, info, kl, vl)
@@ -241,15 +244,102 @@ class FasterKv:
     def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
         h = xxh3_64_intdigest(key)
-        expiry = None
         if ttl is not None:
             if ttl <= 0:
                 self.delete(key)
                 return
             expiry = int((_now() + ttl) * 1000)
-        with self._lock:
+            with self._lock:
+                self._n_upserts += 1
+                self._write(key, h, value, expiry)
+            return
+        tag = (h >> HASH_TAG_SHIFT) or 1
+        lock = self._lock
+        lock.acquire()
+        try:
             self._n_upserts += 1
-            self._write(key, h, value, expiry)
+            ix = self._index
+            if ix.old is not None:
+                self._write(key, h, value, None)
+                return
+            # Fast path (no expiry, index not growing): probe the bucket chain inline.
+            table = ix.cur
+            buf = table.buf
+            b = h & table.mask
+            slot = empty = -1
+            while True:
+                words = _unpack_bucket(buf, b << 6)
+                for e in words:
+                    if e >> TAG_SHIFT == tag:
+                        slot = (b << 3) + words.index(e)
+                        break
+                else:
+                    if empty < 0 and 0 in words[:7]:
+                        empty = (b << 3) + words.index(0)
+                    b = words[7]
+                    if b:
+                        continue
+                break
+            hlog = self._log
+            klen = len(key)
+            vlen = len(value)
+            size = (HEADER_SIZE + klen + vlen + 7) & ~7
+            prev = 0
+            if slot >= 0:
+                prev = table.words[slot] & ADDRESS_MASK
+                addr = prev
+                head = hlog.head_address
+                pages = hlog.pages
+                bits = hlog.page_bits
+                pmask = hlog.page_mask
+                while addr >= head:
+                    page = pages[addr >> bits]
+                    off = addr & pmask
+                    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                    if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                        # An existing key (live, deleted or expiring): the general path.
+                        if (
+                            info & (TOMBSTONE | HAS_EXPIRY)
+                            or addr < hlog.read_only_address
+                            or (HEADER_SIZE + kl + vl + 7) & ~7 != size
+                            or vlen > MAX_FIELD
+                        ):
+                            self._write(key, h, value, None)
+                            return
+                        start = off + HEADER_SIZE + kl
+                        page[start : start + vlen] = value  # type: ignore[index]
+                        _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
+                        self._n_in_place += 1
+                        self._after_write()
+                        return
+                    addr = info & PREV_MASK
+                if addr >= hlog.begin_address:
+                    # The chain continues on the device: the key may exist there.
+                    self._write(key, h, value, None)
+                    return
+            elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD:
+                self._write(key, h, value, None)  # needs an overflow bucket, or too large
+                return
+            # A key not in memory: append at the tail.
+            tail = hlog.tail_address
+            off = tail & hlog.page_mask
+            if off + size >= hlog.page_size:
+                tail = hlog.allocate(size)
+                off = tail & hlog.page_mask
+                if slot >= 0:  # eviction may have moved the chain's head out of memory
+                    prev = table.words[slot] & ADDRESS_MASK
+            else:
+                hlog.tail_address = tail + size
+            page = hlog.pages[tail >> hlog.page_bits]
+            _pack_header(page, off, prev | self._info_bits, klen, vlen)  # type: ignore[arg-type]
+            start = off + HEADER_SIZE
+            page[start : start + klen] = key  # type: ignore[index]
+            page[start + klen : start + klen + vlen] = value  # type: ignore[index]
+            table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
+            self._live += 1
+            self._after_write()
+        finally:
+            lock.release()
 
     def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` has no live value; True if it was stored."""
@@ -354,8 +444,8 @@ class FasterKv:
         keys: list[bytes] = []
         with self._lock:
             ix = self._index
-            if ix.growing:
-                ix.grow()
+            while not self._grow_step(4096):
+                pass
             table = ix.cur
             mask = table.mask
             v = cursor
@@ -392,9 +482,7 @@ class FasterKv:
             self._index.start_grow()
         while True:
             with self._lock:
-                if self._index.grow_step(4096):
-                    self._n_grows += 1
-                    self._grow_at = int(self._index.size * self.index_load_factor)
+                if self._grow_step(4096):
                     return
 
     # -- statistics ------------------------------------------------------------------------
@@ -495,7 +583,8 @@ class FasterKv:
                 if (
                     live_before
                     and addr >= hlog.read_only_address
-                    and record_size(kl, vl, bool(info & HAS_EXPIRY)) == size
+                    and bool(info & HAS_EXPIRY) == (expiry is not None)
+                    and record_size(kl, vl, expiry is not None) == size
                 ):
                     start = off + HEADER_SIZE + kl
                     page[start : start + vlen] = value
@@ -536,13 +625,22 @@ class FasterKv:
         self._writes += 1
         ix = self._index
         if ix.old is not None:
-            if ix.grow_step(_GROW_STEP):
-                self._n_grows += 1
-                self._grow_at = int(ix.size * self.index_load_factor)
+            self._grow_step(_GROW_STEP)
         elif self._live > self._grow_at:
             ix.start_grow()
         if not self._writes % _SWEEP_EVERY:
             self._sweep(_SWEEP_BUCKETS)
+
+    def _grow_step(self, max_buckets: int) -> bool:
+        """Advance an index growth, if one runs; True when none is left running."""
+        ix = self._index
+        if ix.old is None:
+            return True
+        if not ix.grow_step(max_buckets):
+            return False
+        self._n_grows += 1
+        self._grow_at = int(ix.size * self.index_load_factor)
+        return True
 
     def _delete(self, key: bytes, h: int) -> bool:
         found = self._find_live(key, h)

@@ -55,8 +55,10 @@ class HybridLog:
     def allocate(self, size: int) -> int:
         """Reserve ``size`` bytes at the tail and return their address."""
         tail = self.tail_address
-        if (tail & self.page_mask) + size > self.page_size:
-            if size > self.page_size:
+        # ">=": a record never ends exactly on a page boundary, so the tail always lies in an
+        # open page.
+        if (tail & self.page_mask) + size >= self.page_size:
+            if size >= self.page_size:
                 raise RecordTooLargeError(
                     f"a record of {size} bytes does not fit in a log page of {self.page_size}"
                     " bytes; store smaller values or raise page_size"

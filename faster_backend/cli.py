@@ -34,7 +34,9 @@ def _demo(args: argparse.Namespace) -> int:
                 console.print(f"[red]wrong value for key:{i}")
                 return 1
         t2 = time.perf_counter()
-        console.print(f"upsert: {args.keys / (t1 - t0):,.0f} ops/s  read: {args.keys / (t2 - t1):,.0f} ops/s")
+        console.print(
+            f"upsert: {args.keys / (t1 - t0):,.0f} ops/s  read: {args.keys / (t2 - t1):,.0f} ops/s"
+        )
         console.print(kv.stats())
     return 0
 

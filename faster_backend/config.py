@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
+import tomllib  # Python >= 3.11 (the tomli dependency applies to older interpreters only)
 import types
 import typing
 from collections.abc import Mapping
@@ -18,11 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from faster_backend.engine.sizes import parse_size
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 ENV_PREFIX = "FASTER_BACKEND__"
 
@@ -153,9 +148,8 @@ def _convert(raw: Any, hint: Any, is_size: bool, name: str, from_env: bool) -> A
                 return float(raw)
             if from_env:
                 return float(raw)
-        elif hint is str:
-            if isinstance(raw, str):
-                return raw
+        elif hint is str and isinstance(raw, str):
+            return raw
     except ValueError as exc:
         raise ConfigError(f"{name}: {exc}") from None
     raise ConfigError(f"{name}: expected {hint.__name__}, got {raw!r}")
