@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from typing import Any
 
 from django.core.cache import caches
 from django.core.cache.backends.base import InvalidCacheBackendError
-from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.core.management.base import (
+    BaseCommand,
+    CommandError,
+    CommandParser,
+    DjangoHelpFormatter,
+)
 
 from faster_backend import DataDirLockedError
 from faster_backend.integrations.django.backend import FasterCache
@@ -24,8 +30,16 @@ clear    delete every key of the store (all aliases sharing its LOCATION)
 """
 
 
+class _HelpFormatter(DjangoHelpFormatter, argparse.RawDescriptionHelpFormatter):  # type: ignore[misc]
+    """Django's option ordering, with HELP's line breaks kept."""
+
+
 class Command(BaseCommand):  # type: ignore[misc]
     help = HELP
+
+    def create_parser(self, prog_name: str, subcommand: str, **kwargs: Any) -> CommandParser:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        return super().create_parser(prog_name, subcommand, **kwargs)
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("action", choices=["stats", "check", "compact", "clear"])
