@@ -42,17 +42,24 @@ def fetch_cache_tests() -> Path:
     sdists.mkdir(parents=True, exist_ok=True)
     archive = sdists / f"django-{version}.tar.gz"
     if not archive.is_file():
-        proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
-             "--disable-pip-version-check", "-d", str(sdists), f"django=={version}"],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        found = sorted(sdists.glob(f"[Dd]jango-{version}.tar.gz"))
-        if proc.returncode != 0 or not found:
-            raise RuntimeError(f"pip download of django=={version} failed:\n{proc.stderr[-2000:]}")
-        archive = found[0]
+        # Download next to the final name and rename: a concurrent run never sees half a file.
+        download = Path(tempfile.mkdtemp(dir=sdists, prefix=".download-"))
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
+                 "--disable-pip-version-check", "-d", str(download), f"django=={version}"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            found = sorted(download.glob(f"[Dd]jango-{version}.tar.gz"))
+            if proc.returncode != 0 or not found:
+                raise RuntimeError(
+                    f"pip download of django=={version} failed:\n{proc.stderr[-2000:]}"
+                )
+            found[0].replace(archive)
+        finally:
+            shutil.rmtree(download, ignore_errors=True)
     prefix = f"django-{version}/tests/cache/"
     staging = Path(tempfile.mkdtemp(dir=root, prefix=".unpack-"))
     try:
