@@ -4,6 +4,7 @@ cache dashboard for staff users."""
 from __future__ import annotations
 
 import time
+from itertools import islice
 from typing import Any
 
 from django.conf import settings
@@ -77,7 +78,7 @@ def _is_staff(user: Any) -> bool:
 def dashboard(request: HttpRequest) -> HttpResponse:
     stats = cache.stats()
     hits, misses = int(stats.get("hits", 0)), int(stats.get("misses", 0))
-    keys = sorted(cache.iter_keys("*"))[:50]
+    keys = sorted(islice(cache.iter_keys("*"), 50))  # a sample: stops scanning after 50
     context = {
         "stats": stats,
         "hit_rate": None if stats.get("hit_rate") is None else 100 * stats["hit_rate"],
