@@ -29,7 +29,7 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(request, "cachedemo/home.html", {"visits": visits, "motd": motd})
 
 
-@cache_page(30)
+@cache_page(30)  # type: ignore[untyped-decorator]
 def slow_report(request: HttpRequest) -> HttpResponse:
     # Stands for an expensive page: the first request pays, the next 30 s come from the cache.
     time.sleep(getattr(settings, "SLOW_VIEW_SECONDS", 1.0))
@@ -38,7 +38,7 @@ def slow_report(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "POST"])  # type: ignore[untyped-decorator]
 def counter(request: HttpRequest) -> HttpResponse:
     names = ["demo:clicks:red", "demo:clicks:blue"]
     if request.method == "POST":
@@ -56,7 +56,7 @@ def counter(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "POST"])  # type: ignore[untyped-decorator]
 def cart(request: HttpRequest) -> HttpResponse:
     # The session lives in the cache (SESSION_ENGINE = "...sessions.backends.cache").
     items: dict[str, int] = request.session.get("cart", {})
@@ -74,7 +74,7 @@ def _is_staff(user: Any) -> bool:
     return bool(user.is_active and user.is_staff)
 
 
-@user_passes_test(_is_staff)
+@user_passes_test(_is_staff)  # type: ignore[untyped-decorator]
 def dashboard(request: HttpRequest) -> HttpResponse:
     stats = cache.stats()
     hits, misses = int(stats.get("hits", 0)), int(stats.get("misses", 0))

@@ -130,7 +130,7 @@ def test_command_stats() -> None:
 def test_command_check() -> None:
     cache.set_many({f"k{i}": {"i": i} for i in range(50)})
     assert "scanned 50 keys: 50 decode" in _run("check")
-    cache._embedded.upsert(b":1:broken", b"\x80\x05garbage")  # type: ignore[union-attr]
+    cache._embedded.upsert(b":1:broken", b"\x80\x05garbage")
     with pytest.raises(CommandError, match="1 values do not decode"):
         _run("check")
 
@@ -150,7 +150,7 @@ def test_command_clear() -> None:
     assert cache.get("a") is None
 
 
-@override_settings(
+@override_settings(  # type: ignore[untyped-decorator]
     CACHES={"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 )
 def test_command_rejects_other_backends() -> None:
