@@ -181,14 +181,6 @@ def subcommand(
     return register
 
 
-def lookup(argv: list[bytes]) -> CommandSpec | None:
-    """The spec that runs ``argv``: the subcommand's for container commands, else the command's."""
-    spec = COMMANDS.get(argv[0]) or COMMANDS.get(argv[0].lower())
-    if spec is not None and spec.subcommands and len(argv) > 1:
-        return spec.subcommands.get(argv[1].lower(), spec)
-    return spec
-
-
 def unknown_subcommand(argv: list[bytes]) -> RespError:
     sub = argv[1].decode("utf-8", "replace")[:128]
     return RespError(
