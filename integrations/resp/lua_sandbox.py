@@ -57,7 +57,7 @@ def bit(op: bytes, *args: float | int) -> int | bytes:
 # with the real globals, captures what it needs as upvalues, then removes the dangerous globals.
 BOOTSTRAP = r"""
 local py_call, py_pcall, py_unwrap, py_sha1, py_log, py_now, py_setresp, py_set_repl, py_bit,
-      py_json_encode, py_json_decode, version, version_num, hook_every = ...
+      py_json_encode, py_json_decode, py_msgpack, version, version_num, hook_every = ...
 local INTERNAL = '=faster_backend'
 local _G = _G
 local type, error, tostring, tonumber = type, error, tostring, tonumber
@@ -143,7 +143,8 @@ end
 -- functions and hide everything Python behind them.
 local pyfuncs = setmetatable({}, {__mode = 'k'})
 for _, f in next, {py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl,
-                   py_json_encode, py_json_decode} do
+                   py_json_encode, py_json_decode, py_msgpack.pack, py_msgpack.unpack,
+                   py_msgpack.unpack_one, py_msgpack.unpack_limit} do
   pyfuncs[f] = true
 end
 local function not_indexable() error('attempt to index a function value', 2) end
@@ -374,6 +375,18 @@ end
 cjson.encode = py_json_encode
 cjson.decode = py_json_decode
 G.cjson = protect(cjson)
+
+-- cmsgpack (lua-cmsgpack 0.4.0): all in Python, see lua_cmsgpack.py.
+G.cmsgpack = protect({
+  pack = py_msgpack.pack,
+  unpack = py_msgpack.unpack,
+  unpack_one = py_msgpack.unpack_one,
+  unpack_limit = py_msgpack.unpack_limit,
+  _NAME = 'cmsgpack',
+  _VERSION = 'lua-cmsgpack 0.4.0',
+  _COPYRIGHT = 'Copyright (C) 2012, Salvatore Sanfilippo',
+  _DESCRIPTION = 'MessagePack C implementation for Lua',
+})
 
 local redis = {}
 redis.call = py_call

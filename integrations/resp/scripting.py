@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from faster_backend.integrations.resp import lua_cjson, lua_sandbox
+from faster_backend.integrations.resp import lua_cjson, lua_cmsgpack, lua_sandbox
 from faster_backend.integrations.resp.types import NULL_ARRAY, Push, RespError, SimpleString
 
 log = logging.getLogger("faster_backend.resp.scripting")
@@ -204,6 +204,14 @@ class ScriptingEngine:
             self._guard(lua_sandbox.bit),
             self._guard(self._bridge_json_encode),
             self._guard(self._bridge_json_decode),
+            lua.table_from(
+                {
+                    b"pack": self._guard(self._bridge_msgpack_pack),
+                    b"unpack": self._guard(self._bridge_msgpack_unpack),
+                    b"unpack_one": self._guard(self._bridge_msgpack_unpack_one),
+                    b"unpack_limit": self._guard(self._bridge_msgpack_unpack_limit),
+                }
+            ),
             self.redis_version.encode(),
             (major << 16) | (minor << 8) | patch,
             _HOOK_EVERY,
@@ -542,16 +550,121 @@ class ScriptingEngine:
             self._lua_error("bad argument #1 to 'decode' (expected 1 argument)")
         text = _lua_tostring(args[0])
         if text is None:
-            kind = "nil" if args[0] is None else "boolean" if isinstance(args[0], bool) else (
-                lupa_type(args[0]) or "userdata"
-            )
-            self._lua_error(f"bad argument #1 to 'decode' (string expected, got {kind})")
+            got = _lua_typename(args[0])
+            self._lua_error(f"bad argument #1 to 'decode' (string expected, got {got})")
         try:
             return lua_cjson.decode(
                 text, self._json_null, array=self._lua.table_from, obj=self._lua.table_from
             )
         except lua_cjson.CJSONError as e:
             self._lua_error(str(e))
+
+    # cmsgpack ---------------------------------------------------------------------------------
+
+    def _bridge_msgpack_pack(self, *args: object) -> bytes:
+        if not args:
+            self._lua_error("bad argument #0 to 'pack' (MessagePack pack needs input.)")
+        out = bytearray()
+        for arg in args:
+            self._msgpack_encode(arg, 0, out)
+        return bytes(out)
+
+    def _msgpack_encode(self, value: object, level: int, out: bytearray) -> None:
+        if isinstance(value, bytes):
+            lua_cmsgpack.encode_bytes(value, out)
+        elif isinstance(value, bool):
+            out.append(0xC3 if value else 0xC2)
+        elif isinstance(value, int | float):
+            lua_cmsgpack.encode_number(value, out)
+        elif lupa_type(value) == "table" and level < lua_cmsgpack.MAX_NESTING:
+            table: Any = value
+            if self._msgpack_is_array(table):
+                n = len(table)
+                lua_cmsgpack.encode_array_header(n, out)
+                for j in range(1, n + 1):
+                    self._msgpack_encode(table[j], level + 1, out)
+            else:
+                items = list(table.items())
+                lua_cmsgpack.encode_map_header(len(items), out)
+                for k, v in items:
+                    self._msgpack_encode(k, level + 1, out)
+                    self._msgpack_encode(v, level + 1, out)
+        else:  # nil, functions, userdata, threads, and tables nested too deep
+            out.append(0xC0)
+
+    @staticmethod
+    def _msgpack_is_array(table: Any) -> bool:
+        count = top = 0
+        for key in table:
+            if isinstance(key, bool) or not isinstance(key, int | float):
+                return False
+            if key <= 0 or not lua_cmsgpack.is_int_equivalent(float(key)):
+                return False
+            top = max(top, int(key))
+            count += 1
+        return top == count
+
+    def _msgpack_unpack(self, name: str, args: tuple[object, ...], limit: int, offset: int) -> Any:
+        data = _lua_tostring(args[0]) if args else None
+        if data is None:
+            got = _lua_typename(args[0]) if args else "no value"
+            self._lua_error(f"bad argument #1 to '{name}' (string expected, got {got})")
+        decode_all = not limit and not offset
+        if offset < 0 or limit < 0:
+            self._lua_error(
+                f"Invalid request to unpack with offset of {offset} and limit of {len(data)}."
+            )
+        if offset > len(data):
+            self._lua_error(f"Start offset {offset} greater than input length {len(data)}.")
+        try:
+            values, end = lua_cmsgpack.decode(
+                data,
+                offset,
+                None if decode_all else limit,
+                self._msgpack_array,
+                self._msgpack_map,
+            )
+        except lua_cmsgpack.MsgpackError as e:
+            self._lua_error(str(e))
+        out = [None if v is lua_cmsgpack.NIL else v for v in values]
+        if not decode_all:
+            out.insert(0, -1 if end == len(data) else end)
+        return tuple(out)
+
+    def _msgpack_array(self, items: list[Any]) -> object:
+        return self._lua.table_from([None if v is lua_cmsgpack.NIL else v for v in items])
+
+    def _msgpack_map(self, pairs: list[tuple[Any, Any]]) -> object:
+        table = self._lua.table()
+        for k, v in pairs:
+            if k is lua_cmsgpack.NIL:
+                raise _LuaRaise(b"table index is nil")
+            if isinstance(k, float) and math.isnan(k):
+                raise _LuaRaise(b"table index is NaN")
+            table[k] = None if v is lua_cmsgpack.NIL else v
+        return table
+
+    def _int_arg(self, name: str, args: tuple[object, ...], n: int, default: int | None) -> int:
+        value = args[n - 1] if len(args) >= n else None
+        if value is None and default is not None:
+            return default
+        number = _lua_tonumber(value)
+        if number is None or math.isnan(number) or math.isinf(number):
+            got = _lua_typename(value) if len(args) >= n else "no value"
+            self._lua_error(f"bad argument #{n} to '{name}' (number expected, got {got})")
+        return int(number)
+
+    def _bridge_msgpack_unpack(self, *args: object) -> Any:
+        return self._msgpack_unpack("unpack", args, 0, 0)
+
+    def _bridge_msgpack_unpack_one(self, *args: object) -> Any:
+        offset = self._int_arg("unpack_one", args, 2, 0)
+        return self._msgpack_unpack("unpack_one", args[:1], 1, offset)
+
+    def _bridge_msgpack_unpack_limit(self, *args: object) -> Any:
+        limit = self._int_arg("unpack_limit", args, 2, None)
+        offset = self._int_arg("unpack_limit", args, 3, 0)
+        return self._msgpack_unpack("unpack_limit", args[:1], limit, offset)
 
     def _raise(self, text: str) -> NoReturn:
         raise _LuaRaise(self._error_table(text))
@@ -608,6 +721,18 @@ def lupa_type(value: object) -> str | None:
 
     kind = lua51.lua_type(value)
     return kind if isinstance(kind, str) else None
+
+
+def _lua_typename(value: object) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, bytes):
+        return "string"
+    return lupa_type(value) or "userdata"
 
 
 def _lua_tostring(value: object) -> bytes | None:

@@ -128,3 +128,71 @@ def test_cjson_from_lua() -> None:
     ]
     with pytest.raises(RespError, match="Attempt to modify a readonly table"):
         run("cjson.encode = nil")
+
+
+# -- cmsgpack -------------------------------------------------------------------------------
+
+
+def test_msgpack_decoder_types() -> None:
+    from faster_backend.integrations.resp import lua_cmsgpack
+
+    data = bytes.fromhex(
+        "9f"  # fixarray of 15
+        "01" "ff" "cd012c" "d1fed4" "ce00011170" "cf0000010000000000"  # 1 -1 300 -300 70000 2^40
+        "d3ffffff0000000000" "ca3fc00000" "a474657874"  # -2^40 1.5 "text"
+        "d903616263" "c3" "c2" "c0"  # str8 "abc" true false nil
+        "81a16192" "01" "81a162c0"  # {"a": [1, {"b": nil}]}
+        "90"  # []
+    )
+    values, end = lua_cmsgpack.decode(data, 0, None, list, dict)
+    assert end == len(data)
+    got = values[0]
+    assert got[:8] == [1.0, -1.0, 300.0, -300.0, 70000.0, 2.0**40, -(2.0**40), 1.5]
+    assert got[8:11] == [b"text", b"abc", True] and got[11] is False
+    assert got[12] is lua_cmsgpack.NIL
+    assert got[13] == {b"a": [1.0, {b"b": lua_cmsgpack.NIL}]}
+    assert got[14] == []
+    # A stream of values, read one at a time.
+    assert lua_cmsgpack.decode(b"\x01\x02\x03", 1, 1, list, dict) == ([2.0], 2)
+
+
+def test_msgpack_deep_nesting_is_iterative() -> None:
+    from faster_backend.integrations.resp import lua_cmsgpack
+
+    data = b"\x91" * 5000 + b"\x01"
+    values, _ = lua_cmsgpack.decode(data, 0, None, list, dict)
+    value = values[0]
+    for _ in range(5000):
+        value = value[0]
+    assert value == 1.0
+    with pytest.raises(lua_cmsgpack.MsgpackError, match=r"^Missing bytes in input\.$"):
+        lua_cmsgpack.decode(b"\x92\x01", 0, None, list, dict)
+    with pytest.raises(lua_cmsgpack.MsgpackError, match=r"^Bad data format in input\.$"):
+        lua_cmsgpack.decode(b"\xc1", 0, None, list, dict)
+
+
+def test_cmsgpack_from_lua() -> None:
+    engine = ScriptingEngine()
+
+    def no_commands(argv: list[bytes], ctx: ScriptContext) -> Any:
+        raise AssertionError("no command expected")
+
+    def run(src: str) -> Any:
+        return engine.eval(src.encode(), [], [], no_commands)
+
+    assert run("return cmsgpack.pack({1, 2, 3})") == b"\x93\x01\x02\x03"
+    assert run("return cmsgpack.pack({a = true})") == b"\x81\xa1a\xc3"
+    assert run("return cmsgpack.pack(1.5, 0.1)") == b"\xca\x3f\xc0\x00\x00" + bytes.fromhex(
+        "cb3fb999999999999a"
+    )
+    assert run("return {cmsgpack.unpack(cmsgpack.pack({1, {2, 'x'}}, 'y'))}") == [
+        [1, [2, b"x"]],
+        b"y",
+    ]
+    assert run("return {cmsgpack.unpack_one(cmsgpack.pack(1, 2), 0)}") == [1, 1]
+    assert run("return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}") == [2, 1, 2]
+    with pytest.raises(RespError) as info:
+        run("return cmsgpack.unpack('\\193')")
+    assert info.value.message.startswith("ERR user_script:1: Bad data format in input. script: ")
+    with pytest.raises(RespError, match="Attempt to modify a readonly table"):
+        run("cmsgpack.pack = nil")

@@ -442,6 +442,62 @@ CJSON_SAME_AS_REDIS: list[str] = [
 ]
 
 
+# cmsgpack: pack, unpack, unpack_one, unpack_limit, errors included, byte for byte.
+CMSGPACK_SAME_AS_REDIS: list[str] = [
+    "return cmsgpack.pack({1,2,3}, 'x', 1.5, 0.1, -1, -200, 2^40, true, nil, {a=1})",
+    "return cmsgpack.pack(127, 128, 255, 256, 65535, 65536, 2^32-1, 2^32, 2^53, -32, -33,"
+    " -128, -129, -32768, -32769, -2^31, -2^31-1, -2^63)",
+    'return cmsgpack.pack(2^63, -2^64, 1/0, -1/0, 1e300, 3.25, -0.0)',
+    "return cmsgpack.pack(string.rep('a', 31), string.rep('b', 32), string.rep('c', 255),"
+    " string.rep('d', 256), string.rep('e', 65536))",
+    'return cmsgpack.pack({}, {[1]=1, [3]=3}, {[2]=2}, {[1.5]=1}, {[0]=0}, {[-1]=1},'
+    ' {x={y={z={}}}})',
+    'local t = {} for i = 1, 20 do t[i] = i end return cmsgpack.pack(t)',
+    'local t = {} for i = 1, 70000 do t[i] = i % 3 end return #cmsgpack.pack(t)',
+    "local t = {} for i = 1, 20 do t['k' .. i] = i end return #cmsgpack.pack(t)",
+    'local t = {} local c = t for i = 1, 20 do c[1] = {} c = c[1] end return cmsgpack.pack(t)',
+    'local t = {} t.self = t return cmsgpack.pack(t)',
+    'return cmsgpack.pack(function() end, redis.call, cjson.null)',
+    'return cmsgpack.pack()',
+    "return {cmsgpack.unpack(cmsgpack.pack({1,{2,{a=3}}}, 's', 7, true, false))}",
+    'local a, b, c = cmsgpack.unpack(cmsgpack.pack(1.5, 0.1, -7)) return'
+    ' {tostring(a), tostring(b), tostring(c)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 0)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 1)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 2)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 3)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 4)}',
+    'return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), -1)}',
+    'return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2)}',
+    'return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 2, 2)}',
+    'return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3), 0, 0)}',
+    'return {cmsgpack.unpack_limit(cmsgpack.pack(1, 2, 3))}',
+    "return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), 'x')}",
+    "return {cmsgpack.unpack_one(cmsgpack.pack(1, 2, 3), '1')}",
+    "return cmsgpack.unpack('\\193')",
+    "return cmsgpack.unpack('\\205\\1')",
+    "return cmsgpack.unpack('\\146\\1')",
+    "return {cmsgpack.unpack('')}",
+    'return cmsgpack.unpack()',
+    'return cmsgpack.unpack({})',
+    'return cmsgpack.unpack(12)',
+    "return {cmsgpack.unpack('\\129\\192\\1')}",
+    "return {cmsgpack.unpack('\\147\\1\\192\\3')}",
+    "return {cmsgpack.unpack('\\196\\1a')}",
+    "return {cmsgpack.unpack('\\217\\3abc')}",
+    "return {cmsgpack.unpack('\\220\\0\\2\\1\\2')}",
+    "return {cmsgpack.unpack('\\222\\0\\1\\161a\\1')}",
+    "return {cmsgpack.unpack('\\207\\255\\255\\255\\255\\255\\255\\255\\255')}",
+    "return {cmsgpack.unpack('\\211\\128\\0\\0\\0\\0\\0\\0\\0')}",
+    "return tostring(cmsgpack.unpack('\\202\\63\\192\\0\\0'))",
+    'return cmsgpack._VERSION',
+    'return cmsgpack._NAME',
+    "local ok, e = pcall(cmsgpack.unpack, '\\193') return e",
+    'return cmsgpack.pack({1, 2, nil, 4})',
+    "return cmsgpack.pack({a = {1, 2}, [1] = 'x'})",
+]
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     exe = shutil.which("redis-server")
@@ -483,7 +539,11 @@ def test_replies_match_redis_server(server: ServerProcess, redis_server: int) ->
             conn("FLUSHALL")
             conn("SCRIPT", "FLUSH")
         mismatches = []
-        cases = [*SAME_AS_REDIS, *((c,) for c in CJSON_SAME_AS_REDIS)]
+        cases = [
+            *SAME_AS_REDIS,
+            *((c,) for c in CJSON_SAME_AS_REDIS),
+            *((c,) for c in CMSGPACK_SAME_AS_REDIS),
+        ]
         for script, *keys in cases:
             a = ours("EVAL", script, len(keys), *keys)
             b = theirs("EVAL", script, len(keys), *keys)
@@ -562,6 +622,8 @@ def test_random_values_match_redis_server(
         f"return {value}",
         f"return cjson.encode({value})",
         f"return cjson.encode(cjson.decode(cjson.encode({value})))",
+        f"return cmsgpack.pack({value})",
+        f"return cmsgpack.pack(cmsgpack.unpack(cmsgpack.pack({value}, {value})))",
     ):
         assert ours("EVAL", script, 0) == theirs("EVAL", script, 0), script
     script = (
