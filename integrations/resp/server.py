@@ -53,9 +53,12 @@ def is_denied(config: Config, peer_host: str | None) -> bool:
     if not server.protected_mode or server.requirepass is not None or not peer_host:
         return False
     try:
-        return not ipaddress.ip_address(peer_host.split("%")[0]).is_loopback
+        ip = ipaddress.ip_address(peer_host.split("%")[0])
     except ValueError:
         return True
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped  # a dual-stack listener sees IPv4 peers as ::ffff:a.b.c.d
+    return not ip.is_loopback
 
 
 def _addr(info: Any) -> str:

@@ -153,6 +153,8 @@ def test_protected_mode_rule() -> None:
     assert not is_denied(config, "127.0.0.1")
     assert not is_denied(config, "127.5.5.5")
     assert not is_denied(config, "::1")
+    assert not is_denied(config, "::ffff:127.0.0.1")
+    assert is_denied(config, "::ffff:10.0.0.1")
     assert not is_denied(config, None)  # unix socket
     config.server.requirepass = "x"
     assert not is_denied(config, "10.1.2.3")
