@@ -57,7 +57,8 @@ def bit(op: bytes, *args: float | int) -> int | bytes:
 # with the real globals, captures what it needs as upvalues, then removes the dangerous globals.
 BOOTSTRAP = r"""
 local py_call, py_pcall, py_unwrap, py_sha1, py_log, py_now, py_setresp, py_set_repl, py_bit,
-      py_json_encode, py_json_decode, py_msgpack, version, version_num, hook_every = ...
+      py_json_encode, py_json_decode, py_msgpack, py_struct, version, version_num,
+      hook_every = ...
 local INTERNAL = '=faster_backend'
 local _G = _G
 local type, error, tostring, tonumber = type, error, tostring, tonumber
@@ -144,7 +145,8 @@ end
 local pyfuncs = setmetatable({}, {__mode = 'k'})
 for _, f in next, {py_call, py_pcall, py_sha1, py_log, py_setresp, py_set_repl,
                    py_json_encode, py_json_decode, py_msgpack.pack, py_msgpack.unpack,
-                   py_msgpack.unpack_one, py_msgpack.unpack_limit} do
+                   py_msgpack.unpack_one, py_msgpack.unpack_limit, py_struct.pack,
+                   py_struct.unpack, py_struct.size} do
   pyfuncs[f] = true
 end
 local function not_indexable() error('attempt to index a function value', 2) end
@@ -387,6 +389,9 @@ G.cmsgpack = protect({
   _COPYRIGHT = 'Copyright (C) 2012, Salvatore Sanfilippo',
   _DESCRIPTION = 'MessagePack C implementation for Lua',
 })
+
+-- struct (lua_struct 0.2): in Python, see lua_struct.py.
+G.struct = protect({pack = py_struct.pack, unpack = py_struct.unpack, size = py_struct.size})
 
 local redis = {}
 redis.call = py_call

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
-from faster_backend.integrations.resp import lua_cjson, lua_cmsgpack, lua_sandbox
+from faster_backend.integrations.resp import lua_cjson, lua_cmsgpack, lua_sandbox, lua_struct
 from faster_backend.integrations.resp.types import NULL_ARRAY, Push, RespError, SimpleString
 
 log = logging.getLogger("faster_backend.resp.scripting")
@@ -210,6 +210,13 @@ class ScriptingEngine:
                     b"unpack": self._guard(self._bridge_msgpack_unpack),
                     b"unpack_one": self._guard(self._bridge_msgpack_unpack_one),
                     b"unpack_limit": self._guard(self._bridge_msgpack_unpack_limit),
+                }
+            ),
+            lua.table_from(
+                {
+                    b"pack": self._guard(self._bridge_struct_pack),
+                    b"unpack": self._guard(self._bridge_struct_unpack),
+                    b"size": self._guard(self._bridge_struct_size),
                 }
             ),
             self.redis_version.encode(),
@@ -665,6 +672,38 @@ class ScriptingEngine:
         limit = self._int_arg("unpack_limit", args, 2, None)
         offset = self._int_arg("unpack_limit", args, 3, 0)
         return self._msgpack_unpack("unpack_limit", args[:1], limit, offset)
+
+    # struct -----------------------------------------------------------------------------------
+
+    def _string_arg(self, name: str, args: tuple[object, ...], n: int) -> bytes:
+        text = _lua_tostring(args[n - 1]) if len(args) >= n else None
+        if text is None:
+            got = _lua_typename(args[n - 1]) if len(args) >= n else "no value"
+            self._lua_error(f"bad argument #{n} to '{name}' (string expected, got {got})")
+        return text
+
+    def _bridge_struct_pack(self, *args: object) -> bytes:
+        fmt = self._string_arg("pack", args, 1)
+        try:
+            return lua_struct.pack(fmt, args[1:], _lua_tonumber, _lua_tostring)
+        except lua_struct.StructError as e:
+            self._lua_error(str(e))
+
+    def _bridge_struct_unpack(self, *args: object) -> Any:
+        fmt = self._string_arg("unpack", args, 1)
+        data = self._string_arg("unpack", args, 2)
+        pos = self._int_arg("unpack", args, 3, 1)
+        try:
+            return tuple(lua_struct.unpack(fmt, data, pos))
+        except lua_struct.StructError as e:
+            self._lua_error(str(e))
+
+    def _bridge_struct_size(self, *args: object) -> int:
+        fmt = self._string_arg("size", args, 1)
+        try:
+            return lua_struct.size(fmt)
+        except lua_struct.StructError as e:
+            self._lua_error(str(e))
 
     def _raise(self, text: str) -> NoReturn:
         raise _LuaRaise(self._error_table(text))

@@ -196,3 +196,33 @@ def test_cmsgpack_from_lua() -> None:
     assert info.value.message.startswith("ERR user_script:1: Bad data format in input. script: ")
     with pytest.raises(RespError, match="Attempt to modify a readonly table"):
         run("cmsgpack.pack = nil")
+
+
+# -- struct ---------------------------------------------------------------------------------
+
+
+def test_struct_from_lua() -> None:
+    engine = ScriptingEngine()
+
+    def no_commands(argv: list[bytes], ctx: ScriptContext) -> Any:
+        raise AssertionError("no command expected")
+
+    def run(src: str) -> Any:
+        return engine.eval(src.encode(), [], [], no_commands)
+
+    assert run("return struct.pack('>hI', -2, 7)") == b"\xff\xfe\x00\x00\x00\x07"
+    assert run("return struct.pack('!4 b i', 1, 2)") == b"\x01\x00\x00\x00\x02\x00\x00\x00"
+    assert run("return {struct.unpack('<hc2s', struct.pack('<hc2s', -3, 'ab', 'cd'))}") == [
+        -3,
+        b"ab",
+        b"cd",
+        8,  # the next position: 2 + 2 + 3 bytes read
+    ]
+    assert run("return struct.size('!8 b d')") == 16
+    with pytest.raises(RespError) as info:
+        run("return struct.pack('q', 1)")
+    assert info.value.message.startswith(
+        "ERR user_script:1: bad argument #1 to 'pack' (invalid format option 'q') script: "
+    )
+    with pytest.raises(RespError, match="data string too short"):
+        run("return struct.unpack('i', 'ab')")

@@ -498,6 +498,74 @@ CMSGPACK_SAME_AS_REDIS: list[str] = [
 ]
 
 
+# struct: pack, unpack, size, errors included, byte for byte.
+STRUCT_SAME_AS_REDIS: list[str] = [
+    "return struct.pack('bBhHlLTiI', -1, 255, -2, 65535, -3, 2^40, 7, -4, 4000000000)",
+    "return struct.pack('>bBhHlLTiI', -1, 255, -2, 65535, -3, 2^40, 7, -4, 4000000000)",
+    "return struct.pack('i1i2i3i5i8i16', 1, -2, 3, -4, 5, -6)",
+    "return struct.pack('fd', 1.5, 0.1)",
+    "return struct.pack('>fd', -1.5, 1e300)",
+    "return struct.pack('f', 1e300)",
+    "return struct.pack('c3c', 'abcdef', 'xyz')",
+    "return struct.pack('c0', 'hello')",
+    "return struct.pack('s', 'hi')",
+    "return struct.pack('!4 b i', 1, 2)",
+    "return struct.pack('!8 b d', 1, 2.5)",
+    "return struct.pack('!2 b l', 1, 2)",
+    "return struct.pack('! b h', 1, 2)",
+    "return struct.pack('x b x', 7)",
+    "return struct.pack('z', 1)",
+    "return struct.pack('!3 b', 1)",
+    "return struct.pack('i33', 1)",
+    "return struct.pack('b')",
+    "return struct.pack('b', 'x')",
+    "return struct.pack('b', '12')",
+    "return struct.pack('c5', 'ab')",
+    'return struct.pack()',
+    "return struct.pack('b', 1.9)",
+    "return struct.pack('b', -1.9)",
+    "return struct.pack('B', 256)",
+    "return struct.pack('H', -1)",
+    "return struct.pack('L', -1)",
+    "return {struct.unpack('bBhHlLTiI', struct.pack('bBhHlLTiI', -1, 255, -2, 65535,"
+    ' -3, 2^40, 7, -4, 4000000000))}',
+    "return {struct.unpack('>i3I3', struct.pack('>i3I3', -5, 70000))}",
+    "local a, b, c = struct.unpack('fd', struct.pack('fd', 1.5, 0.1)) return"
+    ' {tostring(a), tostring(b), c}',
+    "return {struct.unpack('c3c2', 'abcdef')}",
+    "return {struct.unpack('bc0', struct.pack('bc0', 3, 'xyz'))}",
+    "return {struct.unpack('c0', 'abc')}",
+    "return {struct.unpack('s s', 'ab\\0cd\\0')}",
+    "return {struct.unpack('s', 'ab')}",
+    "return {struct.unpack('i', 'ab')}",
+    "return {struct.unpack('b', 'abc', 2)}",
+    "return {struct.unpack('b', 'abc', 0)}",
+    "return {struct.unpack('b', 'abc', 4)}",
+    "return {struct.unpack('!4 b i', struct.pack('!4 b i', 1, 2))}",
+    "return {struct.unpack('b')}",
+    'return {struct.unpack()}',
+    "return struct.size('bhilTfd')",
+    "return struct.size('!8 bd')",
+    "return struct.size('c10 x')",
+    "return struct.size('s')",
+    "return struct.size('c0')",
+    "return struct.size('q')",
+    "return struct.size('>!2 h i3')",
+    "return {struct.unpack('i16', string.rep('\\255', 16))}",
+    "return {struct.unpack('I16', string.rep('\\255', 16))}",
+    "return {struct.unpack('l', string.rep('\\255', 8))}",
+    "return {struct.unpack('L', string.rep('\\255', 8))}",
+    "return struct.pack('i9', -1)",
+    "return {struct.unpack('i9', string.rep('\\255', 9))}",
+    "return {struct.unpack('i9', '\\1' .. string.rep('\\0', 7) .. '\\128')}",
+    "return struct.pack('c')",
+    "return struct.pack('bc', 1)",
+    "return {struct.unpack('b')}",
+    'return struct.size()',
+    'return struct.unpack()',
+]
+
+
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     exe = shutil.which("redis-server")
@@ -543,6 +611,7 @@ def test_replies_match_redis_server(server: ServerProcess, redis_server: int) ->
             *SAME_AS_REDIS,
             *((c,) for c in CJSON_SAME_AS_REDIS),
             *((c,) for c in CMSGPACK_SAME_AS_REDIS),
+            *((c,) for c in STRUCT_SAME_AS_REDIS),
         ]
         for script, *keys in cases:
             a = ours("EVAL", script, len(keys), *keys)
