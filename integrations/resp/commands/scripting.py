@@ -41,6 +41,13 @@ def engine_for(state: ServerState) -> ScriptingEngine:
     """The server's script cache and Lua VM (created on first use)."""
     engine = _engines.get(state)
     if engine is None:
+        try:
+            import lupa  # noqa: F401
+        except ImportError:
+            raise RespError(
+                "ERR Lua scripting is unavailable: the lupa package is not installed"
+                " (pip install 'faster-backend[server]')"
+            ) from None
         engine = ScriptingEngine(time_limit_ms=_time_limit(state), redis_version=REDIS_VERSION)
         _engines[state] = engine
     return engine

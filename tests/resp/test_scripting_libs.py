@@ -1,7 +1,8 @@
-"""cjson for scripts: the Python port of lua-cjson's decoder, and encode/decode from Lua.
+"""The libraries scripts get besides redis.*: cjson, cmsgpack and struct.
 
-Exact error texts are compared with redis-server in test_scripting_e2e.py; here valid JSON is
-checked against Python's json module (a dict model of the same document).
+Exact bytes and error texts are compared with redis-server in test_scripting_e2e.py; here valid
+JSON is checked against Python's json module (a dict model of the same document), and the
+MessagePack and struct helpers on known inputs.
 """
 
 from __future__ import annotations
