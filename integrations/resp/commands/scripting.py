@@ -37,6 +37,11 @@ def _time_limit(state: ServerState) -> int:
     return DEFAULT_TIME_LIMIT_MS if value is None else int(value)
 
 
+def started_engine(state: ServerState) -> ScriptingEngine | None:
+    """The engine if a script command has run (for INFO: ``memory()``, ``len()``, counters)."""
+    return _engines.get(state)
+
+
 def engine_for(state: ServerState) -> ScriptingEngine:
     """The server's script cache and Lua VM (created on first use)."""
     engine = _engines.get(state)
