@@ -11,6 +11,7 @@ from typing import Any
 from faster_backend.integrations.resp.types import (
     NULL_ARRAY,
     Push,
+    Replies,
     RespError,
     SimpleString,
 )
@@ -124,5 +125,8 @@ def _encode_into(v: Any, proto: int, out: list[bytes]) -> None:
         _encode_into(list(v), proto, out)
     elif isinstance(v, dict):
         _encode_into(dict(v), proto, out)
+    elif t is Replies:
+        for item in v:
+            _encode_into(item, proto, out)
     else:
         raise TypeError(f"cannot encode a {t.__name__} as a RESP reply")

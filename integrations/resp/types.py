@@ -39,6 +39,12 @@ class Push(list):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+class Replies(list):  # type: ignore[type-arg]
+    """Several replies to one command (SUBSCRIBE ch1 ch2 answers once per channel)."""
+
+    __slots__ = ()
+
+
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")
 QUEUED = SimpleString("QUEUED")
