@@ -93,6 +93,9 @@ def _encode_into(v: Any, proto: int, out: list[bytes]) -> None:
         out.append(b">%d\r\n" % len(v) if proto == 3 else b"*%d\r\n" % len(v))
         for item in v:
             _encode_into(item, proto, out)
+    elif t is Replies:
+        for item in v:
+            _encode_into(item, proto, out)
     elif t is list or t is tuple:
         out.append(b"*%d\r\n" % len(v))
         for item in v:
@@ -125,8 +128,5 @@ def _encode_into(v: Any, proto: int, out: list[bytes]) -> None:
         _encode_into(list(v), proto, out)
     elif isinstance(v, dict):
         _encode_into(dict(v), proto, out)
-    elif t is Replies:
-        for item in v:
-            _encode_into(item, proto, out)
     else:
         raise TypeError(f"cannot encode a {t.__name__} as a RESP reply")
