@@ -40,6 +40,7 @@ class Client:
         "multi_failed",
         "name",
         "proto",
+        "pubsub",
         "state",
         "watched",
     )
@@ -67,6 +68,7 @@ class Client:
         self.watched: dict[tuple[int, bytes], bool] = {}  # (db, key) -> existed at WATCH
         self.dirty = False
         self.closing = False  # close after the reply being written (QUIT)
+        self.pubsub = 0  # channels + patterns subscribed to (commands/pubsub.py)
         self.created = time.time()
         self.last_interaction = time.monotonic()
         self.last_cmd = "NULL"

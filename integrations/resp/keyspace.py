@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from faster_backend.integrations.resp.objects import TYPE_NAMES, ObjectStore
 from faster_backend.store import FasterKV
 
 if TYPE_CHECKING:
@@ -22,11 +23,14 @@ sorted sets) register a probe here that says whether a key holds one of theirs."
 class Keyspace:
     """Database number ``index``: a FasterKV plus the clients WATCHing its keys."""
 
-    __slots__ = ("index", "kv", "may_expire", "watchers")
+    __slots__ = ("index", "kv", "may_expire", "objects", "watchers")
 
-    def __init__(self, index: int, kv: FasterKV) -> None:
+    def __init__(self, index: int, kv: FasterKV, objects: ObjectStore | None = None) -> None:
         self.index = index
         self.kv = kv
+        # Hashes, lists, sets and sorted sets (objects.py); ``key in objects`` is the type check
+        # the string commands make.
+        self.objects = objects if objects is not None else ObjectStore(None, None)
         self.watchers: dict[bytes, set[Client]] = {}
         # False while no key of this database can have an expiry: read-modify-write commands
         # then skip the store's (slower) rmw, as there is no TTL to keep. Every command that
@@ -56,6 +60,10 @@ class Keyspace:
 
     def type_of(self, key: bytes) -> str | None:
         """Redis' TYPE name of ``key``'s value, or None when the key does not exist."""
+        if key in self.objects:
+            kind = self.objects.kind_of(key)
+            if kind is not None:
+                return TYPE_NAMES[kind]
         if self.kv.exists(key):
             return "string"
         for name, probe in KEY_TYPES:

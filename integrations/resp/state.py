@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from faster_backend.config import Config
 from faster_backend.integrations.resp.keyspace import Keyspace
+from faster_backend.integrations.resp.objects import ObjectStore
 from faster_backend.store import FasterKV
 
 if TYPE_CHECKING:
@@ -51,7 +52,7 @@ class ServerState:
             if store.path is not None:
                 path = store.path if index == 0 else str(Path(store.path) / f"db{index}")
             kv = FasterKV.from_config(store, path=path)
-            ks = self.dbs[index] = Keyspace(index, kv)
+            ks = self.dbs[index] = Keyspace(index, kv, ObjectStore(path, store))
             log.debug("opened database %d (%s)", index, path or "in memory")
         return ks
 
@@ -67,6 +68,7 @@ class ServerState:
         """Close every open store (children before database 0, whose directory holds theirs)."""
         for ks in reversed(self.open_dbs()):
             try:
+                ks.objects.close()
                 ks.kv.close()
             except Exception:  # pragma: no cover - closing must go on for the others
                 log.exception("closing database %d failed", ks.index)
