@@ -11,6 +11,7 @@ import logging
 from typing import Any
 
 from faster_backend.engine import EngineError, RecordTooLargeError
+from faster_backend.integrations.resp.blocking import settle
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.table import (
     COMMANDS,
@@ -21,6 +22,12 @@ from faster_backend.integrations.resp.table import (
 from faster_backend.integrations.resp.types import QUEUED, RespError
 
 log = logging.getLogger(__name__)
+
+
+def pubsub_gate(client: Client, spec: CommandSpec, argv: list[bytes]) -> Any:
+    from faster_backend.integrations.resp.commands.pubsub import gate
+
+    return gate(client, spec, argv)
 
 NOAUTH = RespError("NOAUTH Authentication required.")
 CLOSE = object()
@@ -86,6 +93,10 @@ def execute(client: Client, argv: list[bytes]) -> Any:
             return arity_error(spec)
     if not client.authenticated and not spec.no_auth:
         return NOAUTH
+    if client.pubsub:
+        refused = pubsub_gate(client, spec, argv)
+        if refused is not None:
+            return refused
     if client.multi is not None and not spec.no_multi:
         client.multi.append((spec, argv))
         return QUEUED
@@ -141,4 +152,4 @@ def call(client: Client, argv: list[bytes]) -> Any:
     spec: CommandSpec = found  # type: ignore[assignment]
     if spec.noscript or (spec.parent is not None and spec.parent.noscript):
         return RespError("ERR This Redis command is not allowed from script")
-    return run(client, spec, argv)
+    return settle(run(client, spec, argv))  # scripts never block (BLPOP answers at once)

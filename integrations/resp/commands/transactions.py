@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from faster_backend.integrations.resp.blocking import settle
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.dispatch import run
 from faster_backend.integrations.resp.table import command
@@ -59,7 +60,8 @@ def exec_(client: Client, argv: list[bytes]) -> Any:
     client.unwatch()
     if aborted:
         return NULL_ARRAY
-    return [run(client, spec, args) for spec, args in queued]
+    # Nothing blocks inside EXEC: BLPOP and friends answer at once, as in Redis.
+    return [settle(run(client, spec, args)) for spec, args in queued]
 
 
 @command("watch", -2, "noscript loading stale fast no_multi allow_busy", 1, -1, 1,
