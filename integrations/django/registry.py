@@ -46,9 +46,16 @@ _lock = threading.Lock()
 
 def store_key(location: str) -> str:
     """The registry key of ``location``: ':memory:' or the resolved directory."""
-    if location == MEMORY:
-        return MEMORY
-    return str(Path(location).expanduser().resolve())
+    key = _resolved.get(location)
+    if key is None:
+        # Resolving costs system calls, and Django builds a backend per thread (per request
+        # context under ASGI): resolve each LOCATION string once.
+        key = MEMORY if location == MEMORY else str(Path(location).expanduser().resolve())
+        _resolved[location] = key
+    return key
+
+
+_resolved: dict[str, str] = {}
 
 
 def open_store(location: str, options: dict[str, Any]) -> StoreEntry:
