@@ -15,6 +15,11 @@ MODULES = (
     "keys",
     "transactions",
     "scripting",
+    "hashes",
+    "lists",
+    "sets",
+    "zsets",
+    "pubsub",
 )
 
 for _name in MODULES:

@@ -1,0 +1,566 @@
+"""Sorted-set commands: ZADD (NX XX GT LT CH INCR), ZRANGE in all its forms, ZPOP..., ZSCAN.
+
+Members with equal scores are ordered lexicographically (bytes), as in Redis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.commands._objutil import create, done, entry, read
+from faster_backend.integrations.resp.commands._util import SYNTAX, to_int
+from faster_backend.integrations.resp.commands.keys import glob_matcher
+from faster_backend.integrations.resp.commands.scans import parse_scan
+from faster_backend.integrations.resp.objects import WRONGTYPE, ZSET, ZSet
+from faster_backend.integrations.resp.table import command
+from faster_backend.integrations.resp.types import RespError
+
+Z = "sorted-set"
+INF = float("inf")
+NOT_FLOAT = RespError("ERR value is not a valid float")
+MINMAX_FLOAT = RespError("ERR min or max is not a float")
+MINMAX_LEX = RespError("ERR min or max not valid string range item")
+NAN = RespError("ERR resulting score is not a number (NaN)")
+
+
+def score_arg(raw: bytes, error: RespError = NOT_FLOAT) -> float:
+    s = raw.strip() if raw[:1].isspace() else raw
+    try:
+        v = float(s)
+    except ValueError:
+        raise error from None
+    if v != v or not s or s != raw:
+        raise error
+    return v
+
+
+def fmt(score: float) -> bytes:
+    """A score as Redis 7.2 prints it (shortest round-trip form, integers without '.0')."""
+    if score == INF:
+        return b"inf"
+    if score == -INF:
+        return b"-inf"
+    if score == int(score) and abs(score) < 1e17:
+        return b"%d" % int(score)
+    return repr(score).encode()
+
+
+def _score_reply(client: Client, score: float) -> Any:
+    return score if client.proto == 3 else fmt(score)
+
+
+def _with_scores(client: Client, pairs: Iterable[tuple[float, bytes]], scores: bool) -> list[Any]:
+    if not scores:
+        return [m for _s, m in pairs]
+    if client.proto == 3:
+        return [[m, s] for s, m in pairs]
+    out: list[Any] = []
+    for s, m in pairs:
+        out.append(m)
+        out.append(fmt(s))
+    return out
+
+
+# -- ZADD and friends ------------------------------------------------------------------------
+
+
+@command("zadd", -4, "write denyoom fast", 1, 1, 1, group=Z, since="1.2.0")
+def zadd(client: Client, argv: list[bytes]) -> Any:
+    """Add one or more members to a sorted set, or update its score if it already exists"""
+    nx = xx = gt = lt = ch = incr = False
+    i = 2
+    n = len(argv)
+    while i < n:
+        o = argv[i].upper()
+        if o == b"NX":
+            nx = True
+        elif o == b"XX":
+            xx = True
+        elif o == b"GT":
+            gt = True
+        elif o == b"LT":
+            lt = True
+        elif o == b"CH":
+            ch = True
+        elif o == b"INCR":
+            incr = True
+        else:
+            break
+        i += 1
+    rest = n - i
+    if rest <= 0 or rest % 2:
+        raise SYNTAX
+    if nx and xx:
+        raise RespError("ERR XX and NX options at the same time are not compatible")
+    if (gt and nx) or (lt and nx) or (gt and lt):
+        raise RespError("ERR GT, LT, and/or NX options at the same time are not compatible")
+    if incr and rest != 2:
+        raise RespError("ERR INCR option supports a single increment-element pair")
+    pairs = [(score_arg(argv[j]), argv[j + 1]) for j in range(i, n, 2)]
+    key = argv[1]
+    e = client.keyspace.objects.get(key)
+    if e is None or e.obj is None or e.expires is not None:
+        e = entry(client, key, ZSET)
+        if e is None:
+            if xx:
+                return None if incr else 0
+            e = client.keyspace.objects.create(key, ZSET, ZSet())
+    elif e.kind != ZSET:
+        raise WRONGTYPE
+    z: ZSet = e.obj
+    scores = z.scores
+    added = changed = 0
+    result: float | None = None
+    for score, member in pairs:
+        old = scores.get(member)
+        if old is None:
+            if xx:
+                continue
+            if incr:
+                result = score
+            z.add(member, score)
+            added += 1
+            continue
+        if nx:
+            continue
+        new = old + score if incr else score
+        if new != new:
+            done(client, key, e)
+            raise NAN
+        if (gt and new <= old) or (lt and new >= old):
+            continue
+        if incr:
+            result = new
+        if new != old:
+            z.add(member, new)
+            changed += 1
+    done(client, key, e)
+    if incr:
+        return None if result is None else _score_reply(client, result)
+    return added + changed if ch else added
+
+
+@command("zincrby", 4, "write denyoom fast", 1, 1, 1, group=Z, since="1.2.0")
+def zincrby(client: Client, argv: list[bytes]) -> Any:
+    """Increment the score of a member in a sorted set"""
+    inc = score_arg(argv[2])
+    e = create(client, argv[1], ZSET, ZSet)
+    z: ZSet = e.obj
+    old = z.scores.get(argv[3])
+    new = inc if old is None else old + inc
+    if new != new:
+        done(client, argv[1], e)
+        raise NAN
+    z.add(argv[3], new)
+    e.dirty = True
+    return _score_reply(client, new)
+
+
+@command("zrem", -3, "write fast", 1, 1, 1, group=Z, since="1.2.0")
+def zrem(client: Client, argv: list[bytes]) -> int:
+    """Remove one or more members from a sorted set"""
+    e = entry(client, argv[1], ZSET)
+    if e is None:
+        return 0
+    z: ZSet = e.obj
+    n = sum(1 for m in argv[2:] if z.remove(m))
+    if n:
+        done(client, argv[1], e)
+    return n
+
+
+@command("zscore", 3, "readonly fast", 1, 1, 1, group=Z, since="1.2.0")
+def zscore(client: Client, argv: list[bytes]) -> Any:
+    """Get the score associated with the given member in a sorted set"""
+    z = read(client, argv[1], ZSET)
+    s = None if z is None else z.scores.get(argv[2])
+    return None if s is None else _score_reply(client, s)
+
+
+@command("zmscore", -3, "readonly fast", 1, 1, 1, group=Z, since="6.2.0")
+def zmscore(client: Client, argv: list[bytes]) -> list[Any]:
+    """Get the score associated with the given members in a sorted set"""
+    z = read(client, argv[1], ZSET)
+    scores = {} if z is None else z.scores
+    out: list[Any] = []
+    for m in argv[2:]:
+        s = scores.get(m)
+        out.append(None if s is None else _score_reply(client, s))
+    return out
+
+
+@command("zcard", 2, "readonly fast", 1, 1, 1, group=Z, since="1.2.0")
+def zcard(client: Client, argv: list[bytes]) -> int:
+    """Get the number of members in a sorted set"""
+    z = read(client, argv[1], ZSET)
+    return 0 if z is None else len(z)
+
+
+# -- ranges ----------------------------------------------------------------------------------
+
+
+def parse_score_bound(raw: bytes) -> tuple[float, bool]:
+    """(value, exclusive) of a ZRANGEBYSCORE bound: 1.5, (1.5, -inf, +inf."""
+    if raw[:1] == b"(":
+        return score_arg(raw[1:], MINMAX_FLOAT), True
+    return score_arg(raw, MINMAX_FLOAT), False
+
+
+def score_span(z: ZSet, lo: tuple[float, bool], hi: tuple[float, bool]) -> tuple[int, int]:
+    """Half-open rank span of the members whose scores lie within [lo, hi] (with exclusions)."""
+    order = z.order
+    lv, lx = lo
+    hv, hx = hi
+    if lx:
+        if lv == INF:
+            return 0, 0
+        start = order.bisect_left((math.nextafter(lv, INF),))
+    else:
+        start = order.bisect_left((lv,))
+    if hx:
+        end = order.bisect_left((hv,))
+    elif hv == INF:
+        end = len(order)
+    else:
+        end = order.bisect_left((math.nextafter(hv, INF),))
+    return start, max(start, end)
+
+
+def parse_lex_bound(raw: bytes) -> tuple[bytes | None, bool, int]:
+    """(member, exclusive, infinity: -1 for '-', 1 for '+', 0 otherwise)."""
+    if raw == b"-":
+        return None, False, -1
+    if raw == b"+":
+        return None, False, 1
+    if raw[:1] == b"[":
+        return raw[1:], False, 0
+    if raw[:1] == b"(":
+        return raw[1:], True, 0
+    raise MINMAX_LEX
+
+
+def lex_span(z: ZSet, lo: tuple[bytes | None, bool, int], hi: tuple[bytes | None, bool, int]
+             ) -> tuple[int, int]:
+    order = z.order
+    if not order:
+        return 0, 0
+    s0 = order[0][0]  # BYLEX assumes equal scores, as Redis does
+    lm, lx, linf = lo
+    hm, hx, hinf = hi
+    if linf == 1 or hinf == -1:
+        return 0, 0
+    start = 0 if linf == -1 else order.bisect_right((s0, lm)) if lx else order.bisect_left((s0, lm))
+    if hinf == 1:
+        end = len(order)
+    else:
+        end = order.bisect_left((s0, hm)) if hx else order.bisect_right((s0, hm))
+    return start, max(start, end)
+
+
+def rank_span(n: int, start: int, stop: int) -> tuple[int, int]:
+    if start < 0:
+        start = max(n + start, 0)
+    if stop < 0:
+        stop = n + stop
+    if stop >= n:
+        stop = n - 1
+    if start > stop or start >= n:
+        return 0, 0
+    return start, stop + 1
+
+
+def _limit(span: tuple[int, int], rev: bool, offset: int, count: int) -> tuple[int, int]:
+    """Apply LIMIT offset count within a half-open span, counting from its far end for REV."""
+    a, b = span
+    if offset < 0:
+        return 0, 0
+    if rev:
+        hi = b - offset
+        lo = a if count < 0 else max(a, hi - count)
+        return (lo, hi) if hi > a else (0, 0)
+    lo = a + offset
+    hi = b if count < 0 else min(b, lo + count)
+    return (lo, hi) if lo < b else (0, 0)
+
+
+def _items(z: ZSet, span: tuple[int, int], rev: bool) -> list[tuple[float, bytes]]:
+    a, b = span
+    if a >= b:
+        return []
+    return list(z.order.islice(a, b, reverse=rev))
+
+
+def zrange_generic(
+    client: Client,
+    key: bytes,
+    lo: bytes,
+    hi: bytes,
+    mode: str,
+    rev: bool,
+    limit: tuple[int, int] | None,
+    scores: bool,
+) -> list[Any]:
+    """ZRANGE's core: ``mode`` is rank, score or lex; lo/hi are as given for the direction."""
+    if mode == "rank":
+        start, stop = to_int(lo), to_int(hi)
+    elif mode == "score":
+        bounds = (parse_score_bound(lo), parse_score_bound(hi))
+    else:
+        lbounds = (parse_lex_bound(lo), parse_lex_bound(hi))
+    z = read(client, key, ZSET)
+    if z is None:
+        return []
+    n = len(z)
+    if mode == "rank":
+        if rev:
+            a, b = rank_span(n, start, stop)
+            span = (n - b, n - a)
+        else:
+            span = rank_span(n, start, stop)
+    elif mode == "score":
+        mn, mx = (bounds[1], bounds[0]) if rev else bounds
+        span = score_span(z, mn, mx)
+    else:
+        mnl, mxl = (lbounds[1], lbounds[0]) if rev else lbounds
+        span = lex_span(z, mnl, mxl)
+    if limit is not None:
+        span = _limit(span, rev, *limit)
+    return _with_scores(client, _items(z, span, rev), scores)
+
+
+def _parse_limit(argv: list[bytes], i: int) -> tuple[int, int]:
+    if i + 2 >= len(argv):
+        raise SYNTAX
+    return to_int(argv[i + 1]), to_int(argv[i + 2])
+
+
+@command("zrange", -4, "readonly", 1, 1, 1, group=Z, since="1.2.0")
+def zrange(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set"""
+    mode = "rank"
+    rev = scores = False
+    limit: tuple[int, int] | None = None
+    i = 4
+    while i < len(argv):
+        o = argv[i].upper()
+        if o == b"BYSCORE":
+            mode = "score"
+        elif o == b"BYLEX":
+            mode = "lex"
+        elif o == b"REV":
+            rev = True
+        elif o == b"WITHSCORES":
+            scores = True
+        elif o == b"LIMIT":
+            limit = _parse_limit(argv, i)
+            i += 2
+        else:
+            raise SYNTAX
+        i += 1
+    if limit is not None and mode == "rank":
+        raise RespError(
+            "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX"
+        )
+    if scores and mode == "lex":
+        raise RespError("ERR syntax error, WITHSCORES not supported in combination with BYLEX")
+    return zrange_generic(client, argv[1], argv[2], argv[3], mode, rev, limit, scores)
+
+
+def _byscore(client: Client, argv: list[bytes], rev: bool) -> list[Any]:
+    scores = False
+    limit: tuple[int, int] | None = None
+    i = 4
+    while i < len(argv):
+        o = argv[i].upper()
+        if o == b"WITHSCORES":
+            scores = True
+        elif o == b"LIMIT":
+            limit = _parse_limit(argv, i)
+            i += 2
+        else:
+            raise SYNTAX
+        i += 1
+    return zrange_generic(client, argv[1], argv[2], argv[3], "score", rev, limit, scores)
+
+
+@command("zrangebyscore", -4, "readonly", 1, 1, 1, group=Z, since="1.0.5")
+def zrangebyscore(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set, by score"""
+    return _byscore(client, argv, False)
+
+
+@command("zrevrangebyscore", -4, "readonly", 1, 1, 1, group=Z, since="2.2.0")
+def zrevrangebyscore(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set, by score, with scores ordered high to low"""
+    return _byscore(client, argv, True)
+
+
+@command("zrevrange", -4, "readonly", 1, 1, 1, group=Z, since="1.2.0")
+def zrevrange(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set, by index, with scores ordered high to low"""
+    if len(argv) > 5 or (len(argv) == 5 and argv[4].upper() != b"WITHSCORES"):
+        raise SYNTAX
+    return zrange_generic(client, argv[1], argv[2], argv[3], "rank", True, None, len(argv) == 5)
+
+
+def _bylex(client: Client, argv: list[bytes], rev: bool) -> list[Any]:
+    limit: tuple[int, int] | None = None
+    i = 4
+    while i < len(argv):
+        if argv[i].upper() == b"LIMIT":
+            limit = _parse_limit(argv, i)
+            i += 3
+        else:
+            raise SYNTAX
+    return zrange_generic(client, argv[1], argv[2], argv[3], "lex", rev, limit, False)
+
+
+@command("zrangebylex", -4, "readonly", 1, 1, 1, group=Z, since="2.8.9")
+def zrangebylex(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set, by lexicographical range"""
+    return _bylex(client, argv, False)
+
+
+@command("zrevrangebylex", -4, "readonly", 1, 1, 1, group=Z, since="2.8.9")
+def zrevrangebylex(client: Client, argv: list[bytes]) -> list[Any]:
+    """Return a range of members in a sorted set, by lexicographical range, high to low"""
+    return _bylex(client, argv, True)
+
+
+@command("zcount", 4, "readonly fast", 1, 1, 1, group=Z, since="2.0.0")
+def zcount(client: Client, argv: list[bytes]) -> int:
+    """Count the members in a sorted set with scores within the given values"""
+    lo, hi = parse_score_bound(argv[2]), parse_score_bound(argv[3])
+    z = read(client, argv[1], ZSET)
+    if z is None:
+        return 0
+    a, b = score_span(z, lo, hi)
+    return b - a
+
+
+@command("zlexcount", 4, "readonly fast", 1, 1, 1, group=Z, since="2.8.9")
+def zlexcount(client: Client, argv: list[bytes]) -> int:
+    """Count the number of members in a sorted set between a given lexicographical range"""
+    lo, hi = parse_lex_bound(argv[2]), parse_lex_bound(argv[3])
+    z = read(client, argv[1], ZSET)
+    if z is None:
+        return 0
+    a, b = lex_span(z, lo, hi)
+    return b - a
+
+
+def _rank(client: Client, argv: list[bytes], rev: bool) -> Any:
+    if len(argv) > 4 or (len(argv) == 4 and argv[3].upper() != b"WITHSCORE"):
+        raise SYNTAX
+    z = read(client, argv[1], ZSET)
+    r = None if z is None else z.rank(argv[2])
+    if r is None:
+        return None
+    if rev:
+        r = len(z) - 1 - r
+    if len(argv) == 4:
+        return [r, _score_reply(client, z.scores[argv[2]])]
+    return r
+
+
+@command("zrank", -3, "readonly fast", 1, 1, 1, group=Z, since="2.0.0")
+def zrank(client: Client, argv: list[bytes]) -> Any:
+    """Determine the index of a member in a sorted set"""
+    return _rank(client, argv, False)
+
+
+@command("zrevrank", -3, "readonly fast", 1, 1, 1, group=Z, since="2.0.0")
+def zrevrank(client: Client, argv: list[bytes]) -> Any:
+    """Determine the index of a member in a sorted set, with scores ordered from high to low"""
+    return _rank(client, argv, True)
+
+
+def _remove_span(client: Client, key: bytes, span_of: Any) -> int:
+    e = entry(client, key, ZSET)
+    if e is None:
+        return 0
+    z: ZSet = e.obj
+    a, b = span_of(z)
+    if a >= b:
+        return 0
+    victims = list(z.order.islice(a, b))
+    for _s, m in victims:
+        del z.scores[m]
+    del z.order[a:b]
+    done(client, key, e)
+    return len(victims)
+
+
+@command("zremrangebyscore", 4, "write", 1, 1, 1, group=Z, since="1.2.0")
+def zremrangebyscore(client: Client, argv: list[bytes]) -> int:
+    """Remove all members in a sorted set within the given scores"""
+    lo, hi = parse_score_bound(argv[2]), parse_score_bound(argv[3])
+    return _remove_span(client, argv[1], lambda z: score_span(z, lo, hi))
+
+
+@command("zremrangebyrank", 4, "write", 1, 1, 1, group=Z, since="2.0.0")
+def zremrangebyrank(client: Client, argv: list[bytes]) -> int:
+    """Remove all members in a sorted set within the given indexes"""
+    start, stop = to_int(argv[2]), to_int(argv[3])
+    return _remove_span(client, argv[1], lambda z: rank_span(len(z), start, stop))
+
+
+@command("zremrangebylex", 4, "write", 1, 1, 1, group=Z, since="2.8.9")
+def zremrangebylex(client: Client, argv: list[bytes]) -> int:
+    """Remove all members in a sorted set between the given lexicographical range"""
+    lo, hi = parse_lex_bound(argv[2]), parse_lex_bound(argv[3])
+    return _remove_span(client, argv[1], lambda z: lex_span(z, lo, hi))
+
+
+def _zpop(client: Client, argv: list[bytes], maximum: bool) -> Any:
+    if len(argv) > 3:
+        raise SYNTAX
+    count = 1
+    if len(argv) == 3:
+        count = to_int(argv[2], RespError("ERR value is out of range, must be positive"))
+        if count < 0:
+            raise RespError("ERR value is out of range, must be positive")
+    e = entry(client, argv[1], ZSET)
+    if e is None:
+        return []
+    z: ZSet = e.obj
+    popped: list[tuple[float, bytes]] = []
+    for _ in range(min(count, len(z))):
+        s, m = z.order.pop(-1 if maximum else 0)
+        del z.scores[m]
+        popped.append((s, m))
+    done(client, argv[1], e)
+    if len(argv) == 2 and client.proto == 3 and popped:
+        s, m = popped[0]
+        return [m, s]
+    return _with_scores(client, popped, True)
+
+
+@command("zpopmin", -2, "write fast", 1, 1, 1, group=Z, since="5.0.0")
+def zpopmin(client: Client, argv: list[bytes]) -> Any:
+    """Remove and return members with the lowest scores in a sorted set"""
+    return _zpop(client, argv, False)
+
+
+@command("zpopmax", -2, "write fast", 1, 1, 1, group=Z, since="5.0.0")
+def zpopmax(client: Client, argv: list[bytes]) -> Any:
+    """Remove and return members with the highest scores in a sorted set"""
+    return _zpop(client, argv, True)
+
+
+@command("zscan", -3, "readonly", 1, 1, 1, group=Z, since="2.8.0")
+def zscan(client: Client, argv: list[bytes]) -> list[Any]:
+    """Incrementally iterate sorted sets elements and associated scores"""
+    _cursor, match, _count, _nv = parse_scan(argv)
+    z = read(client, argv[1], ZSET)
+    m = None if match is None else glob_matcher(match)
+    out: list[bytes] = []
+    if z is not None:
+        for s, member in z.order:
+            if m is None or m(member):
+                out.append(member)
+                out.append(fmt(s))
+    return [b"0", out]
