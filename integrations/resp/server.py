@@ -15,8 +15,11 @@ import time
 from typing import Any, cast
 
 from faster_backend.config import Config
+from faster_backend.integrations.resp import blocking
 from faster_backend.integrations.resp import commands as _commands  # noqa: F401 (registers)
+from faster_backend.integrations.resp.blocking import Block
 from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.commands import pubsub
 from faster_backend.integrations.resp.dispatch import CLOSE, error_reply, execute, touch_keys
 from faster_backend.integrations.resp.encoder import encode, encode_error
 from faster_backend.integrations.resp.protocol import RequestParser
@@ -79,6 +82,10 @@ class Connection(asyncio.Protocol):
         self.parser: RequestParser | None = None
         self.epoch = -1
         self.closed = asyncio.get_running_loop().create_future()
+        # While a blocking command (BLPOP...) waits, the commands pipelined after it wait too.
+        self.parked: list[list[bytes]] | None = None
+        self.resume: list[list[bytes]] = []
+        self.waiter: blocking.Waiter | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -113,6 +120,7 @@ class Connection(asyncio.Protocol):
         )
         state.clients[client.id] = client
         self.client = client
+        pubsub.attach(client, transport)
         self.parser = RequestParser(
             config.server.proto_max_bulk_len,
             config.server.client_query_buffer_limit,
@@ -125,6 +133,10 @@ class Connection(asyncio.Protocol):
         client = self.client
         if client is not None:
             client.unwatch()
+            if self.waiter is not None:
+                blocking.cancel(self.waiter)
+                self.waiter = None
+            pubsub.detach(client)
             self.state.clients.pop(client.id, None)
             self.client = None
         self.server.connections.discard(self)
@@ -172,7 +184,10 @@ class Connection(asyncio.Protocol):
             self._refresh_limits()
         client.last_interaction = _monotonic()
         state.net_input_bytes += len(data)
-        cmds, err = parser.feed(data)
+        cmds, err = parser.feed(data) if data else (self._resumed(), None)
+        if self.parked is not None:
+            self.parked.extend(cmds)
+            cmds = []
         if cmds:
             out: list[bytes] = []
             append = out.append
@@ -181,7 +196,12 @@ class Connection(asyncio.Protocol):
             # Plain commands of a plain connection take the inline path: no dispatch calls, and
             # the commonest replies are encoded in place. Every microsecond counts when clients
             # pipeline; anything special goes through dispatch.execute.
-            plain = metrics is None and client.multi is None and client.authenticated
+            plain = (
+                metrics is None
+                and client.multi is None
+                and client.authenticated
+                and not client.pubsub
+            )
             proto = client.proto
             done = 0
             for argv in cmds:
@@ -205,6 +225,9 @@ class Connection(asyncio.Protocol):
                         append(b"$%d\r\n%b\r\n" % (len(reply), reply))
                     elif reply is OK:
                         append(b"+OK\r\n")
+                    elif reply.__class__ is Block:
+                        self._block(reply, cmds[done:])
+                        break
                     else:
                         append(encode(reply, proto))
                     continue
@@ -217,10 +240,18 @@ class Connection(asyncio.Protocol):
                 if reply is CLOSE:
                     client.closing = True
                     break
+                if reply.__class__ is Block:
+                    self._block(reply, cmds[done:])
+                    break
                 append(encode(reply, client.proto))
                 if client.closing:
                     break
-                plain = metrics is None and client.multi is None and client.authenticated
+                plain = (
+                    metrics is None
+                    and client.multi is None
+                    and client.authenticated
+                    and not client.pubsub
+                )
                 proto = client.proto
             state.commands_processed += done
             client.last_cmd = argv[0].decode("latin-1").lower()
@@ -252,6 +283,31 @@ class Connection(asyncio.Protocol):
                     client.addr,
                 )
             transport.close()
+
+    def _block(self, blk: Block, rest: list[list[bytes]]) -> None:
+        assert self.client is not None and self.transport is not None
+        self.parked = list(rest)
+        self.waiter = blocking.block(self.client, blk, self._unblocked)
+        self.transport.pause_reading()
+
+    def _unblocked(self, reply: Any) -> None:
+        """The blocking command got its reply: send it, then run what was pipelined after."""
+        self.waiter = None
+        self.resume = self.parked or []
+        self.parked = None
+        client, transport = self.client, self.transport
+        if client is None or transport is None or transport.is_closing():
+            return
+        payload = encode(reply, client.proto)
+        transport.write(payload)
+        self.state.net_output_bytes += len(payload)
+        transport.resume_reading()
+        if self.resume:
+            self.data_received(b"")
+
+    def _resumed(self) -> list[list[bytes]]:
+        cmds, self.resume = self.resume, []
+        return cmds
 
     def eof_received(self) -> bool | None:
         return None  # close our side too once the replies are out
@@ -325,6 +381,11 @@ class RespServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
+        for ks in self.state.open_dbs():
+            try:  # live objects go back into their object log (and it checkpoints, if it can)
+                ks.objects.checkpoint()
+            except Exception:
+                log.exception("writing back the objects of database %d failed", ks.index)
         if all(callable(getattr(ks.kv, "checkpoint", None)) for ks in self.state.open_dbs()):
             # Stores that can checkpoint (the durability engine) take one before closing.
             for ks in self.state.open_dbs():
@@ -350,5 +411,6 @@ class RespServer:
             for ks in self.state.open_dbs():
                 try:
                     ks.kv.sweep_expired(256)
+                    ks.objects.sweep(256)
                 except Exception:  # pragma: no cover - a closed store during shutdown
                     break
