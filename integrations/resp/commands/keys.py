@@ -9,6 +9,12 @@ from collections.abc import Callable
 from typing import Any
 
 from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.commands._objutil import (
+    expire_object,
+    object_expiry_ms,
+    rename_object,
+    replace_object,
+)
 from faster_backend.integrations.resp.commands._util import (
     NO_SUCH_KEY,
     SYNTAX,
@@ -19,12 +25,14 @@ from faster_backend.integrations.resp.table import command
 from faster_backend.integrations.resp.types import OK, RespError, SimpleString
 
 MAX_EXPIRE_MS = 2**62
+OBJECTS_CURSOR = 2**63  # SCAN: past the string store's cursors, the object keys come next
 
 
 @command("del", -2, "write", 1, -1, 1, group="generic", summary="Delete a key")
 def del_(client: Client, argv: list[bytes]) -> int:
     delete = client.kv.delete
-    return sum(1 for k in argv[1:] if delete(k))
+    objs = client.keyspace.objects
+    return sum(1 for k in argv[1:] if (k in objs and objs.alive(k) and objs.delete(k)) or delete(k))
 
 
 @command("unlink", -2, "write fast", 1, -1, 1, group="generic", since="4.0.0")
@@ -53,6 +61,11 @@ def type_(client: Client, argv: list[bytes]) -> SimpleString:
 
 
 def _move(client: Client, src: bytes, dst: bytes) -> bool:
+    objs = client.keyspace.objects
+    if src in objs and objs.alive(src):
+        if src != dst:
+            rename_object(client, src, dst)
+        return src != dst
     found = client.kv.read_with_expiry(src)
     if found is None:
         raise NO_SUCH_KEY
@@ -64,6 +77,7 @@ def _move(client: Client, src: bytes, dst: bytes) -> bool:
         raise NO_SUCH_KEY
     if ttl is not None:
         client.keyspace.expiry_set()
+    replace_object(client, dst)
     client.kv.upsert(dst, value, ttl)
     client.kv.delete(src)
     return True
@@ -79,7 +93,7 @@ def rename(client: Client, argv: list[bytes]) -> Any:
 @command("renamenx", 3, "write fast", 1, 2, 1, group="generic")
 def renamenx(client: Client, argv: list[bytes]) -> int:
     """Rename a key, only if the new key does not exist"""
-    if not client.kv.exists(argv[1]):
+    if not client.kv.exists(argv[1]) and not client.keyspace.objects.alive(argv[1]):
         raise NO_SUCH_KEY
     if argv[1] == argv[2] or client.keyspace.type_of(argv[2]) is not None:
         return 0
@@ -139,7 +153,8 @@ def glob_matcher(pattern: bytes) -> Callable[[bytes], bool]:
 def keys(client: Client, argv: list[bytes]) -> list[bytes]:
     """Find all keys matching the given pattern"""
     match = glob_matcher(argv[1])
-    return [k for k in client.kv.keys() if match(k)]  # noqa: SIM118 - not a dict
+    found = [k for k in client.kv.keys() if match(k)]  # noqa: SIM118 - not a dict
+    return found + [k for k in client.keyspace.objects.live_keys() if match(k)]
 
 
 @command("scan", -2, "readonly", group="keyspace", since="2.8.0")
@@ -169,7 +184,12 @@ def scan(client: Client, argv: list[bytes]) -> list[Any]:
         else:
             raise SYNTAX
         i += 2
-    nxt, found = client.kv.scan(cursor, count)
+    if cursor == OBJECTS_CURSOR:  # the strings are done: every object key in one reply
+        nxt, found = 0, list(client.keyspace.objects.live_keys())
+    else:
+        nxt, found = client.kv.scan(cursor, count)
+        if nxt == 0 and client.keyspace.objects:
+            nxt = OBJECTS_CURSOR
     if match is not None:
         found = [k for k in found if match(k)]
     if type_name is not None:
@@ -182,6 +202,11 @@ def scan(client: Client, argv: list[bytes]) -> list[Any]:
 def randomkey(client: Client, argv: list[bytes]) -> bytes | None:
     """Return a random key from the keyspace"""
     kv = client.kv
+    objs = client.keyspace.objects
+    if objs and random.random() * (len(objs) + len(kv)) < len(objs):
+        live = list(objs.live_keys())
+        if live:
+            return random.choice(live)
     if len(kv) == 0:
         return None
     start = cursor = random.getrandbits(64)
@@ -228,6 +253,9 @@ def _expire(client: Client, argv: list[bytes], unit_ms: int, absolute: bool, cmd
     if when_ms > MAX_EXPIRE_MS:
         raise invalid_expire(cmd)
     kv = client.kv
+    objs = client.keyspace.objects
+    if argv[1] in objs and objs.alive(argv[1]):
+        return expire_object(client, argv[1], when_ms, now_ms, (nx, xx, gt, lt))
     found = kv.read_with_expiry(argv[1])
     if found is None:
         return 0
@@ -277,6 +305,8 @@ def _expiry_ms(client: Client, key: bytes) -> float | int | None:
     """Absolute expiry in ms; None for no expiry; -2 when the key does not exist."""
     found = client.kv.read_with_expiry(key)
     if found is None:
+        if key in client.keyspace.objects:
+            return object_expiry_ms(client, key)
         return -2 if client.keyspace.type_of(key) is None else None
     return None if found[1] is None else found[1] * 1000
 
@@ -324,6 +354,12 @@ def pexpiretime(client: Client, argv: list[bytes]) -> int:
 @command("persist", 2, "write fast", 1, 1, 1, group="generic", since="2.2.0")
 def persist(client: Client, argv: list[bytes]) -> int:
     """Remove the expiration from a key"""
+    objs = client.keyspace.objects
+    if argv[1] in objs and objs.alive(argv[1]):
+        if objs[argv[1]].expires is None:
+            return 0
+        objs.set_expiry(argv[1], None)
+        return 1
     found = client.kv.read_with_expiry(argv[1])
     if found is None or found[1] is None:
         return 0

@@ -197,7 +197,7 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
     used = totals.get("memory_bytes", 0)
     keyspace: dict[str, Any] = {}
     for ks in state.open_dbs():
-        n = len(ks.kv)
+        n = len(ks.kv) + len(ks.objects)
         if n:
             keyspace[f"db{ks.index}"] = f"keys={n}"
     return {
@@ -302,7 +302,7 @@ def info(client: Client, argv: list[bytes]) -> bytes:
 @command("dbsize", 1, "readonly fast", group="server")
 def dbsize(client: Client, argv: list[bytes]) -> int:
     """Return the number of keys in the selected database"""
-    return len(client.kv)
+    return len(client.kv) + len(client.keyspace.objects)
 
 
 def _flush_mode(argv: list[bytes]) -> None:
@@ -315,6 +315,7 @@ def flushdb(client: Client, argv: list[bytes]) -> Any:
     """Remove all keys from the current database"""
     _flush_mode(argv)
     client.kv.clear()
+    client.keyspace.objects.clear()
     client.keyspace.cleared()
     return OK
 
@@ -325,6 +326,7 @@ def flushall(client: Client, argv: list[bytes]) -> Any:
     _flush_mode(argv)
     for ks in client.state.open_dbs():
         ks.kv.clear()
+        ks.objects.clear()
         ks.cleared()
     return OK
 
@@ -340,6 +342,8 @@ def time_(client: Client, argv: list[bytes]) -> list[bytes]:
 def checkpoint(state: ServerState) -> None:
     """Checkpoint every open database, or raise the error reply saying why that is impossible."""
     dbs = state.open_dbs()
+    for ks in dbs:  # live objects are written back into their object logs first
+        ks.objects.checkpoint()
     hooks = [getattr(ks.kv, "checkpoint", None) for ks in dbs]
     if not dbs or any(h is None for h in hooks):
         if not dbs:

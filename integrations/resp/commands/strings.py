@@ -9,6 +9,7 @@ from typing import Any
 
 from faster_backend.engine import KEEP_TTL
 from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.commands._objutil import no_object, replace_object
 from faster_backend.integrations.resp.commands._util import (
     NOT_FLOAT,
     OVERFLOW,
@@ -18,6 +19,7 @@ from faster_backend.integrations.resp.commands._util import (
     to_float,
     to_int,
 )
+from faster_backend.integrations.resp.objects import WRONGTYPE
 from faster_backend.integrations.resp.table import command
 from faster_backend.integrations.resp.types import OK, RespError
 
@@ -26,7 +28,10 @@ MAX_EXPIRE_MS = 2**62  # beyond this Redis reports an invalid expire time (overf
 
 @command("get", 2, "readonly fast", 1, 1, 1, group="string", summary="Get the value of a key")
 def get(client: Client, argv: list[bytes]) -> bytes | None:
-    return client.kv.read(argv[1])
+    v = client.kv.read(argv[1])
+    if v is None and argv[1] in client.keyspace.objects:
+        no_object(client, argv[1])
+    return v
 
 
 def _ttl_from(option: bytes, raw: bytes, cmd: str) -> float:
@@ -57,6 +62,8 @@ def set_(client: Client, argv: list[bytes]) -> Any:
     key = argv[1]
     value = argv[2]
     if len(argv) == 3:
+        if key in client.keyspace.objects:
+            replace_object(client, key)
         kv.upsert(key, value)
         return OK
     nx = xx = get_old = keepttl = False
@@ -83,6 +90,14 @@ def set_(client: Client, argv: list[bytes]) -> Any:
         else:
             raise SYNTAX
         i += 1
+    objs = client.keyspace.objects
+    if key in objs and objs.alive(key):  # SET replaces a hash, list...; GET / NX refuse
+        if get_old:
+            raise WRONGTYPE
+        if nx:
+            return None
+        objs.delete(key)
+        xx = False  # the key existed
     old = kv.read(key) if (get_old or xx) else None
     if nx:
         if get_old and old is not None:
@@ -108,6 +123,8 @@ def set_(client: Client, argv: list[bytes]) -> Any:
 @command("setnx", 3, "write denyoom fast", 1, 1, 1, group="string")
 def setnx(client: Client, argv: list[bytes]) -> int:
     """Set the value of a key, only if the key does not exist"""
+    if argv[1] in client.keyspace.objects and client.keyspace.objects.alive(argv[1]):
+        return 0
     return 1 if client.kv.add(argv[1], argv[2]) else 0
 
 
@@ -116,6 +133,7 @@ def _setex(client: Client, argv: list[bytes], unit: float, cmd: str) -> Any:
     if n <= 0 or n * unit > MAX_EXPIRE_MS / 1000:
         raise invalid_expire(cmd)
     client.keyspace.expiry_set()
+    replace_object(client, argv[1])
     client.kv.upsert(argv[1], argv[3], n * unit)
     return OK
 
@@ -135,6 +153,7 @@ def psetex(client: Client, argv: list[bytes]) -> Any:
 @command("getset", 3, "write denyoom fast", 1, 1, 1, group="string")
 def getset(client: Client, argv: list[bytes]) -> bytes | None:
     """Set the string value of a key and return its old value"""
+    no_object(client, argv[1])
     old = client.kv.read(argv[1])
     client.kv.upsert(argv[1], argv[2])
     return old
@@ -143,6 +162,7 @@ def getset(client: Client, argv: list[bytes]) -> bytes | None:
 @command("getdel", 2, "write fast", 1, 1, 1, group="string", since="6.2.0")
 def getdel(client: Client, argv: list[bytes]) -> bytes | None:
     """Get the value of a key and delete the key"""
+    no_object(client, argv[1])
     old = client.kv.read(argv[1])
     if old is not None:
         client.kv.delete(argv[1])
@@ -168,6 +188,7 @@ def getex(client: Client, argv: list[bytes]) -> bytes | None:
             i += 1
         else:
             raise SYNTAX
+    no_object(client, argv[1])
     value = client.kv.read(argv[1])
     if value is not None and given:
         if not persist:
@@ -189,6 +210,9 @@ def mset(client: Client, argv: list[bytes]) -> Any:
     if len(argv) % 2 == 0:
         raise RespError("ERR wrong number of arguments for 'mset' command")
     upsert = client.kv.upsert
+    if client.keyspace.objects:
+        for i in range(1, len(argv), 2):
+            replace_object(client, argv[i])
     for i in range(1, len(argv), 2):
         upsert(argv[i], argv[i + 1])
     return OK
@@ -200,7 +224,8 @@ def msetnx(client: Client, argv: list[bytes]) -> int:
     if len(argv) % 2 == 0:
         raise RespError("ERR wrong number of arguments for 'msetnx' command")
     kv = client.kv
-    if any(kv.exists(argv[i]) for i in range(1, len(argv), 2)):
+    objs = client.keyspace.objects
+    if any(kv.exists(argv[i]) or objs.alive(argv[i]) for i in range(1, len(argv), 2)):
         return 0
     for i in range(1, len(argv), 2):
         kv.upsert(argv[i], argv[i + 1])
@@ -215,6 +240,8 @@ def update(client: Client, key: bytes, updater: Callable[[bytes | None], bytes])
     event loop, so the pair is as atomic as the rmw for every client.
     """
     ks = client.keyspace
+    if key in ks.objects:
+        no_object(client, key)
     if ks.may_expire:
         return client.kv.rmw(key, updater, KEEP_TTL) or b""
     kv = client.kv
@@ -227,6 +254,8 @@ def update(client: Client, key: bytes, updater: Callable[[bytes | None], bytes])
 def strlen(client: Client, argv: list[bytes]) -> int:
     """Get the length of the value stored in a key"""
     v = client.kv.read(argv[1])
+    if v is None:
+        no_object(client, argv[1])
     return 0 if v is None else len(v)
 
 
@@ -251,6 +280,7 @@ def getrange(client: Client, argv: list[bytes]) -> bytes:
     """Get a substring of the string stored at a key"""
     start = to_int(argv[2])
     end = to_int(argv[3])
+    no_object(client, argv[1])
     v = client.kv.read(argv[1]) or b""
     n = len(v)
     if start < 0 and end < 0 and start > end:
@@ -281,6 +311,7 @@ def setrange(client: Client, argv: list[bytes]) -> int:
     limit = client.state.config.server.proto_max_bulk_len
     kv = client.kv
     if not patch:
+        no_object(client, argv[1])
         v = kv.read(argv[1])
         return 0 if v is None else len(v)
     if offset + len(patch) > limit:
