@@ -25,7 +25,7 @@ from faster_backend.integrations.resp.scripting import (
     parse_numkeys,
 )
 from faster_backend.integrations.resp.state import ServerState
-from faster_backend.integrations.resp.table import CommandSpec, command, subcommand
+from faster_backend.integrations.resp.table import COMMANDS, CommandSpec, command, subcommand
 from faster_backend.integrations.resp.types import OK, RespError, SimpleString
 
 _engines: WeakKeyDictionary[ServerState, ScriptingEngine] = WeakKeyDictionary()
@@ -60,10 +60,15 @@ def engine_for(state: ServerState) -> ScriptingEngine:
 
 def _caller(client: Client) -> CommandCall:
     def call(argv: list[bytes], ctx: ScriptContext) -> Any:
-        spec = dispatch.resolve(argv) if argv else None
-        write = isinstance(spec, CommandSpec) and spec.write and not spec.noscript
-        if write and ctx.read_only:
-            return RespError(ERR_READONLY_WRITE)
+        if ctx.read_only:
+            # Full resolution so that unknown / arity / noscript errors come first, as in Redis.
+            found = dispatch.resolve(argv)
+            spec = found if isinstance(found, CommandSpec) else None
+            if spec is not None and spec.write and not spec.noscript:
+                return RespError(ERR_READONLY_WRITE)
+        else:
+            spec = COMMANDS.get(argv[0]) or COMMANDS.get(argv[0].lower())
+        write = spec is not None and spec.write
         proto = client.proto
         client.proto = ctx.resp  # commands see the script's protocol (redis.setresp)
         try:
