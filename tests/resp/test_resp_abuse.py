@@ -282,3 +282,35 @@ def test_idle_timeout(secured: ServerProcess) -> None:
         t0 = time.monotonic()
         assert s.recv(100) == b""  # closed by the server after ~1-2 s of silence
         assert time.monotonic() - t0 < 8
+
+
+def test_config_set_limits_apply_to_open_connections(
+    server: ServerProcess, bystander: redis.Redis
+) -> None:
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
+        s.sendall(b"PING\r\n")
+        assert s.recv(100) == b"+PONG\r\n"
+        bystander.config_set("proto-max-bulk-len", "1mb")
+        try:
+            s.sendall(b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$2000000\r\n")
+            data = b""
+            while chunk := s.recv(4096):
+                data += chunk
+            assert data == b"-ERR Protocol error: invalid bulk length\r\n"
+        finally:
+            bystander.config_set("proto-max-bulk-len", "512mb")
+    assert bystander.config_get("proto-max-bulk-len") == {
+        b"proto-max-bulk-len": str(512 << 20).encode()
+    } or bystander.config_get("proto-max-bulk-len") == {"proto-max-bulk-len": str(512 << 20)}
+
+
+def test_config_set_requirepass(server: ServerProcess, bystander: redis.Redis) -> None:
+    bystander.config_set("requirepass", "later")
+    try:
+        data = answers_quickly(server.port, b"GET bystander\r\n", b"\r\n")
+        assert data == b"-NOAUTH Authentication required.\r\n"
+        assert bystander.ping()  # already authenticated connections stay so
+    finally:
+        bystander.config_set("requirepass", "")
+    data = answers_quickly(server.port, b"GET bystander\r\n", b"\r\n")
+    assert data == b"$10\r\nstill here\r\n"
