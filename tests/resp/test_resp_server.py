@@ -175,3 +175,35 @@ def test_binds_loopback_by_default(tmp_path: Path) -> None:
             pass
     finally:
         assert srv.stop() == 0
+
+
+def test_plain_asyncio_when_uvloop_is_missing(tmp_path: Path) -> None:
+    port = free_port()
+    code = (
+        "import sys; sys.modules['uvloop'] = None\n"  # makes `import uvloop` fail
+        "from faster_backend.cli import main\n"
+        f"sys.exit(main(['serve', '--port', '{port}']))\n"
+    )
+    log = (tmp_path / "asyncio.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+        r = redis.Redis(port=port)
+        pipe = r.pipeline()
+        for i in range(100):
+            pipe.set(f"a{i}", i).get(f"a{i}")
+        assert pipe.execute()[-1] == b"99"
+        r.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        log.close()
+    text = (tmp_path / "asyncio.log").read_text()
+    assert "uvloop is not installed" in text and "loop: asyncio" in text
