@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from decimal import Decimal, InvalidOperation, localcontext
 from typing import Any
@@ -160,7 +161,7 @@ def hincrbyfloat(client: Client, argv: list[bytes]) -> bytes:
     """Increment the float value of a hash field by the given amount"""
     inc = to_float(argv[3])
     if inc in (float("inf"), float("-inf")):
-        raise RespError("ERR increment would produce NaN or Infinity")
+        raise RespError("ERR value is NaN or Infinity")
     e = create(client, argv[1], HASH, dict)
     h = e.obj
     old = h.get(argv[2])
@@ -176,15 +177,24 @@ def hincrbyfloat(client: Client, argv: list[bytes]) -> bytes:
             raise
         raise RespError("ERR hash value is not a float") from None
     with localcontext() as ctx:
-        ctx.prec = 40
-        new = cur + Decimal(argv[3].decode())
-    if abs(float(new)) == float("inf"):
-        done(client, argv[1], e)
-        raise RespError("ERR increment would produce NaN or Infinity")
-    out = format_float(new)
+        ctx.prec = 60
+        new = _long_double(cur + Decimal(argv[3].decode()))
+        if abs(float(new)) == float("inf"):
+            done(client, argv[1], e)
+            raise RespError("ERR increment would produce NaN or Infinity")
+        out = format_float(new)
     h[argv[2]] = out
     e.dirty = True
     return out
+
+
+def _long_double(d: Decimal) -> Decimal:
+    """``d`` rounded to a 64-bit mantissa, as Redis' long double arithmetic does."""
+    if d == 0 or not d.is_finite():
+        return d
+    _m, exp = math.frexp(float(d))
+    quantum = Decimal(2) ** (exp - 64)
+    return (d / quantum).to_integral_value() * quantum
 
 
 @command("hrandfield", -2, "readonly", 1, 1, 1, group=H, since="6.2.0")

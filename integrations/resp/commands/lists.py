@@ -325,9 +325,9 @@ def _side(raw: bytes) -> bool:
 def _move(client: Client, src: bytes, dst: bytes, from_left: bool, to_left: bool) -> Any:
     """Pop from ``src`` and push to ``dst``; None when ``src`` is empty (or absent)."""
     se = entry(client, src, LIST)
-    de: Entry | None = entry(client, dst, LIST)
     if se is None:
         return None
+    de: Entry | None = entry(client, dst, LIST)
     lst = se.obj
     v = lst.popleft() if from_left else lst.pop()
     done(client, src, se)

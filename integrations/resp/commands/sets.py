@@ -129,8 +129,10 @@ def smove(client: Client, argv: list[bytes]) -> int:
     """Move a member from one set to another"""
     src, dst, m = argv[1], argv[2], argv[3]
     se = entry(client, src, SET)
+    if se is None:
+        return 0
     de = entry(client, dst, SET)
-    if se is None or m not in se.obj:
+    if m not in se.obj:
         return 0
     if src == dst:
         return 1
