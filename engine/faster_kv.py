@@ -1,14 +1,17 @@
 """FasterKv: FASTER's key-value store (hash index + hybrid log) for bytes keys and values.
 
-Concurrency model: one latch (a ``threading.Lock``) per store serialises operations. Under the
-GIL only one thread runs Python code at a time anyway, so finer latching would add cost without
-adding parallelism; what matters is that every operation is atomic and that the latch is never
-held across I/O or across user code other than an RMW updater. Updaters run under the latch, which
-is what makes RMW atomic: they must be quick and must not call back into the store.
+Concurrency model: one latch (a ``threading.Lock``) per store serialises the in-memory part of
+every operation. Under the GIL only one thread runs Python code at a time anyway, so finer
+latching would add cost without adding parallelism; what matters is that every operation is
+atomic and that the latch is never held across I/O. An operation whose hash chain leads to the
+device releases the latch, reads the chain from the device (records there never change), and
+runs again with what it read as a hint: if the chain still leads to the same address the hint
+completes it, otherwise it reads again. RMW updaters run under the latch, which is what makes RMW
+atomic: they must be quick and must not call back into the store.
 
-The hot paths (``read``, ``upsert``) are written as straight-line code that reaches into the
-index's and log's buffers directly: in CPython every call and attribute lookup costs tens of
-nanoseconds, and these functions run millions of times per second.
+The hot paths (``read``, ``upsert``) are straight-line code that reaches into the index's and
+log's buffers directly: in CPython every call and attribute lookup costs tens of nanoseconds, and
+these functions run millions of times per second.
 """
 
 from __future__ import annotations
@@ -17,15 +20,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.address import FIRST_ADDRESS
+from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import RecordTooLargeError, StoreClosedError
 from faster_backend.engine.hash_bucket import ADDRESS_MASK, BUCKET, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hybrid_log import HybridLog
+from faster_backend.engine.read_cache import ReadCache
 from faster_backend.engine.record import (
     EXPIRY,
     EXPIRY_SIZE,
@@ -39,6 +44,7 @@ from faster_backend.engine.record import (
     VALUE_LEN,
     make_info,
     record_size,
+    size_from_header,
     write_record,
 )
 from faster_backend.engine.session import Session
@@ -46,8 +52,13 @@ from faster_backend.engine.ttl import KEEP_TTL, TtlArg
 
 log = logging.getLogger(__name__)
 
-
 Updater = Callable[[bytes | None], bytes | None]
+T = TypeVar("T")
+# (address, buffer, offset, info, key length, value length) of a live record; the buffer is a
+# log page for records in memory, the record's own bytes (offset 0) for records on the device.
+Found = tuple[int, bytearray | bytes, int, int, int, int]
+# What a device lookup learned: the chain start it read from, and the key's newest record there.
+Hint = tuple[int, tuple[int, bytes] | None]
 
 _unpack_bucket = BUCKET.unpack_from
 _unpack_header = HEADER.unpack_from
@@ -61,11 +72,19 @@ _now = time.time
 _SWEEP_EVERY = 64  # writes between two incremental expiry sweeps
 _SWEEP_BUCKETS = 16
 _GROW_STEP = 256  # old buckets split per write while the index grows
+_FIRST_READ = 512  # bytes read for a record on the device before its size is known
 _BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
 def _reverse64(v: int) -> int:
     return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
+
+
+class _NeedsIO(Exception):  # noqa: N818 - control flow, not an error
+    """The hash chain continues on the device at ``address``."""
+
+    def __init__(self, address: int) -> None:
+        self.address = address
 
 
 class _ClosedLatch:
@@ -84,12 +103,6 @@ class _ClosedLatch:
         pass
 
 
-def _ttl_to_expiry(ttl: float | None) -> int | None:
-    if ttl is None:
-        return None
-    return int((_now() + ttl) * 1000)
-
-
 class FasterKv:
     """A FASTER store of bytes keys and values with optional per-record TTL."""
 
@@ -101,17 +114,41 @@ class FasterKv:
         page_size: int | None = None,
         mutable_fraction: float = 0.9,
         index_load_factor: float = 6.0,
+        device: StorageDevice | None = None,
+        read_cache_size: int | None = None,
+        read_cache_second_chance: float = 0.1,
+        log_size_limit: int | None = None,
+        max_disk_size: int | None = None,
+        compaction_fraction: float = 0.2,
+        begin_address: int = FIRST_ADDRESS,
     ) -> None:
         if page_size is None:
             page_size = default_page_size(memory_size)
         if index_load_factor <= 0:
             raise ValueError(f"index_load_factor must be positive, got {index_load_factor}")
+        if not 0.0 < compaction_fraction <= 1.0:
+            raise ValueError(f"compaction_fraction must be in (0, 1], got {compaction_fraction}")
+        persistent = device is not None and device.kind != "null"
+        if read_cache_size is None:
+            read_cache_size = memory_size // 8 if persistent else 0
         self.memory_size = memory_size
         self.page_size = page_size
         self.index_load_factor = index_load_factor
         self.mutable_fraction = mutable_fraction
+        self.log_size_limit = log_size_limit
+        self.max_disk_size = max_disk_size
+        self.compaction_fraction = compaction_fraction
         self._lock: Any = threading.Lock()
-        self._log = HybridLog(page_size, memory_size // page_size, mutable_fraction, self._on_evict)
+        self._log = HybridLog(
+            page_size,
+            (memory_size - read_cache_size) // page_size,
+            mutable_fraction,
+            self._on_evict,
+            device,
+            begin_address,
+        )
+        self.device = self._log.device
+        self._read_cache = ReadCache(read_cache_size, read_cache_second_chance)
         self._index = HashTable(index_size, self._resolve)
         self._version = 0
         # RecordInfo bits of a fresh record with no flags: final bit + checkpoint version.
@@ -122,10 +159,14 @@ class FasterKv:
         self._grow_at = int(index_size * index_load_factor)
         self._sessions: dict[str, Session] = {}
         self._closed = False
+        self._maintenance: threading.Thread | None = None
+        self._maintenance_wake = threading.Event()
+        self._maintenance_error: BaseException | None = None
         # counters (plain attributes: cheaper than a dict on the hot path)
         self._n_reads = self._n_hits = self._n_upserts = self._n_rmws = 0
         self._n_in_place = self._n_copies = self._n_deletes = self._n_expired = 0
-        self._n_evicted = self._n_grows = 0
+        self._n_evicted = self._n_grows = self._n_disk_reads = self._n_pending = 0
+        self._n_compactions = self._n_compacted_copies = self._n_dropped_segments_keys = 0
 
     # -- context management ----------------------------------------------------------------
 
@@ -136,13 +177,23 @@ class FasterKv:
         self.close()
 
     def close(self) -> None:
-        """Release the store's memory; later operations raise StoreClosedError."""
+        """Release the store's memory and files; later operations raise StoreClosedError."""
         if self._closed:
             return
         with self._lock:
             self._closed = True
             self._lock = _ClosedLatch()
-        log.debug("store closed")
+        self._maintenance_wake.set()
+        if self._maintenance is not None:
+            self._maintenance.join()
+        try:
+            self._close_device()
+        finally:
+            log.debug("store closed")
+
+    def _close_device(self) -> None:
+        """Hook for subclasses that persist the log before the device closes."""
+        self.device.close()
 
     @property
     def closed(self) -> bool:
@@ -208,28 +259,42 @@ class FasterKv:
                     start = off + HEADER_SIZE + kl
                     return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
                 addr = info & PREV_MASK
-            return None
+            if addr < hlog.begin_address:
+                return None
         finally:
             lock.release()
+        # The chain continues on the device: read it without the latch.
+        try:
+            found = self._disk_lookup(key, addr)
+        except AddressTruncatedError:
+            return self.read(key)  # compaction moved the chain meanwhile: look again
+        if found is None:
+            return None
+        rec = found[1]
+        info, kl, vl = _unpack_header(rec, 0)
+        if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
+            return None
+        self._n_hits += 1
+        return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
 
     def read_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
         """(value, absolute expiry as a unix time or None), or None if there is no live value."""
         h = xxh3_64_intdigest(key)
-        with self._lock:
+
+        def op(found: Found | None) -> tuple[bytes, float | None] | None:
             self._n_reads += 1
-            found = self._find_live(key, h)
             if found is None:
                 return None
-            _, page, off, info, kl, vl = found
+            _, buf, off, info, kl, vl = found
             self._n_hits += 1
-            value = bytes(page[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
-            expiry = self._expiry_of(page, off, info, kl, vl)
+            value = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
+            expiry = _expiry_of(buf, off, info, kl, vl)
             return value, None if expiry is None else expiry / 1000.0
 
+        return self._run(key, h, op)
+
     def exists(self, key: bytes) -> bool:
-        h = xxh3_64_intdigest(key)
-        with self._lock:
-            return self._find_live(key, h) is not None
+        return self._run(key, xxh3_64_intdigest(key), _is_found)
 
     def ttl(self, key: bytes) -> float | None:
         """Seconds left before ``key`` expires; None for no expiry. Raises KeyError if absent."""
@@ -248,10 +313,7 @@ class FasterKv:
             if ttl <= 0:
                 self.delete(key)
                 return
-            expiry = int((_now() + ttl) * 1000)
-            with self._lock:
-                self._n_upserts += 1
-                self._write(key, h, value, expiry)
+            self._upsert_slow(key, h, value, int((_now() + ttl) * 1000))
             return
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
@@ -260,102 +322,109 @@ class FasterKv:
             self._n_upserts += 1
             ix = self._index
             if ix.old is not None:
-                self._write(key, h, value, None)
-                return
-            # Fast path (no expiry, index not growing): probe the bucket chain inline.
-            table = ix.cur
-            buf = table.buf
-            b = h & table.mask
-            slot = empty = -1
-            while True:
-                words = _unpack_bucket(buf, b << 6)
-                for e in words:
-                    if e >> TAG_SHIFT == tag:
-                        slot = (b << 3) + words.index(e)
-                        break
-                else:
-                    if empty < 0 and 0 in words[:7]:
-                        empty = (b << 3) + words.index(0)
-                    b = words[7]
-                    if b:
-                        continue
-                break
-            hlog = self._log
-            klen = len(key)
-            vlen = len(value)
-            size = (HEADER_SIZE + klen + vlen + 7) & ~7
-            prev = 0
-            if slot >= 0:
-                prev = table.words[slot] & ADDRESS_MASK
-                addr = prev
-                head = hlog.head_address
-                pages = hlog.pages
-                bits = hlog.page_bits
-                pmask = hlog.page_mask
-                while addr >= head:
-                    page = pages[addr >> bits]
-                    off = addr & pmask
-                    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                    if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                        # An existing key (live, deleted or expiring): the general path.
-                        if (
-                            info & (TOMBSTONE | HAS_EXPIRY)
-                            or addr < hlog.read_only_address
-                            or (HEADER_SIZE + kl + vl + 7) & ~7 != size
-                            or vlen > MAX_FIELD
-                        ):
-                            self._write(key, h, value, None)
-                            return
-                        start = off + HEADER_SIZE + kl
-                        page[start : start + vlen] = value  # type: ignore[index]
-                        _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
-                        self._n_in_place += 1
-                        self._after_write()
-                        return
-                    addr = info & PREV_MASK
-                if addr >= hlog.begin_address:
-                    # The chain continues on the device: the key may exist there.
-                    self._write(key, h, value, None)
-                    return
-            elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD:
-                self._write(key, h, value, None)  # needs an overflow bucket, or too large
-                return
-            # A key not in memory: append at the tail.
-            tail = hlog.tail_address
-            off = tail & hlog.page_mask
-            if off + size >= hlog.page_size:
-                tail = hlog.allocate(size)
-                off = tail & hlog.page_mask
-                if slot >= 0:  # eviction may have moved the chain's head out of memory
-                    prev = table.words[slot] & ADDRESS_MASK
+                slow = True
             else:
-                hlog.tail_address = tail + size
-            page = hlog.pages[tail >> hlog.page_bits]
-            _pack_header(page, off, prev | self._info_bits, klen, vlen)  # type: ignore[arg-type]
-            start = off + HEADER_SIZE
-            page[start : start + klen] = key  # type: ignore[index]
-            page[start + klen : start + klen + vlen] = value  # type: ignore[index]
-            table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
-            self._live += 1
-            self._after_write()
+                slow = False
+                # Fast path (no expiry, index not growing): probe the bucket chain inline.
+                table = ix.cur
+                buf = table.buf
+                b = h & table.mask
+                slot = empty = -1
+                while True:
+                    words = _unpack_bucket(buf, b << 6)
+                    for e in words:
+                        if e >> TAG_SHIFT == tag:
+                            slot = (b << 3) + words.index(e)
+                            break
+                    else:
+                        if empty < 0 and 0 in words[:7]:
+                            empty = (b << 3) + words.index(0)
+                        b = words[7]
+                        if b:
+                            continue
+                    break
+                hlog = self._log
+                klen = len(key)
+                vlen = len(value)
+                size = (HEADER_SIZE + klen + vlen + 7) & ~7
+                prev = 0
+                if slot >= 0:
+                    prev = table.words[slot] & ADDRESS_MASK
+                    addr = prev
+                    head = hlog.head_address
+                    pages = hlog.pages
+                    bits = hlog.page_bits
+                    pmask = hlog.page_mask
+                    while addr >= head:
+                        page = pages[addr >> bits]
+                        off = addr & pmask
+                        info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                        if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                            if (
+                                info & (TOMBSTONE | HAS_EXPIRY)
+                                or addr < hlog.read_only_address
+                                or (HEADER_SIZE + kl + vl + 7) & ~7 != size
+                                or vlen > MAX_FIELD
+                            ):
+                                slow = True  # deleted, expiring or not updatable in place
+                                break
+                            start = off + HEADER_SIZE + kl
+                            page[start : start + vlen] = value  # type: ignore[index]
+                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
+                            self._n_in_place += 1
+                            self._after_write()
+                            return
+                        addr = info & PREV_MASK
+                    else:
+                        # The chain continues on the device: the key may exist there.
+                        slow = addr >= hlog.begin_address
+                elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD:
+                    slow = True  # needs an overflow bucket, or too large
+            if not slow:
+                # A key not in the log: append at the tail.
+                tail = hlog.tail_address
+                off = tail & hlog.page_mask
+                if off + size >= hlog.page_size:
+                    tail = hlog.allocate(size)
+                    off = tail & hlog.page_mask
+                    if slot >= 0:  # eviction may have moved the chain's head out of memory
+                        prev = table.words[slot] & ADDRESS_MASK
+                else:
+                    hlog.tail_address = tail + size
+                page = hlog.pages[tail >> hlog.page_bits]
+                _pack_header(page, off, prev | self._info_bits, klen, vlen)  # type: ignore[arg-type]
+                start = off + HEADER_SIZE
+                page[start : start + klen] = key  # type: ignore[index]
+                page[start + klen : start + klen + vlen] = value  # type: ignore[index]
+                table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
+                self._live += 1
+                self._after_write()
+                return
         finally:
             lock.release()
+        self._upsert_slow(key, h, value, None)
+
+    def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
+        def op(found: Found | None) -> None:
+            self._n_upserts += 1
+            self._write(key, h, value, expiry, found)
+
+        self._run(key, h, op)
 
     def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` has no live value; True if it was stored."""
-        added = False
-
-        def updater(old: bytes | None) -> bytes | None:
-            nonlocal added
-            if old is None:
-                added = True
-                return value
-            return None
-
         if ttl is not None and ttl <= 0:
             return not self.exists(key)
-        self.rmw(key, updater, ttl)
-        return added
+        h = xxh3_64_intdigest(key)
+        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+
+        def op(found: Found | None) -> bool:
+            if found is not None:
+                return False
+            self._write(key, h, value, expiry, None)
+            return True
+
+        return self._run(key, h, op)
 
     def rmw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
         """Atomically replace the value with ``updater(old)`` (old is None when absent).
@@ -365,72 +434,169 @@ class FasterKv:
         KEEP_TTL (default) to keep an existing record's expiry. Returns the value now stored.
         """
         h = xxh3_64_intdigest(key)
-        with self._lock:
-            self._n_rmws += 1
-            found = self._find_live(key, h)
-            if found is None:
-                old = None
-                old_expiry = None
-            else:
-                _, page, off, info, kl, vl = found
-                old = bytes(page[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
-                old_expiry = self._expiry_of(page, off, info, kl, vl)
-            new = updater(old)
-            if new is None:
-                return old
-            if ttl is KEEP_TTL:
-                expiry = old_expiry
-            elif ttl is None:
-                expiry = None
-            else:
-                if ttl <= 0:  # type: ignore[operator]
-                    if found is not None:
-                        self._delete(key, h)
-                    return None
-                expiry = int((_now() + ttl) * 1000)  # type: ignore[operator]
-            self._write(key, h, new, expiry)
-            return new
+        return self._run(key, h, lambda found: self._rmw(key, h, updater, ttl, found))
+
+    def _rmw(
+        self, key: bytes, h: int, updater: Updater, ttl: TtlArg, found: Found | None
+    ) -> bytes | None:
+        self._n_rmws += 1
+        if found is None:
+            old = None
+            old_expiry = None
+        else:
+            _, buf, off, info, kl, vl = found
+            old = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
+            old_expiry = _expiry_of(buf, off, info, kl, vl)
+        new = updater(old)
+        if new is None:
+            return old
+        if ttl is KEEP_TTL:
+            expiry = old_expiry
+        elif ttl is None:
+            expiry = None
+        else:
+            if ttl <= 0:  # type: ignore[operator]
+                if found is not None:
+                    self._tombstone(found[0], key, h)
+                    self._n_deletes += 1
+                return None
+            expiry = int((_now() + ttl) * 1000)  # type: ignore[operator]
+        self._write(key, h, new, expiry, found)
+        return new
 
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
         h = xxh3_64_intdigest(key)
-        with self._lock:
-            found = self._find_live(key, h)
+
+        def op(found: Found | None) -> bool:
             if found is None:
                 return False
+            addr, buf, off, info, kl, vl = found
             if ttl is not None and ttl <= 0:
-                self._delete(key, h)
+                self._tombstone(addr, key, h)
+                self._n_deletes += 1
                 return True
-            addr, page, off, info, kl, vl = found
-            expiry = _ttl_to_expiry(ttl)
+            expiry = None if ttl is None else int((_now() + ttl) * 1000)
             if addr >= self._log.read_only_address and bool(info & HAS_EXPIRY) == (
                 expiry is not None
             ):
                 if expiry is not None:
-                    size = record_size(kl, vl, True)
-                    _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)
+                    _pack_expiry(buf, off + record_size(kl, vl, True) - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
                 self._n_in_place += 1
                 return True
-            value = bytes(page[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
-            self._write(key, h, value, expiry)
+            value = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
+            self._write(key, h, value, expiry, found)
             return True
+
+        return self._run(key, h, op)
 
     def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it had a live value."""
         h = xxh3_64_intdigest(key)
-        with self._lock:
-            return self._delete(key, h)
+
+        def op(found: Found | None) -> bool:
+            if found is None:
+                return False
+            self._tombstone(found[0], key, h)
+            self._n_deletes += 1
+            return True
+
+        return self._run(key, h, op)
 
     def clear(self) -> None:
-        """Remove every key."""
+        """Remove every key (the device's log files too)."""
         with self._lock:
-            size = self._index.size
+            hlog = self._log
+            hlog.wait_flushed(hlog.read_only_address)
+            tail = hlog.tail_address
+            start = (((tail >> hlog.page_bits) + 1) << hlog.page_bits) if hlog.persistent else 0
             self._log = HybridLog(
-                self.page_size, self._log.memory_pages, self.mutable_fraction, self._on_evict
+                self.page_size,
+                hlog.memory_pages,
+                self.mutable_fraction,
+                self._on_evict,
+                hlog.device,
+                max(FIRST_ADDRESS, start),
             )
-            self._index = HashTable(size, self._resolve)
+            if hlog.persistent:
+                self.device.truncate(start)
+            self._read_cache.clear()
+            self._index = HashTable(self._index.size, self._resolve)
             self._live = 0
             self._sweep_cursor = 0
+
+    # -- asyncio ---------------------------------------------------------------------------
+
+    async def aread(self, key: bytes) -> bytes | None:
+        """``read`` for asyncio: device reads are awaited, never blocking the event loop."""
+        found = await self._arun(key, xxh3_64_intdigest(key), _found_value)
+        self._n_reads += 1
+        if found is not None:
+            self._n_hits += 1
+        return found
+
+    async def aread_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
+        def op(found: Found | None) -> tuple[bytes, float | None] | None:
+            if found is None:
+                return None
+            _, buf, off, info, kl, vl = found
+            expiry = _expiry_of(buf, off, info, kl, vl)
+            value = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
+            return value, None if expiry is None else expiry / 1000.0
+
+        return await self._arun(key, xxh3_64_intdigest(key), op)
+
+    async def aexists(self, key: bytes) -> bool:
+        return await self._arun(key, xxh3_64_intdigest(key), _is_found)
+
+    async def aupsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        if ttl is not None and ttl <= 0:
+            await self.adelete(key)
+            return
+        h = xxh3_64_intdigest(key)
+        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+
+        def op(found: Found | None) -> None:
+            self._n_upserts += 1
+            self._write(key, h, value, expiry, found)
+
+        await self._arun(key, h, op)
+
+    async def aadd(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
+        if ttl is not None and ttl <= 0:
+            return not await self.aexists(key)
+        h = xxh3_64_intdigest(key)
+        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+
+        def op(found: Found | None) -> bool:
+            if found is not None:
+                return False
+            self._write(key, h, value, expiry, None)
+            return True
+
+        return await self._arun(key, h, op)
+
+    async def armw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
+        h = xxh3_64_intdigest(key)
+        return await self._arun(key, h, lambda found: self._rmw(key, h, updater, ttl, found))
+
+    async def adelete(self, key: bytes) -> bool:
+        h = xxh3_64_intdigest(key)
+
+        def op(found: Found | None) -> bool:
+            if found is None:
+                return False
+            self._tombstone(found[0], key, h)
+            self._n_deletes += 1
+            return True
+
+        return await self._arun(key, h, op)
+
+    async def aexpire(self, key: bytes, ttl: float | None) -> bool:
+        # Only the lookup may need the device; the update itself is in memory.
+        if not await self.aexists(key):
+            return False
+        return self.expire(key, ttl)
 
     # -- iteration -------------------------------------------------------------------------
 
@@ -442,21 +608,24 @@ class FasterKv:
         (the reverse-binary cursor of Redis' dictScan), and may return a key more than once.
         """
         keys: list[bytes] = []
+        on_disk: list[tuple[int, set[bytes], int, int]] = []
         with self._lock:
-            ix = self._index
             while not self._grow_step(4096):
                 pass
-            table = ix.cur
+            table = self._index.cur
             mask = table.mask
             v = cursor
             visited = 0
             while True:
-                self._collect_bucket(table, v & mask, keys)
+                self._collect_bucket(table, v & mask, keys, on_disk)
                 visited += 1
                 v |= ~mask & 0xFFFFFFFFFFFFFFFF
                 v = _reverse64(_reverse64(v) + 1 & 0xFFFFFFFFFFFFFFFF)
                 if v == 0 or visited >= count:
-                    return v, keys
+                    break
+        for addr, seen, bucket, bmask in on_disk:
+            self._collect_disk_chain(addr, seen, keys, bucket, bmask)
+        return v, keys
 
     def keys(self) -> Iterator[bytes]:
         """Every live key (a full scan; keys written meanwhile may or may not appear)."""
@@ -485,14 +654,37 @@ class FasterKv:
                 if self._grow_step(4096):
                     return
 
+    # -- compaction ------------------------------------------------------------------------
+
+    def compact(self, until: int | None = None, *, mode: str = "lookup") -> int:
+        """Copy the live records below ``until`` to the tail and drop that part of the log.
+
+        ``until`` defaults to ``compaction_fraction`` of the on-disk log; it is rounded down to
+        a page boundary and never passes the head address (only the on-device part is
+        compacted). ``mode`` is "lookup" (look each record up in the index) or "scan" (first
+        find the newest record of each key in the range, as FASTER's scan compaction does).
+        Returns the number of records copied.
+        """
+        from faster_backend.engine.compaction import compact
+
+        return compact(self, until, mode)
+
+    def _drop_oldest(self, until: int) -> int:
+        """Cache mode: drop the log below ``until``; its live keys become misses."""
+        from faster_backend.engine.compaction import drop_oldest
+
+        return drop_oldest(self, until)
+
     # -- statistics ------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             hlog = self._log
             ix = self._index
+            rc = self._read_cache
             index_bytes = ix.memory_bytes()
             slots = ix.size * 7
+            dev = self.device.stats.as_dict()
             return {
                 "reads": self._n_reads,
                 "read_hits": self._n_hits,
@@ -514,22 +706,71 @@ class FasterKv:
                 "log_begin_address": hlog.begin_address,
                 "log_head_address": hlog.head_address,
                 "log_read_only_address": hlog.read_only_address,
+                "log_flushed_until_address": hlog.flushed_until_address,
                 "log_tail_address": hlog.tail_address,
                 "log_pages_in_memory": hlog.pages_in_memory(),
                 "log_memory_bytes": hlog.memory_bytes(),
                 "log_evicted_pages": hlog.evicted_pages,
-                "memory_bytes": hlog.memory_bytes() + index_bytes,
+                "log_disk_bytes": hlog.head_address - hlog.begin_address
+                if hlog.persistent
+                else 0,
+                "disk_reads": self._n_disk_reads,
+                "pending_reads": self._n_pending,
+                "read_cache_bytes": rc.bytes,
+                "read_cache_records": len(rc),
+                "read_cache_hits": rc.hits,
+                "read_cache_misses": rc.misses,
+                "read_cache_copies": rc.copies,
+                "compactions": self._n_compactions,
+                "compacted_records": self._n_compacted_copies,
+                "dropped_keys": self._n_dropped_segments_keys,
+                "device": self.device.kind,
+                "device_bytes_read": dev["bytes_read"],
+                "device_bytes_written": dev["bytes_written"],
+                "device_reads": dev["reads"],
+                "device_writes": dev["writes"],
+                "memory_bytes": hlog.memory_bytes() + index_bytes + rc.bytes,
                 "page_size": self.page_size,
                 "memory_size": self.memory_size,
                 "sessions": len(self._sessions),
             }
 
-    # -- internals (callers hold the latch) ------------------------------------------------
+    # -- running an operation, with device reads outside the latch -------------------------
 
-    def _find_live(
-        self, key: bytes, h: int
-    ) -> tuple[int, bytearray, int, int, int, int] | None:
-        """(address, page, offset, info, key length, value length) of the live record."""
+    def _run(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
+        """Run ``op(live record or None)`` under the latch, reading the device between tries."""
+        hint: Hint | None = None
+        while True:
+            with self._lock:
+                try:
+                    found = self._find_live(key, h, hint)
+                except _NeedsIO as need:
+                    start = need.address
+                else:
+                    return op(found)
+            try:
+                hint = (start, self._disk_lookup(key, start))
+            except AddressTruncatedError:
+                hint = None  # compaction moved the chain meanwhile: look again
+
+    async def _arun(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
+        hint: Hint | None = None
+        while True:
+            with self._lock:
+                try:
+                    found = self._find_live(key, h, hint)
+                except _NeedsIO as need:
+                    start = need.address
+                else:
+                    return op(found)
+            try:
+                hint = (start, await self._adisk_lookup(key, start))
+            except AddressTruncatedError:
+                hint = None
+
+    def _find_live(self, key: bytes, h: int, hint: Hint | None = None) -> Found | None:
+        """The live record of ``key``; raises _NeedsIO when the chain continues on the device
+        at an address that ``hint`` does not cover. Expired records are tombstoned here."""
         hlog = self._log
         addr = self._index.find(h)
         head = hlog.head_address
@@ -540,82 +781,199 @@ class FasterKv:
             off = addr & hlog.page_mask
             info, kl, vl = _unpack_header(page, off)
             if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                if info & TOMBSTONE:
-                    return None
-                if info & HAS_EXPIRY:
-                    size = record_size(kl, vl, True)
-                    if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _now() * 1000:
-                        self._expire_at(addr, key, h)
-                        return None
-                return addr, page, off, info, kl, vl
+                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
+            addr = info & PREV_MASK
+        if addr < hlog.begin_address:
+            return None
+        if hint is None or hint[0] != addr:
+            raise _NeedsIO(addr)
+        result = hint[1]
+        if result is None or result[0] < hlog.begin_address:
+            return None
+        rec_addr, rec = result
+        info, kl, vl = _unpack_header(rec, 0)
+        return self._live_or_none(rec_addr, rec, 0, info, kl, vl, key, h)
+
+    def _live_or_none(
+        self,
+        addr: int,
+        buf: bytearray | bytes,
+        off: int,
+        info: int,
+        kl: int,
+        vl: int,
+        key: bytes,
+        h: int,
+    ) -> Found | None:
+        if info & TOMBSTONE:
+            return None
+        if info & HAS_EXPIRY and _expired(buf, off, info, kl, vl):
+            self._expire_at(addr, key, h)
+            return None
+        return addr, buf, off, info, kl, vl
+
+    def _read_record(self, addr: int) -> bytes:
+        """The whole record at a device address (through the read cache)."""
+        cached = self._read_cache.get(addr)
+        if cached is not None:
+            return cached
+        self._n_disk_reads += 1
+        page_end = ((addr >> self._log.page_bits) + 1) << self._log.page_bits
+        data = self.device.read(addr, min(_FIRST_READ, page_end - addr))
+        info, kl, vl = _unpack_header(data, 0)
+        size = size_from_header(info, kl, vl)
+        if size > len(data):
+            data += self.device.read(addr + len(data), size - len(data))
+        return data[:size]
+
+    def _disk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
+        """Follow a hash chain on the device: (address, record) of ``key``'s newest record."""
+        klen = len(key)
+        while addr >= self._log.begin_address:
+            rec = self._read_record(addr)
+            info, kl, _ = _unpack_header(rec, 0)
+            if kl == klen and rec.startswith(key, HEADER_SIZE):
+                self._read_cache.put(addr, rec)
+                return addr, rec
             addr = info & PREV_MASK
         return None
 
-    @staticmethod
-    def _expiry_of(page: bytearray, off: int, info: int, kl: int, vl: int) -> int | None:
-        if not info & HAS_EXPIRY:
-            return None
-        size = record_size(kl, vl, True)
-        return int(_unpack_expiry(page, off + size - EXPIRY_SIZE)[0])
+    async def _adisk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
+        klen = len(key)
+        hlog = self._log
+        while addr >= hlog.begin_address:
+            rec = self._read_cache.get(addr)
+            if rec is None:
+                self._n_disk_reads += 1
+                page_end = ((addr >> hlog.page_bits) + 1) << hlog.page_bits
+                rec = await self.device.aread(addr, min(_FIRST_READ, page_end - addr))
+                info, kl, vl = _unpack_header(rec, 0)
+                size = size_from_header(info, kl, vl)
+                if size > len(rec):
+                    rec += await self.device.aread(addr + len(rec), size - len(rec))
+                rec = rec[:size]
+            info, kl, _ = _unpack_header(rec, 0)
+            if kl == klen and rec.startswith(key, HEADER_SIZE):
+                self._read_cache.put(addr, rec)
+                return addr, rec
+            addr = info & PREV_MASK
+        return None
 
-    def _write(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
-        """Upsert core: update in place in the mutable region, else append at the tail."""
+    # -- pending reads (sessions) ----------------------------------------------------------
+
+    def _read_start(self, key: bytes) -> tuple[str, bytes | None, int]:
+        """("ok" | "not_found", value, 0) from memory, or ("pending", None, device address)."""
+        h = xxh3_64_intdigest(key)
+        with self._lock:
+            self._n_reads += 1
+            try:
+                found = self._find_live(key, h)
+            except _NeedsIO as need:
+                self._n_pending += 1
+                return "pending", None, need.address
+            if found is None:
+                return "not_found", None, 0
+            self._n_hits += 1
+            return "ok", _found_value(found), 0
+
+    def _read_pending(
+        self, key: bytes, addr: int, finish: Callable[[Any, bytes | None], None]
+    ) -> None:
+        """Follow ``key``'s chain on the device with asynchronous reads, then ``finish``."""
+        klen = len(key)
+        hlog = self._log
+
+        def step(address: int) -> None:
+            if address < hlog.begin_address:
+                finish("not_found", None)
+                return
+            cached = self._read_cache.get(address)
+            if cached is not None:
+                got(address, cached)
+                return
+            self._n_disk_reads += 1
+            page_end = ((address >> hlog.page_bits) + 1) << hlog.page_bits
+
+            def done(data: bytes | None, error: BaseException | None) -> None:
+                if error is not None or data is None:
+                    # Truncated by compaction meanwhile, or an I/O error: resolve it the
+                    # blocking way, which retries and raises real errors to the caller.
+                    try:
+                        finish(*_status_value(self.read(key)))
+                    except BaseException:
+                        finish("not_found", None)
+                        raise
+                    return
+                info, kl, vl = _unpack_header(data, 0)
+                size = size_from_header(info, kl, vl)
+                if size > len(data):
+                    data += self.device.read(address + len(data), size - len(data))
+                got(address, data[:size])
+
+            self.device.read_async(address, min(_FIRST_READ, page_end - address), done)
+
+        def got(address: int, rec: bytes) -> None:
+            info, kl, vl = _unpack_header(rec, 0)
+            if kl != klen or not rec.startswith(key, HEADER_SIZE):
+                step(info & PREV_MASK)
+                return
+            self._read_cache.put(address, rec)
+            if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
+                finish("not_found", None)
+            else:
+                self._n_hits += 1
+                finish("ok", rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl])
+
+        step(addr)
+
+    # -- internals (callers hold the latch) ------------------------------------------------
+
+    def _write(
+        self, key: bytes, h: int, value: bytes, expiry: int | None, found: Found | None
+    ) -> None:
+        """Upsert core: update ``found`` in place in the mutable region, else append."""
         klen = len(key)
         vlen = len(value)
         if klen > MAX_FIELD or vlen > MAX_FIELD:
             raise RecordTooLargeError("keys and values are limited to 4 GiB")
         size = record_size(klen, vlen, expiry is not None)
         hlog = self._log
-        table, slot = self._index.find_slot(h, create=True)
-        entry_addr = table.words[slot] & ADDRESS_MASK
-        addr = entry_addr
-        head = hlog.head_address
-        found = 0
-        live_before = False
-        while addr >= head:
-            page = hlog.pages[addr >> hlog.page_bits]
-            assert page is not None
-            off = addr & hlog.page_mask
-            info, kl, vl = _unpack_header(page, off)
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                found = addr
-                live_before = not info & TOMBSTONE
-                if (
-                    live_before
-                    and addr >= hlog.read_only_address
-                    and bool(info & HAS_EXPIRY) == (expiry is not None)
-                    and record_size(kl, vl, expiry is not None) == size
-                ):
-                    start = off + HEADER_SIZE + kl
-                    page[start : start + vlen] = value
-                    _pack_vlen(page, off + 12, vlen)
-                    if expiry is not None:
-                        _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)
-                    self._n_in_place += 1
-                    self._after_write()
-                    return
-                break
-            addr = info & PREV_MASK
+        if found is not None:
+            addr, buf, off, info, kl, vl = found
+            if (
+                addr >= hlog.read_only_address
+                and bool(info & HAS_EXPIRY) == (expiry is not None)
+                and record_size(kl, vl, expiry is not None) == size
+            ):
+                start = off + HEADER_SIZE + kl
+                buf[start : start + vlen] = value  # type: ignore[index]
+                _pack_vlen(buf, off + 12, vlen)  # type: ignore[arg-type]
+                if expiry is not None:
+                    _pack_expiry(buf, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
+                self._n_in_place += 1
+                self._after_write()
+                return
         new_addr = hlog.allocate(size)
-        # Allocation may have evicted pages (and the records we just looked at with them).
-        if found and found < hlog.head_address:
+        live_before = found is not None
+        # Without a device, allocation may have evicted the record we found (and counted it).
+        if live_before and not hlog.persistent and found[0] < hlog.head_address:  # type: ignore[index]
             live_before = False
+        table, slot = self._index.find_slot(h, create=True)
         words = table.words
-        entry_addr = words[slot] & ADDRESS_MASK
         page = hlog.pages[new_addr >> hlog.page_bits]
         assert page is not None
         flags = HAS_EXPIRY if expiry is not None else 0
         write_record(
             page,
             new_addr & hlog.page_mask,
-            make_info(entry_addr, self._version, flags),
+            make_info(words[slot] & ADDRESS_MASK, self._version, flags),
             key,
             value,
             expiry,
             size,
         )
         words[slot] = new_addr | ((h >> HASH_TAG_SHIFT) or 1) << TAG_SHIFT
-        if found:
+        if found is not None:
             self._n_copies += 1
         if not live_before:
             self._live += 1
@@ -628,8 +986,9 @@ class FasterKv:
             self._grow_step(_GROW_STEP)
         elif self._live > self._grow_at:
             ix.start_grow()
-        if not self._writes % _SWEEP_EVERY:
+        if not self._writes & (_SWEEP_EVERY - 1):
             self._sweep(_SWEEP_BUCKETS)
+            self._check_maintenance()
 
     def _grow_step(self, max_buckets: int) -> bool:
         """Advance an index growth, if one runs; True when none is left running."""
@@ -640,14 +999,6 @@ class FasterKv:
             return False
         self._n_grows += 1
         self._grow_at = int(ix.size * self.index_load_factor)
-        return True
-
-    def _delete(self, key: bytes, h: int) -> bool:
-        found = self._find_live(key, h)
-        if found is None:
-            return False
-        self._tombstone(found[0], key, h)
-        self._n_deletes += 1
         return True
 
     def _expire_at(self, addr: int, key: bytes, h: int) -> None:
@@ -666,8 +1017,8 @@ class FasterKv:
             return
         size = record_size(len(key), 0, False)
         new_addr = hlog.allocate(size)
-        if addr >= hlog.head_address:  # else eviction during allocate already uncounted it
-            self._live -= 1
+        if hlog.persistent or addr >= hlog.head_address:
+            self._live -= 1  # else eviction during allocate already uncounted it
         table, slot = self._index.find_slot(h, create=True)
         words = table.words
         page = hlog.pages[new_addr >> hlog.page_bits]
@@ -676,11 +1027,22 @@ class FasterKv:
         write_record(page, new_addr & hlog.page_mask, info, key, b"", None, size)
         words[slot] = new_addr | ((h >> HASH_TAG_SHIFT) or 1) << TAG_SHIFT
 
-    def _collect_bucket(self, table: Any, bucket: int, out: list[bytes]) -> None:
-        """Append the live keys of one bucket's chains to ``out``."""
+    def _collect_bucket(
+        self,
+        table: Any,
+        bucket: int,
+        out: list[bytes],
+        on_disk: list[tuple[int, set[bytes], int, int]],
+    ) -> None:
+        """Append the live keys of a bucket's chains in memory to ``out``; chains that go on
+        to the device are noted in ``on_disk`` with the keys already seen.
+
+        After the index grew, both halves of a split bucket may share a chain that was on the
+        device, so only keys that hash to ``bucket`` are reported (each key exactly once)."""
         hlog = self._log
         head = hlog.head_address
         now_ms = _now() * 1000
+        mask = table.mask
         for _, entry in table.entries(bucket):
             addr = entry & ADDRESS_MASK
             seen: set[bytes] = set()
@@ -692,14 +1054,35 @@ class FasterKv:
                 key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
                 if key not in seen:
                     seen.add(key)
-                    if not info & TOMBSTONE:
-                        exp = self._expiry_of(page, off, info, kl, vl)
+                    if not info & TOMBSTONE and xxh3_64_intdigest(key) & mask == bucket:
+                        exp = _expiry_of(page, off, info, kl, vl)
                         if exp is None or exp > now_ms:
                             out.append(key)
                 addr = info & PREV_MASK
+            if addr >= hlog.begin_address:
+                on_disk.append((addr, seen, bucket, mask))
+
+    def _collect_disk_chain(
+        self, addr: int, seen: set[bytes], out: list[bytes], bucket: int, mask: int
+    ) -> None:
+        now_ms = _now() * 1000
+        try:
+            while addr >= self._log.begin_address:
+                rec = self._read_record(addr)
+                info, kl, vl = _unpack_header(rec, 0)
+                key = rec[HEADER_SIZE : HEADER_SIZE + kl]
+                if key not in seen:
+                    seen.add(key)
+                    if not info & TOMBSTONE and xxh3_64_intdigest(key) & mask == bucket:
+                        exp = _expiry_of(rec, 0, info, kl, vl)
+                        if exp is None or exp > now_ms:
+                            out.append(key)
+                addr = info & PREV_MASK
+        except AddressTruncatedError:
+            pass  # compacted meanwhile: its live records were copied to the tail
 
     def _sweep(self, max_buckets: int) -> int:
-        """Tombstone expired newest-version records in the next buckets of the index."""
+        """Tombstone expired newest-version records (in memory) in the next index buckets."""
         ix = self._index
         if ix.growing:
             return 0
@@ -724,7 +1107,7 @@ class FasterKv:
                     if key not in seen:
                         seen.add(key)
                         if info & HAS_EXPIRY and not info & TOMBSTONE:
-                            exp = self._expiry_of(page, off, info, kl, vl)
+                            exp = _expiry_of(page, off, info, kl, vl)
                             if exp is not None and exp <= now_ms:
                                 expired.append((addr, key))
                     addr = info & PREV_MASK
@@ -749,9 +1132,9 @@ class FasterKv:
     def _on_evict(self, page_no: int, page: bytearray, end: int) -> None:
         """A page leaves memory with no device behind it: its live records are gone."""
         hlog = self._log
-        start = max(FIRST_ADDRESS, page_no << hlog.page_bits)
+        start = max(hlog.begin_address, page_no << hlog.page_bits)
         index = self._index
-        for addr, info, kl, _vl in hlog.records(start, end):
+        for addr, info, kl, _vl, _rec in hlog.records(start, end):
             if info & TOMBSTONE:
                 continue
             off = addr & hlog.page_mask
@@ -771,6 +1154,82 @@ class FasterKv:
                 self._live -= 1
                 self._n_evicted += 1
 
+    # -- background maintenance: automatic compaction and cache-mode truncation ------------
+
+    def _check_maintenance(self) -> None:
+        hlog = self._log
+        if not hlog.persistent:
+            return
+        on_disk = hlog.head_address - hlog.begin_address
+        limit = self.log_size_limit
+        if (limit is not None and on_disk > limit) or (
+            self.max_disk_size is not None and on_disk > self.max_disk_size
+        ):
+            if self._maintenance is None:
+                self._maintenance = threading.Thread(
+                    target=self._maintenance_loop, name="faster-maintenance", daemon=True
+                )
+                self._maintenance.start()
+            self._maintenance_wake.set()
+
+    def _maintenance_loop(self) -> None:
+        while True:
+            self._maintenance_wake.wait()
+            self._maintenance_wake.clear()
+            if self._closed:
+                return
+            try:
+                self.run_maintenance()
+            except StoreClosedError:
+                return
+            except BaseException as exc:  # reported by stats and logged; the store goes on
+                self._maintenance_error = exc
+                log.exception("background compaction failed")
+
+    def run_maintenance(self) -> None:
+        """Compact (or, in cache mode, drop) the oldest part of the log while over its limits."""
+        hlog = self._log
+        while not self._closed:
+            on_disk = hlog.head_address - hlog.begin_address
+            if self.max_disk_size is not None and on_disk > self.max_disk_size:
+                seg = self.device.segment_size
+                target = hlog.head_address - self.max_disk_size
+                self._drop_oldest(((target + seg - 1) // seg) * seg)
+                continue
+            if self.log_size_limit is not None and on_disk > self.log_size_limit:
+                before = hlog.begin_address
+                self.compact()
+                if hlog.begin_address == before:
+                    return  # nothing could be reclaimed yet
+                continue
+            return
+
+
+def _expiry_of(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) -> int | None:
+    if not info & HAS_EXPIRY:
+        return None
+    return int(_unpack_expiry(buf, off + record_size(kl, vl, True) - EXPIRY_SIZE)[0])
+
+
+def _expired(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) -> bool:
+    exp = _expiry_of(buf, off, info, kl, vl)
+    return exp is not None and exp <= _now() * 1000
+
+
+def _is_found(found: Found | None) -> bool:
+    return found is not None
+
+
+def _found_value(found: Found | None) -> bytes | None:
+    if found is None:
+        return None
+    _, buf, off, _info, kl, vl = found
+    return bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
+
+
+def _status_value(value: bytes | None) -> tuple[str, bytes | None]:
+    return ("not_found", None) if value is None else ("ok", value)
+
 
 def default_page_size(memory_size: int) -> int:
     """4 MiB pages, smaller for small budgets so that at least 8 pages fit (min 4 KiB)."""
@@ -778,3 +1237,4 @@ def default_page_size(memory_size: int) -> int:
     while size > 4096 and size * 8 > memory_size:
         size >>= 1
     return size
+

@@ -6,18 +6,35 @@ Regions, oldest to newest (FASTER's names)::
     [ on device  ) [ read-only in memory  ) [ mutable: updated in place )
 
 Records are appended at the tail. When the tail enters a new page the read-only address follows
-``mutable_pages`` behind it, and when more than ``memory_pages`` pages would be in memory the
-head page is evicted. Eviction hands the page to ``on_evict`` (to account for what it held, or
-to persist it) before its memory is dropped.
+``mutable_pages`` behind it and the pages that became read-only are written to the device in the
+background; ``flushed_until_address`` is the contiguous watermark of completed writes (FASTER's
+safe read-only address). When more than ``memory_pages`` pages would be in memory the head page is
+evicted, which first waits for its flush: writers are held back only when they outrun the device.
+
+With a ``NullDevice`` nothing is kept: an evicted page is handed to ``on_evict`` so the store can
+account for the records it loses, and addresses below the head are gone.
 """
 
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 
 from faster_backend.engine.address import FIRST_ADDRESS, MAX_ADDRESS, page_bits_for
-from faster_backend.engine.errors import RecordTooLargeError
-from faster_backend.engine.record import HEADER, size_from_header
+from faster_backend.engine.devices import NullDevice, StorageDevice
+from faster_backend.engine.errors import EngineError, RecordTooLargeError
+from faster_backend.engine.record import HEADER, HEADER_SIZE, size_from_header
+
+log = logging.getLogger(__name__)
 
 EvictCallback = Callable[[int, bytearray, int], None]
+RecordTuple = tuple[int, int, int, int, memoryview]  # address, info, key len, value len, bytes
+
+
+class FlushError(EngineError):
+    """Writing a log page to the device failed; the store refuses further writes."""
 
 
 class HybridLog:
@@ -27,6 +44,8 @@ class HybridLog:
         memory_pages: int,
         mutable_fraction: float,
         on_evict: EvictCallback | None = None,
+        device: StorageDevice | None = None,
+        begin_address: int = FIRST_ADDRESS,
     ) -> None:
         if not 0.0 < mutable_fraction <= 1.0:
             raise ValueError(f"mutable_fraction must be in (0, 1], got {mutable_fraction}")
@@ -39,16 +58,33 @@ class HybridLog:
         self.page_size = page_size
         self.page_mask = page_size - 1
         self.memory_pages = memory_pages
-        self.mutable_pages = max(1, min(memory_pages, int(memory_pages * mutable_fraction)))
+        self.device: StorageDevice = device if device is not None else NullDevice()
+        self.persistent = not isinstance(self.device, NullDevice)
+        if self.persistent and self.device.segment_size % page_size:
+            raise ValueError(
+                f"the device segment size ({self.device.segment_size}) must be a multiple of"
+                f" page_size ({page_size})"
+            )
+        # At least one read-only page when a device is behind: the page being evicted must have
+        # been flushed before, not just now.
+        cap = memory_pages - 1 if self.persistent else memory_pages
+        self.mutable_pages = max(1, min(cap, int(memory_pages * mutable_fraction)))
         self.on_evict = on_evict
-        # Indexed by absolute page number; evicted pages become None.
-        self.pages: list[bytearray | None] = [bytearray(page_size)]
-        self.views: list[memoryview | None] = [memoryview(self.pages[0])]  # type: ignore[arg-type]
-        self.begin_address = FIRST_ADDRESS
-        self.head_address = FIRST_ADDRESS
-        self.read_only_address = FIRST_ADDRESS
-        self.tail_address = FIRST_ADDRESS
+        first_page = begin_address >> self.page_bits
+        # Indexed by absolute page number; pages not in memory are None.
+        self.pages: list[bytearray | None] = [None] * first_page + [bytearray(page_size)]
+        self.views: list[memoryview | None] = [None] * first_page + [
+            memoryview(self.pages[first_page])  # type: ignore[arg-type]
+        ]
+        self.begin_address = begin_address
+        self.head_address = begin_address
+        self.read_only_address = begin_address
+        self.tail_address = begin_address
+        self.flushed_until_address = begin_address
         self.evicted_pages = 0
+        self._flush_cv = threading.Condition()
+        self._flushes: deque[list[int]] = deque()  # [start, end, done] in address order
+        self._flush_error: BaseException | None = None
 
     # -- allocation ------------------------------------------------------------------------
 
@@ -71,23 +107,92 @@ class HybridLog:
         start = page << self.page_bits
         if start + self.page_size > MAX_ADDRESS:
             raise RecordTooLargeError("the log address space (47 bits) is exhausted")
+        self.check_flush_error()
+        read_only = (page - self.mutable_pages + 1) << self.page_bits
+        if read_only > self.read_only_address:
+            self.shift_read_only(read_only)
         while page - (self.head_address >> self.page_bits) + 1 > self.memory_pages:
             self._evict_head_page()
         buf = bytearray(self.page_size)
         self.pages.append(buf)
         self.views.append(memoryview(buf))
-        read_only_page = page - self.mutable_pages + 1
-        if read_only_page << self.page_bits > self.read_only_address:
-            self.read_only_address = max(self.head_address, read_only_page << self.page_bits)
         self.tail_address = start
         return start
+
+    # -- flushing --------------------------------------------------------------------------
+
+    def shift_read_only(self, address: int) -> None:
+        """Make [read_only, address) read-only and start writing it to the device."""
+        address = min(address, self.tail_address)
+        start = self.read_only_address
+        if address <= start:
+            return
+        self.read_only_address = address
+        bits = self.page_bits
+        while start < address:
+            page_end = ((start >> bits) + 1) << bits
+            end = min(page_end, address)
+            self._flush_range(start, end)
+            start = end
+
+    def flush_tail(self) -> None:
+        """Write everything up to the tail (the mutable region too) and wait for it."""
+        self.shift_read_only(self.tail_address)
+        self.wait_flushed(self.tail_address)
+
+    def _flush_range(self, start: int, end: int) -> None:
+        page = self.views[start >> self.page_bits]
+        assert page is not None
+        off = start & self.page_mask
+        entry = [start, end, 0]
+        with self._flush_cv:
+            self._flushes.append(entry)
+        # Read-only bytes never change again, so the device may read the page buffer directly.
+        data = page[off : off + (end - start)]
+
+        def done(_: int | None, error: BaseException | None) -> None:
+            with self._flush_cv:
+                if error is not None:
+                    self._flush_error = error
+                    log.error("flushing log range [%d, %d) failed: %s", start, end, error)
+                entry[2] = 1
+                flushes = self._flushes
+                while flushes and flushes[0][2]:
+                    self.flushed_until_address = max(
+                        self.flushed_until_address, flushes.popleft()[1]
+                    )
+                self._flush_cv.notify_all()
+
+        self.device.write_async(start, data, done)
+
+    def wait_flushed(self, address: int, timeout: float | None = None) -> None:
+        """Block until every byte below ``address`` is written to the device."""
+        with self._flush_cv:
+            ok = self._flush_cv.wait_for(
+                lambda: self._flush_error is not None or self.flushed_until_address >= address,
+                timeout,
+            )
+        self.check_flush_error()
+        if not ok:
+            raise FlushError(f"timed out waiting for the log to be written up to {address}")
+
+    def check_flush_error(self) -> None:
+        if self._flush_error is not None:
+            raise FlushError(
+                f"writing the log to {self.device.describe()} failed: {self._flush_error};"
+                " the store accepts no more writes (reopen it to recover)"
+            ) from self._flush_error
+
+    # -- eviction --------------------------------------------------------------------------
 
     def _evict_head_page(self) -> None:
         page = self.head_address >> self.page_bits
         buf = self.pages[page]
         assert buf is not None
         end = min(self.tail_address, (page + 1) << self.page_bits)
-        if self.on_evict is not None:
+        if self.persistent:
+            self.wait_flushed(end)
+        elif self.on_evict is not None:
             self.on_evict(page, buf, end)
         view = self.views[page]
         if view is not None:
@@ -96,30 +201,51 @@ class HybridLog:
         self.views[page] = None
         self.head_address = (page + 1) << self.page_bits
         self.read_only_address = max(self.read_only_address, self.head_address)
-        self.begin_address = max(self.begin_address, self.head_address)
+        if not self.persistent:
+            self.begin_address = max(self.begin_address, self.head_address)
+            self.flushed_until_address = max(self.flushed_until_address, self.head_address)
         self.evicted_pages += 1
 
-    # -- inspection ------------------------------------------------------------------------
+    # -- reading ---------------------------------------------------------------------------
 
-    def records(self, start: int, end: int) -> Iterator[tuple[int, int, int, int]]:
-        """(address, info, key length, value length) of every record in [start, end) in memory."""
-        addr = max(start, self.head_address)
+    def records(self, start: int, end: int) -> Iterator[RecordTuple]:
+        """Every record in [start, end): from memory where it is there, else from the device.
+
+        The memoryview covers the whole record and is valid until the next iteration step.
+        """
         bits, mask, size = self.page_bits, self.page_mask, self.page_size
+        addr = max(start, self.begin_address)
         while addr < end:
-            page = self.pages[addr >> bits]
+            page_no = addr >> bits
+            page_start = page_no << bits
+            page_end = min(page_start + size, end, self.tail_address)
+            view = self.views[page_no] if page_no < len(self.views) else None
+            if view is None:
+                if addr >= self.tail_address:
+                    return
+                view = memoryview(self.device.read(page_start, size))
             off = addr & mask
-            if page is None or off + 16 > size:
-                addr = ((addr >> bits) + 1) << bits
-                continue
-            info, klen, vlen = HEADER.unpack_from(page, off)
-            if info == 0:
-                addr = ((addr >> bits) + 1) << bits  # rest of the page is unused
-                continue
-            yield addr, info, klen, vlen
-            addr += size_from_header(info, klen, vlen)
+            while addr < page_end and off + HEADER_SIZE <= size:
+                info, klen, vlen = HEADER.unpack_from(view, off)
+                if info == 0:
+                    break  # the rest of the page is unused
+                rsize = size_from_header(info, klen, vlen)
+                yield addr, info, klen, vlen, view[off : off + rsize]
+                addr += rsize
+                off += rsize
+            addr = page_start + size
 
     def pages_in_memory(self) -> int:
         return (self.tail_address >> self.page_bits) - (self.head_address >> self.page_bits) + 1
 
     def memory_bytes(self) -> int:
         return self.pages_in_memory() * self.page_size
+
+    def truncate_until(self, address: int) -> None:
+        """Drop the log below ``address`` (a page boundary at or below the head)."""
+        address = min(address, self.head_address)
+        if address <= self.begin_address:
+            return
+        self.begin_address = address
+        if self.persistent:
+            self.device.truncate(address)

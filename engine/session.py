@@ -3,17 +3,25 @@
 Each operation a session completes gets the next serial number. A checkpoint records, per
 session, the serial number up to which that session's operations are contained in it; recovery
 reports those numbers so that a client knows which prefix of its operations survived.
+
+As in FASTER, a read whose record is on the device can go pending: ``start_read`` returns
+``"pending"`` and issues the device read asynchronously; ``complete_pending(wait)`` collects
+the finished reads (and waits for the rest when ``wait`` is true).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Literal
 
 from faster_backend.engine.ttl import KEEP_TTL, TtlArg
 
 if TYPE_CHECKING:
     from faster_backend.engine.faster_kv import FasterKv, Updater
+
+ReadStatus = Literal["ok", "not_found", "pending"]
+Completed = tuple[Any, Literal["ok", "not_found"], bytes | None]
 
 
 class Session:
@@ -23,6 +31,9 @@ class Session:
         self.id = session_id or uuid.uuid4().hex
         self.serial = serial  # serial number of the last completed operation
         self._kv = kv
+        self._done: list[Completed] = []
+        self._outstanding = 0
+        self._cv = threading.Condition()
 
     def __enter__(self) -> Session:
         return self
@@ -31,6 +42,7 @@ class Session:
         self.close()
 
     def close(self) -> None:
+        self.complete_pending(wait=True)
         self._kv._end_session(self)
 
     def read(self, key: bytes) -> bytes | None:
@@ -52,5 +64,39 @@ class Session:
         self.serial += 1
         return found
 
+    # -- pending reads ---------------------------------------------------------------------
+
+    def start_read(self, key: bytes, context: Any = None) -> tuple[ReadStatus, bytes | None]:
+        """Read without blocking on the device: ("ok", value), ("not_found", None) or
+        ("pending", None), in which case ``complete_pending`` later yields
+        ``(context, status, value)`` for it."""
+        self.serial += 1
+        status, value, address = self._kv._read_start(key)
+        if status != "pending":
+            return status, value
+        with self._cv:
+            self._outstanding += 1
+
+        def finish(status: Literal["ok", "not_found"], value: bytes | None) -> None:
+            with self._cv:
+                self._done.append((context, status, value))
+                self._outstanding -= 1
+                self._cv.notify_all()
+
+        self._kv._read_pending(key, address, finish)
+        return "pending", None
+
+    def complete_pending(self, wait: bool = False) -> list[Completed]:
+        """The pending reads that finished; with ``wait``, after all outstanding ones have."""
+        with self._cv:
+            if wait:
+                self._cv.wait_for(lambda: self._outstanding == 0)
+            done, self._done = self._done, []
+        return done
+
+    @property
+    def pending(self) -> int:
+        return self._outstanding
+
     def __repr__(self) -> str:
-        return f"<Session {self.id[:8]} serial={self.serial}>"
+        return f"<Session {self.id[:8]} serial={self.serial} pending={self._outstanding}>"

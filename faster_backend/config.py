@@ -40,6 +40,12 @@ class StoreConfig:
     page_size: int | None = _size(None)
     mutable_fraction: float = 0.9
     index_load_factor: float = 6.0
+    device: str = "auto"
+    segment_size: int = _size(1 << 30)
+    read_cache_size: int | None = _size(None)
+    log_size_limit: int | None = _size(None)
+    max_disk_size: int | None = _size(None)
+    compaction_fraction: float = 0.2
 
 
 @dataclass

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from faster_backend.config import StoreConfig
 from faster_backend.engine.data_dir import DataDir
+from faster_backend.engine.devices import open_device
 from faster_backend.engine.faster_kv import FasterKv
 from faster_backend.engine.sizes import parse_size
+
+log = logging.getLogger(__name__)
+
+LOG_DIR = "log"
+LOG_NAME = "hlog"
+
+
+def _size(value: int | str | None, name: str) -> int | None:
+    return None if value is None else parse_size(value, name=name)
 
 
 class FasterKV(FasterKv):
     """A FASTER store; ``path=None`` keeps everything in memory.
 
-    With a ``path``, the directory is created and locked for this process: a second process
-    gets DataDirLockedError naming the holder. Persistence of the data in that directory is
-    described in docs/durability.md.
+    With a ``path`` the log's on-disk region lives in ``<path>/log`` on a ``device`` ("auto",
+    "file", "io_uring"), so the store holds far more than ``memory_size``; the directory is
+    locked for this process (a second opener gets DataDirLockedError naming the holder).
     """
 
     def __init__(
@@ -28,20 +39,61 @@ class FasterKV(FasterKv):
         page_size: int | str | None = None,
         mutable_fraction: float = 0.9,
         index_load_factor: float = 6.0,
+        device: str = "auto",
+        segment_size: int | str = 1 << 30,
+        read_cache_size: int | str | None = None,
+        log_size_limit: int | str | None = None,
+        max_disk_size: int | str | None = None,
+        compaction_fraction: float = 0.2,
     ) -> None:
+        memory = parse_size(memory_size, name="memory_size")
         self.data_dir = DataDir(path) if path is not None else None
+        dev = None
         try:
+            if self.data_dir is not None:
+                log_dir = self.data_dir.path / LOG_DIR
+                log_dir.mkdir(exist_ok=True)
+                self._discard_unrecoverable(log_dir)
+                dev = open_device(
+                    device,
+                    log_dir,
+                    name=LOG_NAME,
+                    segment_size=parse_size(segment_size, name="segment_size"),
+                )
+            elif device not in ("auto", "null"):
+                raise ValueError(f"device={device!r} needs a path (a data directory)")
             super().__init__(
-                memory_size=parse_size(memory_size, name="memory_size"),
+                memory_size=memory,
                 index_size=index_size,
-                page_size=None if page_size is None else parse_size(page_size, name="page_size"),
+                page_size=_size(page_size, "page_size"),
                 mutable_fraction=mutable_fraction,
                 index_load_factor=index_load_factor,
+                device=dev,
+                read_cache_size=_size(read_cache_size, "read_cache_size"),
+                log_size_limit=_size(log_size_limit, "log_size_limit"),
+                max_disk_size=_size(max_disk_size, "max_disk_size"),
+                compaction_fraction=compaction_fraction,
             )
         except BaseException:
+            if dev is not None:
+                dev.close()
             if self.data_dir is not None:
                 self.data_dir.release()
             raise
+
+    def _discard_unrecoverable(self, log_dir: os.PathLike[str]) -> None:
+        """Without a checkpoint to recover from, old log segments cannot be interpreted."""
+        from pathlib import Path
+
+        old = sorted(Path(log_dir).glob(f"{LOG_NAME}.*"))
+        if old:
+            log.warning(
+                "%s: discarding %d log segment(s) from an earlier run that left no checkpoint",
+                log_dir,
+                len(old),
+            )
+            for f in old:
+                f.unlink()
 
     @classmethod
     def from_config(cls, config: StoreConfig, **overrides: Any) -> FasterKV:
@@ -52,11 +104,19 @@ class FasterKV(FasterKv):
             "page_size": config.page_size,
             "mutable_fraction": config.mutable_fraction,
             "index_load_factor": config.index_load_factor,
+            "device": config.device,
+            "segment_size": config.segment_size,
+            "read_cache_size": config.read_cache_size,
+            "log_size_limit": config.log_size_limit,
+            "max_disk_size": config.max_disk_size,
+            "compaction_fraction": config.compaction_fraction,
         }
         args.update(overrides)
         return cls(**args)
 
     def close(self) -> None:
-        super().close()
-        if self.data_dir is not None:
-            self.data_dir.release()
+        try:
+            super().close()
+        finally:
+            if self.data_dir is not None:
+                self.data_dir.release()
