@@ -186,8 +186,12 @@ class Connection(asyncio.Protocol):
         state.net_input_bytes += len(data)
         cmds, err = parser.feed(data) if data else (self._resumed(), None)
         if self.parked is not None:
+            # Still read while blocked (a closed connection must be noticed), but stop reading
+            # once a flood of commands piles up behind the blocked one.
             self.parked.extend(cmds)
             cmds = []
+            if len(self.parked) > 10_000:
+                transport.pause_reading()
         if cmds:
             out: list[bytes] = []
             append = out.append
@@ -288,7 +292,6 @@ class Connection(asyncio.Protocol):
         assert self.client is not None and self.transport is not None
         self.parked = list(rest)
         self.waiter = blocking.block(self.client, blk, self._unblocked)
-        self.transport.pause_reading()
 
     def _unblocked(self, reply: Any) -> None:
         """The blocking command got its reply: send it, then run what was pipelined after."""
@@ -301,7 +304,8 @@ class Connection(asyncio.Protocol):
         payload = encode(reply, client.proto)
         transport.write(payload)
         self.state.net_output_bytes += len(payload)
-        transport.resume_reading()
+        if not transport.is_reading():
+            transport.resume_reading()
         if self.resume:
             self.data_received(b"")
 
