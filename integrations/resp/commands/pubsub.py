@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands.keys import glob_matcher
 from faster_backend.integrations.resp.encoder import encode
-from faster_backend.integrations.resp.table import command, subcommand
+from faster_backend.integrations.resp.table import COMMANDS, command, subcommand
 from faster_backend.integrations.resp.types import Push, Replies, RespError
 
 if TYPE_CHECKING:
@@ -302,3 +302,9 @@ def pubsub_help(client: Client, argv: list[bytes]) -> list[str]:
         "HELP",
         "    Print this help.",
     ]
+
+
+# (P)SUBSCRIBE / (P)UNSUBSCRIBE change what the connection may run next: they go through
+# dispatch, after which the server re-reads the connection's state.
+for _name in (b"subscribe", b"psubscribe", b"unsubscribe", b"punsubscribe"):
+    COMMANDS[_name].inline = False
