@@ -327,6 +327,16 @@ def setrange(client: Client, argv: list[bytes]) -> int:
 
 
 def _incr(client: Client, key: bytes, delta: int) -> int:
+    ks = client.keyspace
+    if not ks.may_expire and key not in ks.objects:
+        # update()'s read + upsert path, inlined: INCR is a hot command (counters, rate limits).
+        kv = client.kv
+        old = kv.read(key)
+        new = (0 if old is None else to_int(old)) + delta
+        if new < -(2**63) or new > 2**63 - 1:
+            raise OVERFLOW
+        kv.upsert(key, b"%d" % new)
+        return new
     result = 0
 
     def updater(old: bytes | None) -> bytes:
