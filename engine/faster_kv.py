@@ -20,13 +20,22 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TypeVar
 
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.address import FIRST_ADDRESS
+from faster_backend.engine.checkpoint import (
+    CheckpointDir,
+    CheckpointInfo,
+    CommitLog,
+    CommitPoint,
+    encode_index,
+    encode_snapshot,
+)
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
-from faster_backend.engine.errors import RecordTooLargeError, StoreClosedError
+from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
 from faster_backend.engine.hash_bucket import ADDRESS_MASK, BUCKET, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hybrid_log import HybridLog
@@ -76,11 +85,15 @@ _FIRST_READ = 512  # bytes read for a record on the device before its size is kn
 _BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
+DURABILITY_MODES = ("none", "periodic", "always")
+CHECKPOINT_KINDS = ("fold-over", "snapshot")
+
+
 def _reverse64(v: int) -> int:
     return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
 
 
-class _NeedsIO(Exception):  # noqa: N818 - control flow, not an error
+class _NeedsIO(Exception):
     """The hash chain continues on the device at ``address``."""
 
     def __init__(self, address: int) -> None:
@@ -121,7 +134,23 @@ class FasterKv:
         max_disk_size: int | None = None,
         compaction_fraction: float = 0.2,
         begin_address: int = FIRST_ADDRESS,
+        state_dir: Path | None = None,
+        durability: str = "none",
+        commit_interval: float = 1.0,
+        checkpoint_kind: str = "fold-over",
+        checkpoint_retention: int = 2,
     ) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(
+                f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}"
+            )
+        if checkpoint_kind not in CHECKPOINT_KINDS:
+            raise ValueError(
+                f"checkpoint_kind must be one of {', '.join(CHECKPOINT_KINDS)},"
+                f" got {checkpoint_kind!r}"
+            )
+        if checkpoint_retention < 1:
+            raise ValueError("checkpoint_retention must be at least 1")
         if page_size is None:
             page_size = default_page_size(memory_size)
         if index_load_factor <= 0:
@@ -167,6 +196,39 @@ class FasterKv:
         self._n_in_place = self._n_copies = self._n_deletes = self._n_expired = 0
         self._n_evicted = self._n_grows = self._n_disk_reads = self._n_pending = 0
         self._n_compactions = self._n_compacted_copies = self._n_dropped_segments_keys = 0
+        self._n_commits = self._n_checkpoints = 0
+        # durability
+        self.durability = durability
+        self.commit_interval = commit_interval
+        self.checkpoint_kind = checkpoint_kind
+        self.checkpoint_retention = checkpoint_retention
+        self._commit_lock = threading.Lock()
+        self._last_commit: CommitPoint | None = None
+        self._recovered_sessions: dict[str, int] = {}
+        self._checkpoints: CheckpointDir | None = None
+        self._commit_log: CommitLog | None = None
+        self._committer: threading.Thread | None = None
+        self.recovery: Any = None
+        if state_dir is not None:
+            if not self._log.persistent:
+                raise ValueError("a state directory needs a persistent device")
+            from faster_backend.engine.recovery import recover
+
+            self._checkpoints = CheckpointDir(Path(state_dir) / "checkpoints")
+            commits = Path(state_dir) / "commits"
+            self.recovery = recover(self, self._checkpoints, commits)
+            self._commit_log = CommitLog(commits)
+            self._info_bits = make_info(0, self._version, 0)
+            self._grow_at = int(self._index.size * index_load_factor)
+            if durability == "always":
+                self._make_writes_durable()
+            elif durability == "periodic":
+                self._committer = threading.Thread(
+                    target=self._commit_loop, name="faster-commit", daemon=True
+                )
+                self._committer.start()
+        elif durability != "none":
+            raise ValueError(f"durability={durability!r} needs a store with a data directory")
 
     # -- context management ----------------------------------------------------------------
 
@@ -180,16 +242,29 @@ class FasterKv:
         """Release the store's memory and files; later operations raise StoreClosedError."""
         if self._closed:
             return
+        self._maintenance_wake.set()
+        error: BaseException | None = None
+        if self._checkpoints is not None:
+            try:
+                self.checkpoint()  # a clean shutdown leaves a checkpoint: a fast restart
+            except BaseException as exc:  # still release everything; re-raised below
+                error = exc
+                log.error("checkpoint at close failed: %s", exc)
         with self._lock:
             self._closed = True
             self._lock = _ClosedLatch()
         self._maintenance_wake.set()
-        if self._maintenance is not None:
-            self._maintenance.join()
+        for thread in (self._maintenance, self._committer):
+            if thread is not None:
+                thread.join()
         try:
+            if self._commit_log is not None:
+                self._commit_log.close()
             self._close_device()
         finally:
             log.debug("store closed")
+        if error is not None:
+            raise error
 
     def _close_device(self) -> None:
         """Hook for subclasses that persist the log before the device closes."""
@@ -199,11 +274,193 @@ class FasterKv:
     def closed(self) -> bool:
         return self._closed
 
-    def session(self) -> Session:
-        """A session: the same operations, each numbered with a serial number (for CPR)."""
-        s = Session(self)
+    def session(self, session_id: str | None = None) -> Session:
+        """A session: the same operations, each numbered with a serial number (for CPR).
+
+        Passing the id of a recovered session continues it from its recovered serial number.
+        """
+        serial = self._recovered_sessions.pop(session_id, 0) if session_id else 0
+        s = Session(self, session_id, serial)
         self._sessions[s.id] = s
         return s
+
+    def recover(self) -> dict[str, int]:
+        """The serial number each session had reached in the state recovered at open: every
+        operation of a session up to that number is in the store, and none after it."""
+        if self.recovery is None:
+            return {}
+        return dict(self.recovery.sessions)
+
+    # -- durability: commits and checkpoints -----------------------------------------------
+
+    def commit(self) -> int:
+        """Make every completed operation durable; returns the durable tail address."""
+        if self._commit_log is None:
+            return 0
+        with self._commit_lock:
+            return self._commit_locked()
+
+    def _commit_upto(self, address: int) -> None:
+        """Group commit: return once ``address`` is durable, sharing other threads' fsyncs."""
+        last = self._last_commit
+        if last is not None and last.tail >= address:
+            return
+        with self._commit_lock:
+            last = self._last_commit
+            if last is None or last.tail < address:
+                self._commit_locked()
+
+    def _commit_locked(self) -> int:
+        with self._lock:
+            hlog = self._log
+            tail = hlog.tail_address
+            last = self._last_commit
+            if last is not None and last.tail == tail and last.begin == hlog.begin_address:
+                return tail
+            hlog.shift_read_only(tail)
+            sums = dict(hlog.new_sums)
+            point = CommitPoint(
+                tail=tail,
+                begin=hlog.begin_address,
+                live=self._live,
+                version=self._version,
+                sessions=self._session_serials(),
+                page_sums={str(k): v for k, v in sums.items()},
+                tail_sum=hlog.tail_checksum(tail),
+                index_size=self._index.cur.size,
+            )
+        hlog.wait_flushed(tail)
+        self.device.flush()
+        assert self._commit_log is not None
+        self._commit_log.append(point)
+        for k in sums:
+            hlog.new_sums.pop(k, None)
+        self._last_commit = point
+        self._n_commits += 1
+        return tail
+
+    def checkpoint(self, kind: str | None = None) -> int:
+        """Take a checkpoint (index + log) and return its sequence number.
+
+        "fold-over" flushes the whole log to the device (the mutable region becomes read-only);
+        "snapshot" copies the in-memory mutable region to the checkpoint instead, so in-place
+        updates continue. Operations go on meanwhile; the latch is held only while the index
+        and the mutable region are copied.
+        """
+        kind = kind or self.checkpoint_kind
+        if kind not in CHECKPOINT_KINDS:
+            raise ValueError(f"checkpoint kind must be one of {', '.join(CHECKPOINT_KINDS)}")
+        if self._checkpoints is None or self._commit_log is None:
+            raise EngineError("checkpoints need a store opened with a data directory")
+        with self._commit_lock:
+            with self._lock:
+                while not self._grow_step(1 << 30):
+                    pass
+                hlog = self._log
+                tail = hlog.tail_address
+                table = self._index.cur
+                index_blob = encode_index(
+                    table.size,
+                    table.capacity,
+                    table.next_overflow,
+                    table.free_overflow,
+                    bytes(table.buf),
+                )
+                snapshot: bytes | None = None
+                if kind == "fold-over":
+                    hlog.shift_read_only(tail)
+                    device_end = tail
+                else:
+                    device_end = hlog.read_only_address
+                    snapshot = hlog.copy_range(device_end, tail)
+                sums = dict(hlog.page_sums)
+                point = CommitPoint(
+                    tail=tail,
+                    begin=hlog.begin_address,
+                    live=self._live,
+                    version=self._version,
+                    sessions=self._session_serials(),
+                    page_sums={str(k): v for k, v in sums.items()},
+                    tail_sum=hlog.tail_checksum(device_end),
+                    index_size=table.size,
+                )
+                self._version += 1
+                self._info_bits = make_info(0, self._version, 0)
+            hlog.wait_flushed(device_end)
+            self.device.flush()
+            existing = self._checkpoints.sequence_numbers()
+            seq = existing[-1] + 1 if existing else 1
+            info = CheckpointInfo(seq, kind, point, table.size, device_end, time.time())
+            snap = None if snapshot is None else encode_snapshot(device_end, snapshot)
+            self._checkpoints.write(info, index_blob, snap, self.checkpoint_retention)
+            if kind == "fold-over":
+                self._commit_log.rewrite(point)
+                self._last_commit = point
+                for k in sums:
+                    hlog.new_sums.pop(k, None)
+            self._n_checkpoints += 1
+            log.info("checkpoint %d (%s) at log address %d", seq, kind, tail)
+            return seq
+
+    def _session_serials(self) -> dict[str, int]:
+        serials = dict(self._recovered_sessions)
+        serials.update({sid: s.serial for sid, s in self._sessions.items()})
+        return serials
+
+    def _commit_loop(self) -> None:
+        while not self._closed:
+            self._maintenance_wake.wait(self.commit_interval)
+            if self._closed:
+                return
+            try:
+                self.commit()
+            except StoreClosedError:
+                return
+            except BaseException:
+                log.exception("periodic commit failed")
+
+    def _make_writes_durable(self) -> None:
+        """durability="always": each write returns only once it is durable (group commit)."""
+
+        def durable(method: Callable[..., Any]) -> Callable[..., Any]:
+            def call(*args: Any, **kwargs: Any) -> Any:
+                result = method(*args, **kwargs)
+                self._commit_upto(self._log.tail_address)
+                return result
+
+            call.__doc__ = method.__doc__
+            return call
+
+        def adurable(method: Callable[..., Any]) -> Callable[..., Any]:
+            async def call(*args: Any, **kwargs: Any) -> Any:
+                import asyncio
+
+                result = await method(*args, **kwargs)
+                await asyncio.to_thread(self._commit_upto, self._log.tail_address)
+                return result
+
+            return call
+
+        for name in ("upsert", "rmw", "delete", "add", "expire", "clear"):
+            setattr(self, name, durable(getattr(self, name)))
+        for name in ("aupsert", "armw", "adelete", "aadd", "aexpire"):
+            setattr(self, name, adurable(getattr(self, name)))
+
+    def _in_session(self, session: Session, key: bytes, op: Callable[[Found | None, int], T]) -> T:
+        """Run an operation for ``session``: its serial number advances under the latch,
+        atomically with the operation's effect, so checkpoints see matching serials."""
+        h = xxh3_64_intdigest(key)
+
+        def run(found: Found | None) -> T:
+            result = op(found, h)
+            session.serial += 1
+            return result
+
+        return self._run(key, h, run)
+
+    def _session_write_done(self) -> None:
+        if self.durability == "always":
+            self._commit_upto(self._log.tail_address)
 
     def _end_session(self, session: Session) -> None:
         self._sessions.pop(session.id, None)
@@ -733,6 +990,11 @@ class FasterKv:
                 "page_size": self.page_size,
                 "memory_size": self.memory_size,
                 "sessions": len(self._sessions),
+                "durability": self.durability,
+                "commits": self._n_commits,
+                "checkpoints": self._n_checkpoints,
+                "committed_address": self._last_commit.tail if self._last_commit else 0,
+                "checkpoint_version": self._version,
             }
 
     # -- running an operation, with device reads outside the latch -------------------------

@@ -7,6 +7,8 @@ old table stays in use while its buckets are split, a chunk at a time, and an op
 bucket that is not yet split still goes to the old table.
 """
 
+from __future__ import annotations
+
 from collections.abc import Callable
 
 from faster_backend.engine.hash_bucket import (
@@ -42,6 +44,21 @@ class BucketArray:
         self.words = memoryview(self.buf).cast("Q")
         self.next_overflow = n_buckets
         self.free_overflow: list[int] = []
+
+    @classmethod
+    def from_bytes(
+        cls, n_buckets: int, capacity: int, next_overflow: int, free: list[int], raw: bytes
+    ) -> BucketArray:
+        """A table restored from a checkpoint."""
+        table = cls.__new__(cls)
+        table.size = n_buckets
+        table.mask = n_buckets - 1
+        table.capacity = capacity
+        table.buf = bytearray(raw)
+        table.words = memoryview(table.buf).cast("Q")
+        table.next_overflow = next_overflow
+        table.free_overflow = list(free)
+        return table
 
     def overflow_in_use(self) -> int:
         return self.next_overflow - self.size - len(self.free_overflow)
@@ -158,6 +175,15 @@ class HashTable:
         self.old: BucketArray | None = None
         self.split = 0  # old buckets below this are already split into ``cur``
         self._resolve = resolver
+
+    @classmethod
+    def from_table(cls, table: BucketArray, resolver: RecordResolver) -> HashTable:
+        ht = cls.__new__(cls)
+        ht.cur = table
+        ht.old = None
+        ht.split = 0
+        ht._resolve = resolver
+        return ht
 
     @property
     def size(self) -> int:

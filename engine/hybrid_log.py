@@ -22,6 +22,8 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 
+from xxhash import xxh3_64_intdigest
+
 from faster_backend.engine.address import FIRST_ADDRESS, MAX_ADDRESS, page_bits_for
 from faster_backend.engine.devices import NullDevice, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError
@@ -85,6 +87,10 @@ class HybridLog:
         self._flush_cv = threading.Condition()
         self._flushes: deque[list[int]] = deque()  # [start, end, done] in address order
         self._flush_error: BaseException | None = None
+        # xxh3 of every page flushed whole (a page is immutable once read-only); ``new_sums``
+        # holds the ones no commit record has carried yet.
+        self.page_sums: dict[int, int] = {}
+        self.new_sums: dict[int, int] = {}
 
     # -- allocation ------------------------------------------------------------------------
 
@@ -141,9 +147,15 @@ class HybridLog:
         self.wait_flushed(self.tail_address)
 
     def _flush_range(self, start: int, end: int) -> None:
-        page = self.views[start >> self.page_bits]
+        page_no = start >> self.page_bits
+        page = self.views[page_no]
         assert page is not None
         off = start & self.page_mask
+        if self.persistent and (end & self.page_mask) == 0 and end > start:
+            # The page is complete and read-only: its checksum can be taken now.
+            checksum = xxh3_64_intdigest(page)
+            self.page_sums[page_no] = checksum
+            self.new_sums[page_no] = checksum
         entry = [start, end, 0]
         with self._flush_cv:
             self._flushes.append(entry)
@@ -235,6 +247,47 @@ class HybridLog:
                 off += rsize
             addr = page_start + size
 
+    def restore(
+        self, begin: int, tail: int, pages: dict[int, bytearray], device_end: int
+    ) -> None:
+        """Recovery: the log is [begin, tail); ``pages`` (consecutive, ending with the tail's
+        page) are in memory; the device holds everything below ``device_end``."""
+        first = min(pages)
+        n = max(pages) + 1
+        self.pages = [None] * n
+        self.views = [None] * n
+        for p, buf in pages.items():
+            self.pages[p] = buf
+            self.views[p] = memoryview(buf)
+        self.begin_address = begin
+        self.head_address = max(begin, first << self.page_bits)
+        self.read_only_address = max(self.head_address, device_end)
+        self.flushed_until_address = max(self.head_address, device_end)
+        self.tail_address = tail
+
+    def copy_range(self, start: int, end: int) -> bytes:
+        """The in-memory bytes of [start, end)."""
+        out = bytearray()
+        bits = self.page_bits
+        while start < end:
+            page_end = min(end, ((start >> bits) + 1) << bits)
+            view = self.views[start >> bits]
+            assert view is not None
+            off = start & self.page_mask
+            out += view[off : off + (page_end - start)]
+            start = page_end
+        return bytes(out)
+
+    def tail_checksum(self, address: int) -> int:
+        """xxh3 of [start of ``address``'s page, address), read from memory or the device."""
+        start = (address >> self.page_bits) << self.page_bits
+        view = self.views[address >> self.page_bits] if address >> self.page_bits < len(
+            self.views
+        ) else None
+        if view is not None:
+            return xxh3_64_intdigest(view[: address - start])
+        return xxh3_64_intdigest(self.device.read(start, address - start))
+
     def pages_in_memory(self) -> int:
         return (self.tail_address >> self.page_bits) - (self.head_address >> self.page_bits) + 1
 
@@ -247,5 +300,8 @@ class HybridLog:
         if address <= self.begin_address:
             return
         self.begin_address = address
+        first = address >> self.page_bits
+        for p in [p for p in self.page_sums if p < first]:
+            del self.page_sums[p]
         if self.persistent:
             self.device.truncate(address)

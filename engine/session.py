@@ -46,23 +46,40 @@ class Session:
         self._kv._end_session(self)
 
     def read(self, key: bytes) -> bytes | None:
-        value = self._kv.read(key)
-        self.serial += 1
-        return value
+        from faster_backend.engine.faster_kv import _found_value
+
+        return self._kv._in_session(self, key, lambda found, h: _found_value(found))
 
     def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
-        self._kv.upsert(key, value, ttl)
-        self.serial += 1
+        kv = self._kv
+        if ttl is not None and ttl <= 0:
+            self.delete(key)
+            return
+        from faster_backend.engine import faster_kv
+
+        expiry = None if ttl is None else int((faster_kv._now() + ttl) * 1000)
+        kv._in_session(self, key, lambda found, h: kv._write(key, h, value, expiry, found))
+        kv._session_write_done()
 
     def rmw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
-        result = self._kv.rmw(key, updater, ttl)
-        self.serial += 1
+        kv = self._kv
+        result = kv._in_session(self, key, lambda found, h: kv._rmw(key, h, updater, ttl, found))
+        kv._session_write_done()
         return result
 
     def delete(self, key: bytes) -> bool:
-        found = self._kv.delete(key)
-        self.serial += 1
-        return found
+        kv = self._kv
+
+        def op(found: Any, h: int) -> bool:
+            if found is None:
+                return False
+            kv._tombstone(found[0], key, h)
+            kv._n_deletes += 1
+            return True
+
+        deleted = kv._in_session(self, key, op)
+        kv._session_write_done()
+        return deleted
 
     # -- pending reads ---------------------------------------------------------------------
 

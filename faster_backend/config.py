@@ -46,6 +46,10 @@ class StoreConfig:
     log_size_limit: int | None = _size(None)
     max_disk_size: int | None = _size(None)
     compaction_fraction: float = 0.2
+    durability: str = "none"
+    commit_interval_ms: int = 1000
+    checkpoint_kind: str = "fold-over"
+    checkpoint_retention: int = 2
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from faster_backend.config import StoreConfig
@@ -45,6 +46,10 @@ class FasterKV(FasterKv):
         log_size_limit: int | str | None = None,
         max_disk_size: int | str | None = None,
         compaction_fraction: float = 0.2,
+        durability: str = "none",
+        commit_interval_ms: int = 1000,
+        checkpoint_kind: str = "fold-over",
+        checkpoint_retention: int = 2,
     ) -> None:
         memory = parse_size(memory_size, name="memory_size")
         self.data_dir = DataDir(path) if path is not None else None
@@ -73,6 +78,11 @@ class FasterKV(FasterKv):
                 log_size_limit=_size(log_size_limit, "log_size_limit"),
                 max_disk_size=_size(max_disk_size, "max_disk_size"),
                 compaction_fraction=compaction_fraction,
+                state_dir=self.data_dir.path if self.data_dir is not None else None,
+                durability=durability,
+                commit_interval=commit_interval_ms / 1000.0,
+                checkpoint_kind=checkpoint_kind,
+                checkpoint_retention=checkpoint_retention,
             )
         except BaseException:
             if dev is not None:
@@ -81,11 +91,13 @@ class FasterKV(FasterKv):
                 self.data_dir.release()
             raise
 
-    def _discard_unrecoverable(self, log_dir: os.PathLike[str]) -> None:
-        """Without a checkpoint to recover from, old log segments cannot be interpreted."""
-        from pathlib import Path
-
-        old = sorted(Path(log_dir).glob(f"{LOG_NAME}.*"))
+    def _discard_unrecoverable(self, log_dir: Path) -> None:
+        """Without a checkpoint or commit to recover from, old log segments hold nothing
+        durable (the store ran with durability="none" and stopped before any checkpoint)."""
+        root = log_dir.parent
+        if (root / "commits").exists() or any((root / "checkpoints").glob("[0-9]*")):
+            return
+        old = sorted(log_dir.glob(f"{LOG_NAME}.*"))
         if old:
             log.warning(
                 "%s: discarding %d log segment(s) from an earlier run that left no checkpoint",
@@ -110,6 +122,10 @@ class FasterKV(FasterKv):
             "log_size_limit": config.log_size_limit,
             "max_disk_size": config.max_disk_size,
             "compaction_fraction": config.compaction_fraction,
+            "durability": config.durability,
+            "commit_interval_ms": config.commit_interval_ms,
+            "checkpoint_kind": config.checkpoint_kind,
+            "checkpoint_retention": config.checkpoint_retention,
         }
         args.update(overrides)
         return cls(**args)
