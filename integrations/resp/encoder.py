@@ -11,6 +11,7 @@ from typing import Any
 from faster_backend.integrations.resp.types import (
     NULL_ARRAY,
     Push,
+    Raw,
     Replies,
     RespError,
     SimpleString,
@@ -64,6 +65,8 @@ def encode(v: Any, proto: int) -> bytes:
             cached: bytes = _INT_CACHE[v + 1]
             return cached
         return b":%d\r\n" % v
+    if t is Raw:
+        return bytes(v)
     out: list[bytes] = []
     _encode_into(v, proto, out)
     return b"".join(out)

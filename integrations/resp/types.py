@@ -45,6 +45,12 @@ class Replies(list):  # type: ignore[type-arg]
     __slots__ = ()
 
 
+class Raw(bytes):
+    """A reply already in wire form (the same in RESP2 and RESP3), e.g. an array of bulks."""
+
+    __slots__ = ()
+
+
 OK = SimpleString("OK")
 PONG = SimpleString("PONG")
 QUEUED = SimpleString("QUEUED")
