@@ -1,0 +1,120 @@
+"""F2's cold log: an append-only hybrid log on its own device, indexed by the cold index.
+
+Records have the hot log's layout (engine/record.py) and are never updated in place: only the
+compactions append to it (hot-cold moves records in, cold-cold copies live ones to the tail), one
+at a time under ``write_lock``. Readers take no lock: a record becomes reachable only after it is
+fully written and its index entry set, pages below the head address are on the device and never
+change, and a read below the begin address (truncated by cold-cold compaction meanwhile) raises
+``AddressTruncatedError`` so the caller looks again.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
+from faster_backend.engine.f2.cold_index import ColdIndex
+from faster_backend.engine.hybrid_log import HybridLog, RecordTuple
+from faster_backend.engine.record import HEADER, HEADER_SIZE, INFO, PREV_MASK, size_from_header
+
+_FIRST_READ = 512
+_unpack_header = HEADER.unpack_from
+
+
+class ColdLog:
+    def __init__(
+        self, device: StorageDevice, page_size: int, memory_pages: int, index: ColdIndex
+    ) -> None:
+        self.page_size = page_size
+        self.memory_pages = memory_pages
+        # The smallest mutable fraction: only the page being filled is unflushed.
+        self.log = HybridLog(page_size, memory_pages, 1e-9, None, device)
+        self.device = device
+        self.index = index
+        self.write_lock = threading.Lock()
+        self.records_appended = 0
+        self.disk_reads = 0
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read_record(self, addr: int) -> bytes:
+        """The whole record at ``addr``, from memory or the device."""
+        hlog = self.log
+        if addr < hlog.begin_address:
+            raise AddressTruncatedError(f"cold log address {addr} was truncated")
+        if addr >= hlog.head_address:
+            page = hlog.pages[addr >> hlog.page_bits]
+            if page is not None:  # else evicted meanwhile: its bytes are on the device
+                off = addr & hlog.page_mask
+                info, kl, vl = _unpack_header(page, off)
+                return bytes(page[off : off + size_from_header(info, kl, vl)])
+        self.disk_reads += 1
+        page_end = ((addr >> hlog.page_bits) + 1) << hlog.page_bits
+        data = self.device.read(addr, min(_FIRST_READ, page_end - addr))
+        info, kl, vl = _unpack_header(data, 0)
+        size = size_from_header(info, kl, vl)
+        if size > len(data):
+            data += self.device.read(addr + len(data), size - len(data))
+        return data[:size]
+
+    def lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
+        """(address, record) of ``key``'s newest cold record, tombstones included."""
+        addr = self.index.find(h)
+        klen = len(key)
+        while addr >= self.log.begin_address:
+            rec = self.read_record(addr)
+            info, kl, _ = _unpack_header(rec, 0)
+            if kl == klen and rec.startswith(key, HEADER_SIZE):
+                return addr, rec
+            addr = info & PREV_MASK
+        return None
+
+    def chain_records(self, addr: int) -> Iterator[tuple[int, bytes]]:
+        """(address, record) along a chain, newest first."""
+        while addr >= self.log.begin_address:
+            rec = self.read_record(addr)
+            yield addr, rec
+            addr = _unpack_header(rec, 0)[0] & PREV_MASK
+
+    def records(self, start: int, end: int) -> Iterator[RecordTuple]:
+        return self.log.records(start, end)
+
+    # -- writing (callers hold write_lock) ---------------------------------------------------
+
+    def append(self, key: bytes, h: int, record: bytes | bytearray | memoryview) -> int:
+        """Append a copy of ``record`` (a whole record of ``key``) as the chain's newest."""
+        hlog = self.log
+        prev = self.index.find(h)
+        size = len(record)
+        addr = hlog.allocate(size)
+        page = hlog.pages[addr >> hlog.page_bits]
+        assert page is not None
+        off = addr & hlog.page_mask
+        page[off : off + size] = record
+        info = INFO.unpack_from(page, off)[0]
+        INFO.pack_into(page, off, (info & ~PREV_MASK) | (prev & PREV_MASK))
+        self.index.set(h, addr)
+        self.records_appended += 1
+        return addr
+
+    def truncate_until(self, address: int) -> None:
+        self.log.truncate_until(address)
+
+    @property
+    def begin_address(self) -> int:
+        return self.log.begin_address
+
+    @property
+    def head_address(self) -> int:
+        return self.log.head_address
+
+    @property
+    def tail_address(self) -> int:
+        return self.log.tail_address
+
+    def disk_bytes(self) -> int:
+        return self.log.head_address - self.log.begin_address
+
+    def size_bytes(self) -> int:
+        return self.log.tail_address - self.log.begin_address

@@ -1,0 +1,116 @@
+"""F2's two compactions, run by the store's background thread (or by hand).
+
+Hot-cold compaction moves the oldest part of the hot log into the cold log: the newest hot
+record of each key in the range is appended to the cold log (a tombstone only if the cold log
+holds a live record for it to shadow; otherwise it is dropped), then the hot log is truncated
+there. Cold-cold compaction copies the cold records in the oldest part of the cold log that are
+still the key's truth (newest in the cold log, not shadowed by the hot log, not expired) to the
+cold tail and truncates; tombstones are dropped, since every older record of their key lies in
+the range being dropped. Neither holds the hot store's latch across I/O: the range is read from
+the device without it, and it is taken per record for the check.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from xxhash import xxh3_64_intdigest
+
+from faster_backend.engine.record import HEADER, HEADER_SIZE, TOMBSTONE
+
+if TYPE_CHECKING:
+    from faster_backend.engine.f2.store import F2Kv
+
+log = logging.getLogger(__name__)
+_unpack_header = HEADER.unpack_from
+
+
+def hot_cold(kv: F2Kv, until: int | None = None) -> int:
+    """Move the hot log below ``until`` (default: ``compaction_fraction`` of it) to the cold
+    log; returns the number of records appended to the cold log."""
+    hlog = kv._log
+    cold = kv._cold
+    with kv._lock:
+        begin = hlog.begin_address
+        if until is None:
+            until = begin + int((hlog.tail_address - begin) * kv.compaction_fraction)
+        until = min(until, hlog.head_address) & ~hlog.page_mask
+    if until <= begin:
+        return 0
+    newest: dict[bytes, tuple[int, bytes]] = {}
+    n_records = 0
+    for addr, _info, kl, _vl, rec in hlog.records(begin, until):
+        newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, bytes(rec))
+        n_records += 1
+    moved = 0
+    with cold.write_lock:
+        try:
+            for key, (_addr, record) in newest.items():
+                if kv._f2_stopping:
+                    return moved  # closing: the hot range stays; nothing is lost
+                h = xxh3_64_intdigest(key)
+                if kv._hot_has_record_from(key, h, until):
+                    continue  # superseded by a newer hot record (``addr`` is the newest below)
+                if _unpack_header(record, 0)[0] & TOMBSTONE:
+                    found = cold.lookup(key, h)
+                    if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE:
+                        continue  # nothing cold to shadow: the tombstone is safe to drop
+                cold.append(key, h, record)
+                moved += 1
+        finally:
+            # Before truncating: from now on readers may reach these keys' cold records.
+            kv._cold_cache.invalidate(newest)
+        with kv._lock:
+            hlog.truncate_until(until)
+            kv._read_cache.drop_below(until)
+            kv._n_hot_records -= n_records
+            kv._n_hot_cold += 1
+            kv._n_hot_cold_moved += moved
+        kv._n_cold_records += moved
+    kv._clean_hot_index()
+    log.debug("hot-cold compaction of [%d, %d): %d records moved", begin, until, moved)
+    return moved
+
+
+def cold_cold(kv: F2Kv, until: int | None = None) -> int:
+    """Reclaim the cold log below ``until`` (default: ``cold_compaction_fraction`` of its
+    on-disk part); returns the number of live records copied to the cold tail."""
+    cold = kv._cold
+    with cold.write_lock:
+        begin = cold.begin_address
+        head = cold.head_address
+        if until is None:
+            until = begin + int((head - begin) * kv.cold_compaction_fraction)
+        until = min(until, head) & ~cold.log.page_mask
+        if until <= begin:
+            return 0
+        newest: dict[bytes, tuple[int, int]] = {}
+        n_records = 0
+        for addr, info, kl, _vl, rec in cold.records(begin, until):
+            newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
+            n_records += 1
+        copied = 0
+        try:
+            for key, (addr, info) in newest.items():
+                if kv._f2_stopping:
+                    return copied
+                if info & TOMBSTONE:
+                    continue
+                h = xxh3_64_intdigest(key)
+                found = cold.lookup(key, h)
+                if found is None or found[0] != addr:
+                    continue  # superseded inside the cold log
+                # The store's own lookup decides: the hot log may shadow it, or it expired
+                # (then the lookup writes the tombstone that keeps len() exact).
+                if kv._run(key, h, lambda f, a=addr: f is not None and f[0] == -a):  # type: ignore[misc]
+                    cold.append(key, h, found[1])
+                    copied += 1
+        finally:
+            kv._cold_cache.invalidate(newest)
+        cold.truncate_until(until)
+        kv._n_cold_records += copied - n_records
+        kv._n_cold_cold += 1
+        kv._n_cold_cold_copied += copied
+    log.debug("cold-cold compaction of [%d, %d): %d records copied", begin, until, copied)
+    return copied

@@ -1,0 +1,792 @@
+"""F2Kv: FASTER's F2 design, a hot tier and a cold tier in one store with the FasterKv API.
+
+- The hot tier is this FasterKv itself (hash index in memory, hybrid log with a mutable region,
+  mutable fraction 0.6) on ``<path>/hot``.
+- The cold tier is an append-only log on ``<path>/cold`` (cold_log.py) indexed by the cold
+  index (cold_index.py), whose chunks are records of an internal FasterKv on
+  ``<path>/cold-index``; a key-keyed read cache (read_cache.py) sits in front of it.
+
+Reads go hot index -> read cache -> cold index -> cold log. The hot store's operations reach the
+cold tier through FasterKv's device-hint protocol: when a key's hot chain ends below the hot
+log's begin address, the lookup raises ``_NeedsIO`` with a *cold hint address* (``COLD`` | hot
+begin address), ``_run`` performs the cold lookup without the latch and runs the operation again
+with what it found; a cold record is handed to the operation as a ``Found`` whose address is the
+negated cold address, which is below every hot read-only address, so updates of cold records
+append to the hot tail (RMW brings a cold record to the hot tail), deletes append a hot
+tombstone that shadows the cold record, and expiry works as in single-log mode. The live-key
+count is the hot store's ``_live`` and covers both tiers: a key is counted once, whichever tier
+holds its newest record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from xxhash import xxh3_64_intdigest
+
+from faster_backend.engine import faster_kv as _fkv
+from faster_backend.engine.address import FIRST_ADDRESS
+from faster_backend.engine.data_dir import DataDir
+from faster_backend.engine.devices import (
+    DEFAULT_SEGMENT_SIZE,
+    AddressTruncatedError,
+    StorageDevice,
+    open_device,
+)
+from faster_backend.engine.errors import EngineError
+from faster_backend.engine.f2 import compaction
+from faster_backend.engine.f2.cold_index import CHUNK_BYTES, ColdIndex
+from faster_backend.engine.f2.cold_log import ColdLog
+from faster_backend.engine.f2.read_cache import KeyReadCache
+from faster_backend.engine.faster_kv import (
+    FasterKv,
+    Found,
+    Hint,
+    _NeedsIO,
+    default_page_size,
+)
+from faster_backend.engine.hash_bucket import (
+    ADDRESS_MASK,
+    BUCKET,
+    HASH_TAG_SHIFT,
+    TAG_SHIFT,
+    TENTATIVE,
+)
+from faster_backend.engine.hybrid_log import HybridLog
+from faster_backend.engine.record import (
+    EXPIRY,
+    EXPIRY_SIZE,
+    HAS_EXPIRY,
+    HEADER,
+    HEADER_SIZE,
+    PREV_MASK,
+    TOMBSTONE,
+    VALUE_LEN,
+)
+from faster_backend.engine.sizes import parse_size
+
+log = logging.getLogger(__name__)
+
+COLD = 1 << 60  # hint addresses with this bit mean "the cold tier, as of hot begin address"
+HOT_DIR, COLD_DIR, INDEX_DIR = "hot", "cold", "cold-index"
+HOT_NAME, COLD_NAME, INDEX_NAME = "hlog", "clog", "cidx"
+SINGLE_LOG_DIR = "log"  # the single-log layout of faster_backend.store
+
+_unpack_bucket = BUCKET.unpack_from
+_unpack_header = HEADER.unpack_from
+_unpack_expiry = EXPIRY.unpack_from
+_pack_vlen = VALUE_LEN.pack_into
+_GROW_STEP = 256
+_SCAN_COLD = 1 << 62  # scan cursors: phase bit, hot tail page at the start, position
+_SCAN_POS = (1 << 32) - 1
+_SCAN_MARK_BITS = 30
+_CLEAN_STEP = 1024  # hot index buckets cleaned per latch hold
+
+
+def _size(value: int | str | None, name: str) -> int | None:
+    return None if value is None else parse_size(value, name=name)
+
+
+class F2Kv(FasterKv):
+    """A two-tier (hot/cold) FASTER store; same API as FasterKv. ``path`` is required."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        memory_size: int | str = 256 << 20,
+        index_size: int = 1 << 16,
+        *,
+        page_size: int | str | None = None,
+        mutable_fraction: float = 0.6,
+        index_load_factor: float = 6.0,
+        device: str = "auto",
+        segment_size: int | str = DEFAULT_SEGMENT_SIZE,
+        hot_log_size: int | str | None = None,
+        cold_log_size: int | str | None = None,
+        cold_index_chunks: int = 1 << 14,
+        cold_index_memory_size: int | str | None = None,
+        read_cache_size: int | str | None = None,
+        read_cache_second_chance: float = 0.1,
+        compaction_fraction: float = 0.2,
+        cold_compaction_fraction: float = 0.2,
+    ) -> None:
+        memory = parse_size(memory_size, name="memory_size")
+        page = _size(page_size, "page_size") or default_page_size(memory)
+        segment = parse_size(segment_size, name="segment_size")
+        index_memory = _size(cold_index_memory_size, "cold_index_memory_size")
+        if index_memory is None:
+            index_memory = min(64 << 20, max(64 << 10, memory // 16))
+        cache = _size(read_cache_size, "read_cache_size")
+        if cache is None:
+            cache = memory // 10
+        hot_memory = memory - index_memory - cache - 2 * page
+        if hot_memory < 2 * page:
+            raise ValueError(
+                f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot log"
+                " needs 2 pages after the cold log's 2 pages, the cold index and the read cache"
+            )
+        self.data_dir = DataDir(path)
+        devices: list[StorageDevice] = []
+        index_store: FasterKv | None = None
+        try:
+            root = self.data_dir.path
+            _prepare_layout(root)
+            hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
+            devices.append(hot_dev)
+            cold_dev = open_device(device, root / COLD_DIR, name=COLD_NAME, segment_size=segment)
+            devices.append(cold_dev)
+            index_dev = open_device(
+                device, root / INDEX_DIR, name=INDEX_NAME, segment_size=segment
+            )
+            devices.append(index_dev)
+            index_page = default_page_size(index_memory)
+            index_store = FasterKv(
+                memory_size=index_memory,
+                index_size=max(16, cold_index_chunks // 8),
+                page_size=index_page,
+                device=index_dev,
+                # chunk updates append when the chunk left the mutable region; keep the log
+                # within a few times the chunks' size by compacting it in the background
+                log_size_limit=max(4 * index_memory, 3 * cold_index_chunks * (CHUNK_BYTES + 32)),
+            )
+            cold_index = ColdIndex(index_store, cold_index_chunks)
+            self._cold = ColdLog(cold_dev, page, 2, cold_index)
+            super().__init__(
+                memory_size=hot_memory,
+                index_size=index_size,
+                page_size=page,
+                mutable_fraction=mutable_fraction,
+                index_load_factor=index_load_factor,
+                device=hot_dev,
+                read_cache_size=0,
+                compaction_fraction=compaction_fraction,
+            )
+        except BaseException:
+            if index_store is not None:
+                index_store.close()  # closes its device
+                devices.remove(index_dev)
+            for dev in devices:
+                dev.close()
+            self.data_dir.release()
+            raise
+        self.total_memory_size = memory
+        self.hot_log_size = _size(hot_log_size, "hot_log_size") or 2 * hot_memory
+        self.cold_log_size = _size(cold_log_size, "cold_log_size")
+        if not 0.0 < cold_compaction_fraction <= 1.0:
+            raise ValueError("cold_compaction_fraction must be in (0, 1]")
+        self.cold_compaction_fraction = cold_compaction_fraction
+        self._cold_trigger = self.cold_log_size
+        self._cold_index = cold_index
+        self._index_store = index_store
+        self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
+        self._maint_lock = threading.Lock()
+        self._f2_stopping = False
+        self._f2_thread: threading.Thread | None = None
+        self._f2_wake = threading.Event()
+        self._f2_error: BaseException | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._n_cold_reads = self._n_cold_index_reads = 0
+        self._n_hot_records = self._n_cold_records = 0
+        self._n_hot_cold = self._n_hot_cold_moved = 0
+        self._n_cold_cold = self._n_cold_cold_copied = 0
+
+    # -- the cold tier on the read path ------------------------------------------------------
+
+    def _cold_lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
+        """(-cold address, record) of ``key``'s newest cold record (maybe a tombstone)."""
+        self._n_cold_reads += 1
+        cache = self._cold_cache
+        hit = cache.get(key)
+        if hit is not None:
+            return -hit[0], hit[1]
+        epoch = cache.epoch
+        self._n_cold_index_reads += 1
+        found = self._cold.lookup(key, h)
+        if found is None:
+            return None
+        cache.put(key, found[0], found[1], epoch)
+        return -found[0], found[1]
+
+    def read(self, key: bytes) -> bytes | None:
+        """The value stored under ``key``, or None if absent, deleted or expired."""
+        h = xxh3_64_intdigest(key)
+        tag = (h >> HASH_TAG_SHIFT) or 1
+        lock = self._lock
+        lock.acquire()
+        try:
+            self._n_reads += 1
+            ix = self._index
+            addr = 0
+            if ix.old is None:
+                table = ix.cur
+                buf = table.buf
+                b = h & table.mask
+                while True:
+                    words = _unpack_bucket(buf, b << 6)
+                    for e in words:
+                        if e >> TAG_SHIFT == tag:
+                            addr = e & ADDRESS_MASK
+                            break
+                    else:
+                        b = words[7]
+                        if b:
+                            continue
+                    break
+            else:
+                addr = ix.find(h)
+            hlog = self._log
+            head = hlog.head_address
+            pages = hlog.pages
+            bits = hlog.page_bits
+            pmask = hlog.page_mask
+            klen = len(key)
+            while addr >= head:
+                page = pages[addr >> bits]
+                off = addr & pmask
+                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                    if info & TOMBSTONE:
+                        return None
+                    if info & HAS_EXPIRY:
+                        size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
+                        if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _fkv._now() * 1000:  # type: ignore[arg-type]
+                            self._expire_at(addr, key, h)
+                            return None
+                    self._n_hits += 1
+                    start = off + HEADER_SIZE + kl
+                    return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
+                addr = info & PREV_MASK
+            begin = hlog.begin_address
+        finally:
+            lock.release()
+        try:
+            found = FasterKv._disk_lookup(self, key, addr) if addr >= begin else None
+            if found is None:
+                found = self._cold_lookup(key, h)
+        except AddressTruncatedError:
+            return self.read(key)  # a compaction moved the chain meanwhile: look again
+        if found is None:
+            return None
+        rec = found[1]
+        info, kl, vl = _unpack_header(rec, 0)
+        if info & TOMBSTONE or _fkv._expired(rec, 0, info, kl, vl):
+            return None
+        self._n_hits += 1
+        return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+
+    def _find_live(self, key: bytes, h: int, hint: Hint | None = None) -> Found | None:
+        hlog = self._log
+        addr = self._index.find(h)
+        head = hlog.head_address
+        klen = len(key)
+        while addr >= head:
+            page = hlog.pages[addr >> hlog.page_bits]
+            assert page is not None
+            off = addr & hlog.page_mask
+            info, kl, vl = _unpack_header(page, off)
+            if kl == klen and page.startswith(key, off + HEADER_SIZE):
+                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
+            addr = info & PREV_MASK
+        begin = hlog.begin_address
+        want = addr if addr >= begin else COLD | begin
+        if hint is None or hint[0] != want:
+            raise _NeedsIO(want)
+        result = hint[1]
+        if result is None:
+            return None
+        rec_addr, rec = result
+        if 0 <= rec_addr < begin:
+            raise _NeedsIO(want)  # truncated since the hint was read: ``_run`` looks again
+        info, kl, vl = _unpack_header(rec, 0)
+        return self._live_or_none(rec_addr, rec, 0, info, kl, vl, key, h)
+
+    def _disk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
+        h = xxh3_64_intdigest(key)
+        if addr & COLD:
+            return self._cold_lookup(key, h)
+        found = FasterKv._disk_lookup(self, key, addr)
+        return found if found is not None else self._cold_lookup(key, h)
+
+    async def _adisk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
+        h = xxh3_64_intdigest(key)
+        if not addr & COLD:
+            found = await FasterKv._adisk_lookup(self, key, addr)
+            if found is not None:
+                return found
+        hit = self._cold_cache.get(key)
+        if hit is not None:
+            self._n_cold_reads += 1
+            return -hit[0], hit[1]
+        # The cold index's chunk store has no asyncio path: run the lookup off the loop.
+        return await asyncio.to_thread(self._cold_lookup, key, h)
+
+    def _read_pending(
+        self, key: bytes, addr: int, finish: Callable[[Any, bytes | None], None]
+    ) -> None:
+        """A pending read completes on a worker thread that runs the blocking read."""
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="f2-pending")
+
+        def run() -> None:
+            try:
+                value = self.read(key)
+            except BaseException:
+                finish("not_found", None)
+                log.exception("pending F2 read failed")
+                return
+            finish(*_fkv._status_value(value))
+
+        self._executor.submit(run)
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
+        h = xxh3_64_intdigest(key)
+        if ttl is not None:
+            if ttl <= 0:
+                self.delete(key)
+                return
+            self._upsert_slow(key, h, value, int((_fkv._now() + ttl) * 1000))
+            return
+        tag = (h >> HASH_TAG_SHIFT) or 1
+        lock = self._lock
+        lock.acquire()
+        try:
+            ix = self._index
+            if ix.old is None:
+                # Fast path: an in-place update in the mutable region. Everything else needs
+                # to know whether the key lives in the cold tier (for an exact len()).
+                table = ix.cur
+                buf = table.buf
+                b = h & table.mask
+                addr = 0
+                while True:
+                    words = _unpack_bucket(buf, b << 6)
+                    for e in words:
+                        if e >> TAG_SHIFT == tag:
+                            addr = e & ADDRESS_MASK
+                            break
+                    else:
+                        b = words[7]
+                        if b:
+                            continue
+                    break
+                hlog = self._log
+                ro = hlog.read_only_address
+                pages = hlog.pages
+                bits = hlog.page_bits
+                pmask = hlog.page_mask
+                klen = len(key)
+                vlen = len(value)
+                size = (HEADER_SIZE + klen + vlen + 7) & ~7
+                while addr >= ro:
+                    page = pages[addr >> bits]
+                    off = addr & pmask
+                    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                    if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                        if not info & (TOMBSTONE | HAS_EXPIRY) and (
+                            (HEADER_SIZE + kl + vl + 7) & ~7 == size
+                        ):
+                            start = off + HEADER_SIZE + kl
+                            page[start : start + vlen] = value  # type: ignore[index]
+                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
+                            self._n_upserts += 1
+                            self._n_in_place += 1
+                            self._after_write()
+                            return
+                        break
+                    addr = info & PREV_MASK
+        finally:
+            lock.release()
+        self._upsert_slow(key, h, value, None)
+
+    def _write(
+        self, key: bytes, h: int, value: bytes, expiry: int | None, found: Found | None
+    ) -> None:
+        tail = self._log.tail_address
+        super()._write(key, h, value, expiry, found)
+        if self._log.tail_address != tail:
+            self._n_hot_records += 1
+
+    def _tombstone(self, addr: int, key: bytes, h: int) -> None:
+        tail = self._log.tail_address
+        super()._tombstone(addr, key, h)
+        if self._log.tail_address != tail:
+            self._n_hot_records += 1
+
+    def _after_write(self) -> None:
+        self._writes += 1
+        ix = self._index
+        if ix.old is not None:
+            self._grow_step(_GROW_STEP)
+        elif ix.cur.overflow_in_use() * 4 > ix.cur.size:
+            # The hot index grows with the hot keys (overflowing buckets), not with the
+            # store's live count, which includes every cold key.
+            ix.start_grow()
+        if not self._writes & 63:
+            self._sweep(16)
+            self._check_maintenance()
+
+    def clear(self) -> None:
+        """Remove every key from both tiers (and their files)."""
+        with self._maint_lock, self._cold.write_lock:
+            # The cold tier first: a reader then never sees an older cold version of a key
+            # whose newer hot version is already gone.
+            with self._lock:
+                cold = self._cold
+                old = cold.log
+                old.wait_flushed(old.read_only_address)
+                start = ((old.tail_address >> old.page_bits) + 1) << old.page_bits
+                start = max(FIRST_ADDRESS, start)
+                cold.log = HybridLog(
+                    old.page_size, old.memory_pages, 1e-9, None, old.device, start
+                )
+                cold.device.truncate(start)
+                self._cold_index.clear()
+                self._cold_cache.clear()
+                self._n_cold_records = 0
+            FasterKv.clear(self)
+            self._n_hot_records = 0
+
+    # -- hot/cold bookkeeping for compactions ------------------------------------------------
+
+    def _hot_has_record_from(self, key: bytes, h: int, until: int) -> bool:
+        """Whether ``key`` has a hot record (any kind) at or above ``until``."""
+        klen = len(key)
+        with self._lock:
+            hlog = self._log
+            addr = self._index.find(h)
+            head = hlog.head_address
+            while addr >= head:
+                page = hlog.pages[addr >> hlog.page_bits]
+                assert page is not None
+                off = addr & hlog.page_mask
+                info, kl, _ = _unpack_header(page, off)
+                if kl == klen and page.startswith(key, off + HEADER_SIZE):
+                    return addr >= until
+                addr = info & PREV_MASK
+        # [until, head) is on the device and immutable; only this compaction truncates it.
+        while addr >= until:
+            rec = self._read_record(addr)
+            info, kl, _ = _unpack_header(rec, 0)
+            if kl == klen and rec.startswith(key, HEADER_SIZE):
+                return True
+            addr = info & PREV_MASK
+        return False
+
+    def _hot_state(self, key: bytes, h: int) -> tuple[int, bool] | None:
+        """(address, live) of ``key``'s newest hot record, or None if it has none."""
+        klen = len(key)
+        now_ms = _fkv._now() * 1000
+        with self._lock:
+            hlog = self._log
+            addr = self._index.find(h)
+            head = hlog.head_address
+            while addr >= head:
+                page = hlog.pages[addr >> hlog.page_bits]
+                assert page is not None
+                off = addr & hlog.page_mask
+                info, kl, vl = _unpack_header(page, off)
+                if kl == klen and page.startswith(key, off + HEADER_SIZE):
+                    exp = _fkv._expiry_of(page, off, info, kl, vl)
+                    return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
+                addr = info & PREV_MASK
+        try:
+            while addr >= self._log.begin_address:
+                rec = self._read_record(addr)
+                info, kl, vl = _unpack_header(rec, 0)
+                if kl == klen and rec.startswith(key, HEADER_SIZE):
+                    exp = _fkv._expiry_of(rec, 0, info, kl, vl)
+                    return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
+                addr = info & PREV_MASK
+        except AddressTruncatedError:
+            pass  # moved to the cold tier meanwhile
+        return None
+
+    def _clean_hot_index(self) -> None:
+        """Empty hot index entries whose chains lie wholly below the hot begin address (their
+        keys moved to the cold tier), so that the hot index holds only hot keys."""
+        pos = 0
+        table = None
+        while True:
+            with self._lock:
+                ix = self._index
+                if ix.old is not None or (table is not None and ix.cur is not table):
+                    return  # growing: the next compaction cleans up
+                table = ix.cur
+                begin = self._log.begin_address
+                words = table.words
+                buf = table.buf
+                end = min(pos + _CLEAN_STEP, table.size)
+                for bucket in range(pos, end):
+                    b = bucket
+                    overflow = False
+                    while True:
+                        ws = _unpack_bucket(buf, b << 6)
+                        base = b << 3
+                        for i in range(7):
+                            e = ws[i]
+                            if e and not e & TENTATIVE and e & ADDRESS_MASK < begin:
+                                words[base + i] = 0
+                        b = ws[7]
+                        if not b:
+                            break
+                        overflow = True
+                    if overflow:
+                        table.compact_bucket(bucket)
+                pos = end
+                if pos >= table.size:
+                    return
+
+    # -- compactions and the background thread -----------------------------------------------
+
+    def compact(self, until: int | None = None, *, mode: str = "scan") -> int:
+        """Hot-cold compaction of the hot log below ``until`` (default: ``compaction_fraction``
+        of the hot log, never past its head); returns the records moved to the cold log."""
+        if mode not in ("lookup", "scan"):
+            raise ValueError(f"compaction mode must be 'lookup' or 'scan', got {mode!r}")
+        with self._maint_lock:
+            return compaction.hot_cold(self, until)
+
+    def compact_cold(self, until: int | None = None) -> int:
+        """Cold-cold compaction of the cold log below ``until``; returns the records copied."""
+        with self._maint_lock:
+            return compaction.cold_cold(self, until)
+
+    def _hot_over(self) -> bool:
+        hlog = self._log
+        return (
+            hlog.tail_address - hlog.begin_address > self.hot_log_size
+            and hlog.head_address - hlog.begin_address >= hlog.page_size
+        )
+
+    def _cold_over(self) -> bool:
+        trigger = self._cold_trigger
+        return trigger is not None and self._cold.disk_bytes() > trigger
+
+    def _check_maintenance(self) -> None:
+        if self._hot_over() or self._cold_over():
+            if self._f2_thread is None:
+                self._f2_thread = threading.Thread(
+                    target=self._f2_loop, name="f2-compaction", daemon=True
+                )
+                self._f2_thread.start()
+            self._f2_wake.set()
+
+    def _f2_loop(self) -> None:
+        while True:
+            self._f2_wake.wait()
+            self._f2_wake.clear()
+            if self._f2_stopping:
+                return
+            try:
+                self.run_maintenance()
+            except Exception as exc:  # kept for stats and logged; the store goes on
+                if self._f2_stopping:
+                    return
+                self._f2_error = exc
+                log.exception("F2 background compaction failed")
+
+    def run_maintenance(self) -> None:
+        """Run hot-cold and cold-cold compactions while the tiers exceed their sizes."""
+        while not self._f2_stopping:
+            if self._hot_over():
+                before = self._log.begin_address
+                self.compact()
+                if self._log.begin_address == before:
+                    return
+                continue
+            if self._cold_over():
+                cold = self._cold
+                before = cold.begin_address
+                size_before = cold.disk_bytes()
+                self.compact_cold()
+                if cold.begin_address == before:
+                    return
+                assert self.cold_log_size is not None
+                if cold.disk_bytes() > 0.8 * size_before:
+                    # Mostly live data: compacting again now would copy it round in circles.
+                    self._cold_trigger = max(self.cold_log_size, int(cold.disk_bytes() * 1.25))
+                    log.info(
+                        "cold log is mostly live; next cold-cold compaction above %d bytes",
+                        self._cold_trigger,
+                    )
+                continue
+            return
+
+    def close(self) -> None:
+        """Stop the compactions, then release both tiers' memory and files."""
+        if self._closed:
+            return
+        self._f2_stopping = True
+        self._f2_wake.set()
+        if self._f2_thread is not None:
+            self._f2_thread.join()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+        try:
+            super().close()
+        finally:
+            try:
+                self._cold.device.close()
+                self._index_store.close()
+            finally:
+                self._cold_cache.clear()
+                self.data_dir.release()
+
+    # -- iteration ---------------------------------------------------------------------------
+
+    def scan(self, cursor: int = 0, count: int = 10) -> tuple[int, list[bytes]]:
+        """Redis-style SCAN over both tiers: the hot index's buckets, then the cold index's
+        chunks. A key present for the whole iteration is returned; a key may come twice."""
+        if cursor == 0:
+            mark = self._log.tail_address >> self._log.page_bits
+            if mark >> _SCAN_MARK_BITS:
+                mark = 0  # no room in the cursor: report every live hot key of the cold phase
+        else:
+            mark = (cursor >> 32) & ((1 << _SCAN_MARK_BITS) - 1)
+        high = mark << 32
+        if not cursor & _SCAN_COLD:
+            pos, keys = FasterKv.scan(self, cursor & _SCAN_POS, count)
+            return (high | pos if pos else _SCAN_COLD | high), keys
+        chunk = cursor & _SCAN_POS
+        stop = min(self._cold_index.n_chunks, chunk + max(1, count))
+        keys = []
+        for n in range(chunk, stop):
+            keys.extend(self._scan_chunk(n, mark << self._log.page_bits))
+        return (_SCAN_COLD | high | stop if stop < self._cold_index.n_chunks else 0), keys
+
+    def _scan_chunk(self, number: int, mark: int) -> list[bytes]:
+        """Live keys whose truth is in the cold tier (or written to the hot tier at or above
+        ``mark``, i.e. after the scan began) among cold index chunk ``number``'s chains."""
+        while True:
+            try:
+                candidates = self._chunk_keys(number)
+                break
+            except AddressTruncatedError:
+                continue  # cold-cold compaction moved a chain meanwhile
+        out = []
+        for key in candidates:
+            state = self._hot_state(key, xxh3_64_intdigest(key))
+            if state is None or (state[1] and state[0] >= mark):
+                out.append(key)
+        return out
+
+    def _chunk_keys(self, number: int) -> list[bytes]:
+        data = self._cold_index.chunk(number)
+        now_ms = _fkv._now() * 1000
+        keys = []
+        for bucket in range(4):
+            words = _unpack_bucket(data, bucket * 64)
+            for e in words:
+                addr = e & ADDRESS_MASK
+                if not addr:
+                    continue
+                seen: set[bytes] = set()
+                for _, rec in self._cold.chain_records(addr):
+                    info, kl, vl = _unpack_header(rec, 0)
+                    key = rec[HEADER_SIZE : HEADER_SIZE + kl]
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                    if not info & TOMBSTONE:
+                        exp = _fkv._expiry_of(rec, 0, info, kl, vl)
+                        if exp is None or exp > now_ms:
+                            keys.append(key)
+        return keys
+
+    # -- statistics --------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        st = super().stats()
+        cold = self._cold
+        ci = self._cold_index.stats()
+        rc = self._cold_cache
+        cold_dev = cold.device.stats.as_dict()
+        index_dev = self._index_store.device.stats.as_dict()
+        hot_dev = self.device.stats.as_dict()
+        with self._lock:
+            hlog = self._log
+            hot_bytes = hlog.tail_address - hlog.begin_address
+        cold_memory = cold.log.memory_bytes()
+        reads = max(1, self._n_reads)
+        st.update(
+            {
+                "tiering": "f2",
+                "hot_log_records": self._n_hot_records,
+                "hot_log_bytes": hot_bytes,
+                "hot_log_size": self.hot_log_size,
+                "hot_index_bytes": st["index_bytes"],
+                "cold_log_records": self._n_cold_records,
+                "cold_log_bytes": cold.size_bytes(),
+                "cold_log_disk_bytes": cold.disk_bytes(),
+                "cold_log_size": self.cold_log_size,
+                "cold_log_begin_address": cold.begin_address,
+                "cold_log_tail_address": cold.tail_address,
+                "cold_log_memory_bytes": cold_memory,
+                "cold_disk_reads": cold.disk_reads,
+                "cold_reads": self._n_cold_reads,
+                "cold_index_reads": self._n_cold_index_reads,
+                "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
+                "cold_read_cache_bytes": rc.bytes,
+                "cold_read_cache_records": len(rc),
+                "cold_read_cache_hits": rc.hits,
+                "cold_read_cache_misses": rc.misses,
+                "hot_cold_compactions": self._n_hot_cold,
+                "hot_cold_moved_records": self._n_hot_cold_moved,
+                "cold_cold_compactions": self._n_cold_cold,
+                "cold_cold_copied_records": self._n_cold_cold_copied,
+                "compaction_error": repr(self._f2_error) if self._f2_error else None,
+                "device_bytes_read": hot_dev["bytes_read"]
+                + cold_dev["bytes_read"]
+                + index_dev["bytes_read"],
+                "device_bytes_written": hot_dev["bytes_written"]
+                + cold_dev["bytes_written"]
+                + index_dev["bytes_written"],
+                "hot_device_bytes_written": hot_dev["bytes_written"],
+                "cold_device_bytes_written": cold_dev["bytes_written"],
+                "cold_index_device_bytes_written": index_dev["bytes_written"],
+                "memory_bytes": st["memory_bytes"]
+                + cold_memory
+                + ci["cold_index_memory_bytes"]
+                + rc.bytes,
+                "memory_size": self.total_memory_size,
+                **ci,
+            }
+        )
+        return st
+
+
+def _prepare_layout(root: Path) -> None:
+    """Refuse a single-log store's directory; start fresh (with a warning) over old F2 files.
+
+    F2 has no checkpoints yet, so log segments from an earlier run cannot be interpreted: they
+    are deleted rather than misread.
+    """
+    single = root / SINGLE_LOG_DIR
+    if single.is_dir() and any(single.iterdir()):
+        raise EngineError(
+            f"{root} holds a single-log store ({single}); open it without tiering='f2' or use"
+            " another path for an F2 store"
+        )
+    for sub, name in ((HOT_DIR, HOT_NAME), (COLD_DIR, COLD_NAME), (INDEX_DIR, INDEX_NAME)):
+        d = root / sub
+        d.mkdir(exist_ok=True)
+        old = sorted(d.glob(f"{name}.*"))
+        if old:
+            log.warning(
+                "%s: discarding %d F2 log segment(s) from an earlier run (F2 has no"
+                " checkpoints yet); starting empty",
+                d,
+                len(old),
+            )
+            for f in old:
+                f.unlink()
