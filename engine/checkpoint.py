@@ -200,6 +200,16 @@ class CheckpointDir:
     def sequence_numbers(self) -> list[int]:
         return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
 
+    def begins(self) -> dict[int, int]:
+        """The log begin address of every readable checkpoint (to know what it still needs)."""
+        out: dict[int, int] = {}
+        for seq in self.sequence_numbers():
+            try:
+                out[seq] = decode_info(self.path(seq) / "info").point.begin
+            except (CorruptFileError, OSError):
+                continue
+        return out
+
     def path(self, seq: int) -> Path:
         return self.root / f"{seq:016d}"
 

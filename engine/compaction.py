@@ -64,8 +64,18 @@ def compact(kv: FasterKv, until: int | None, mode: str) -> int:
             kv._read_cache.drop_below(until)
             kv._n_compactions += 1
             kv._n_compacted_copies += copied
+        _release(kv, until)
         log.info("compacted log [%d, %d): %d live records copied to the tail", begin, until, copied)
         return copied
+
+
+def _release(kv: FasterKv, until: int) -> None:
+    """Delete the reclaimed files once a durable point starts at or after ``until``: commit
+    first when the store persists its state, so recovery never needs deleted segments."""
+    if kv._commit_log is None:
+        kv._log.release_truncated(until)
+    else:
+        kv.commit()  # releases the segments once its commit record is durable
 
 
 def _relocate(kv: FasterKv, key: bytes, addr: int) -> int:
@@ -114,6 +124,7 @@ def drop_oldest(kv: FasterKv, until: int) -> int:
             kv._read_cache.drop_below(until)
             kv._live -= gone
             kv._n_dropped_segments_keys += gone
+        _release(kv, until)
         log.info("cache mode: dropped log [%d, %d) holding %d live keys", begin, until, gone)
         return gone
 

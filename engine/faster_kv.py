@@ -206,6 +206,7 @@ class FasterKv:
         self._last_commit: CommitPoint | None = None
         self._recovered_sessions: dict[str, int] = {}
         self._checkpoints: CheckpointDir | None = None
+        self._checkpoint_begins: dict[int, int] = {}  # retained checkpoint -> its begin
         self._commit_log: CommitLog | None = None
         self._committer: threading.Thread | None = None
         self.recovery: Any = None
@@ -218,6 +219,8 @@ class FasterKv:
             commits = Path(state_dir) / "commits"
             self.recovery = recover(self, self._checkpoints, commits)
             self._commit_log = CommitLog(commits)
+            self._checkpoint_begins = self._checkpoints.begins()
+            self._release_segments()  # finish a truncation that a crash interrupted
             self._info_bits = make_info(0, self._version, 0)
             self._grow_at = int(self._index.size * index_load_factor)
             if durability == "always":
@@ -316,6 +319,7 @@ class FasterKv:
             tail = hlog.tail_address
             last = self._last_commit
             if last is not None and last.tail == tail and last.begin == hlog.begin_address:
+                self._release_segments()
                 return tail
             hlog.shift_read_only(tail)
             sums = dict(hlog.new_sums)
@@ -337,6 +341,7 @@ class FasterKv:
             hlog.new_sums.pop(k, None)
         self._last_commit = point
         self._n_commits += 1
+        self._release_segments()
         return tail
 
     def checkpoint(self, kind: str | None = None) -> int:
@@ -398,9 +403,21 @@ class FasterKv:
                 self._last_commit = point
                 for k in sums:
                     hlog.new_sums.pop(k, None)
+            self._checkpoint_begins[seq] = point.begin
+            for old in sorted(self._checkpoint_begins)[: -self.checkpoint_retention]:
+                del self._checkpoint_begins[old]
             self._n_checkpoints += 1
+            self._release_segments()
             log.info("checkpoint %d (%s) at log address %d", seq, kind, tail)
             return seq
+
+    def _release_segments(self) -> None:
+        """Delete log segments that no retained checkpoint and no commit point still needs."""
+        begins = list(self._checkpoint_begins.values())
+        if self._last_commit is not None:
+            begins.append(self._last_commit.begin)
+        if begins:
+            self._log.release_truncated(min(begins))
 
     def _session_serials(self) -> dict[str, int]:
         serials = dict(self._recovered_sessions)

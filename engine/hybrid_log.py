@@ -295,7 +295,11 @@ class HybridLog:
         return self.pages_in_memory() * self.page_size
 
     def truncate_until(self, address: int) -> None:
-        """Drop the log below ``address`` (a page boundary at or below the head)."""
+        """Drop the log below ``address`` (a page boundary at or below the head).
+
+        Only logically: the device keeps the bytes until ``release_truncated`` is called with a
+        durable begin address, because the last checkpoint or commit may still start below.
+        """
         address = min(address, self.head_address)
         if address <= self.begin_address:
             return
@@ -303,5 +307,9 @@ class HybridLog:
         first = address >> self.page_bits
         for p in [p for p in self.page_sums if p < first]:
             del self.page_sums[p]
-        if self.persistent:
+
+    def release_truncated(self, durable_begin: int) -> None:
+        """Delete the device's segments below a begin address that is now durable."""
+        address = min(durable_begin, self.begin_address)
+        if self.persistent and address // self.device.segment_size > self.device.begin_segment:
             self.device.truncate(address)

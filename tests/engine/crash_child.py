@@ -1,0 +1,88 @@
+"""The child of the crash test (and bench/crash_loop.py): a SumStore-style workload.
+
+Each thread runs a session named ``s<t>`` that continues from its recovered serial number.
+Operation n of a session is an RMW increment of counter ``c:<t>:<n % 4>`` unless n is a multiple
+of 3, in which case it upserts ``u:<t>:<n>`` = n. Every acknowledged operation is printed as
+``ack <t> <n>``; meanwhile the main thread takes checkpoints and the store compacts itself. The
+parent kill -9s this process at a random moment and verifies the recovered state.
+
+    python crash_child.py DATA_DIR THREADS
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+from faster_backend import FasterKV
+
+COUNTERS = 4
+
+
+def counter_key(t: int, n: int) -> bytes:
+    return b"c:%d:%d" % (t, n % COUNTERS)
+
+
+def upsert_key(t: int, n: int) -> bytes:
+    return b"u:%d:%d" % (t, n)
+
+
+def upsert_value(n: int) -> bytes:
+    return b"%d" % n + b"." * (n % 400)
+
+
+def is_upsert(n: int) -> bool:
+    return n % 3 == 0
+
+
+def open_store(path: str, durability: str = "always") -> FasterKV:
+    return FasterKV(
+        path,
+        memory_size="96KiB",
+        page_size="16KiB",
+        segment_size="64KiB",
+        index_size=64,
+        read_cache_size="16KiB",
+        log_size_limit="192KiB",
+        durability=durability,
+    )
+
+
+def incr(old: bytes | None) -> bytes:
+    return b"1" if old is None else b"%d" % (int(old) + 1)
+
+
+def main() -> None:
+    path, threads = sys.argv[1], int(sys.argv[2])
+    kv = open_store(path)
+    out_lock = threading.Lock()
+    out = sys.stdout
+
+    def worker(t: int) -> None:
+        s = kv.session(f"s{t}")
+        while True:
+            n = s.serial + 1
+            if is_upsert(n):
+                s.upsert(upsert_key(t, n), upsert_value(n))
+            else:
+                s.rmw(counter_key(t, n), incr)
+            with out_lock:
+                out.write(f"ack {t} {n}\n")
+                out.flush()
+
+    for t in range(threads):
+        threading.Thread(target=worker, args=(t,), daemon=True).start()
+    with out_lock:
+        out.write("ready\n")
+        out.flush()
+    kinds = ["fold-over", "snapshot"]
+    i = 0
+    while True:
+        time.sleep(0.05)
+        kv.checkpoint(kinds[i % 2])
+        i += 1
+
+
+if __name__ == "__main__":
+    main()
