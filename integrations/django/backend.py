@@ -8,6 +8,7 @@ methods are what a Django site calls most. Subclasses that override ``make_key``
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -294,15 +295,7 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             return self._remote.incr(bkey, delta)
         assert self._embedded is not None
         result: list[Any] = []
-
-        def add_delta(old: bytes | None) -> bytes:
-            if old is None:
-                raise ValueError(f"Key '{key}' not found")
-            new = loads(old) + delta
-            result.append(new)
-            return dumps(new)
-
-        self._embedded.rmw(bkey, add_delta)  # keeps the record's expiry
+        self._embedded.rmw(bkey, _adder(key, delta, result))  # keeps the record's expiry
         return result[0]
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
@@ -385,37 +378,39 @@ class FasterCache(BaseCache):  # type: ignore[misc]
 
     # -- async ---------------------------------------------------------------------------
 
-    # Embedded mode: the store's operations never wait for I/O today (the hybrid log is in
-    # memory), so they run on the event loop itself, atomically, with no thread hop. When the
-    # engine keeps records on disk and offers awaitable operations for them, these three
-    # methods are the one place to switch: reads to awaited reads, writes and RMWs (add, incr,
-    # touch: FASTER's pending RMW) to awaited writes. RESP mode: redis-py blocks, so every
-    # async method runs its sync twin in Django's sync thread, as Django's RedisCache does.
-
-    async def _aread(self, key: bytes) -> bytes | None:
-        return self._kv.read(key)
-
-    async def _aexists(self, key: bytes) -> bool:
-        return self._kv.exists(key)
-
-    async def _awrite(self, func: Callable[..., Any], *args: Any) -> Any:
-        return func(*args)
+    # Embedded mode: the engine's asyncio API (aread, aupsert, aadd, armw, ...). Operations on
+    # records in memory complete at once on the event loop, without a thread hop; a record on
+    # the device is read with an awaited device read, so the loop is never blocked, and the
+    # operation stays atomic (the engine re-runs it under its latch with what it read). RESP
+    # mode: redis-py blocks, so each async method runs its sync twin in Django's sync thread,
+    # as Django's RedisCache does.
 
     async def _in_thread(self, func: Callable[..., Any], *args: Any) -> Any:
         return await sync_to_async(func, thread_sensitive=True)(*args)
 
+    async def _acull_if_full(self, bkey: bytes | None = None) -> None:
+        if self._count() >= self._max_entries:
+            kv = self._embedded
+            assert kv is not None
+            if bkey is None or not await kv.aexists(bkey):
+                # Rare (once per MAX_ENTRIES / CULL_FREQUENCY writes), and its deletes may
+                # touch the device: run it off the loop.
+                await asyncio.to_thread(self._cull)
+
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         if self._remote is not None:
             return await self._in_thread(self.get, key, default, version)
-        raw = await self._aread(self._k(key, version))
+        assert self._embedded is not None
+        raw = await self._embedded.aread(self._k(key, version))
         return default if raw is None else loads(raw)
 
     async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         if self._remote is not None:
             return cast(dict[Any, Any], await self._in_thread(self.get_many, keys, version))
+        assert self._embedded is not None
         out: dict[Any, Any] = {}
         for key in list(keys):
-            raw = await self._aread(self._k(key, version))
+            raw = await self._embedded.aread(self._k(key, version))
             if raw is not None:
                 out[key] = loads(raw)
         return out
@@ -423,34 +418,56 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     async def ahas_key(self, key: Any, version: int | None = None) -> bool:
         if self._remote is not None:
             return cast(bool, await self._in_thread(self.has_key, key, version))
-        return await self._aexists(self._k(key, version))
+        assert self._embedded is not None
+        return bool(await self._embedded.aexists(self._k(key, version)))
 
     async def aset(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
-        run = self._awrite if self._remote is None else self._in_thread
-        await run(self.set, key, value, timeout, version)
+        if self._remote is not None:
+            await self._in_thread(self.set, key, value, timeout, version)
+            return
+        assert self._embedded is not None
+        bkey = self._k(key, version)
+        raw = dumps(value)
+        ttl = self._ttl(timeout)
+        await self._acull_if_full()
+        await self._embedded.aupsert(bkey, raw, ttl)
 
     async def aadd(
         self, key: Any, value: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
-        run = self._awrite if self._remote is None else self._in_thread
-        return cast(bool, await run(self.add, key, value, timeout, version))
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.add, key, value, timeout, version))
+        assert self._embedded is not None
+        bkey = self._k(key, version)
+        raw = dumps(value)
+        ttl = self._ttl(timeout)
+        await self._acull_if_full(bkey)
+        return bool(await self._embedded.aadd(bkey, raw, ttl))
 
     async def atouch(
         self, key: Any, timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> bool:
-        run = self._awrite if self._remote is None else self._in_thread
-        return cast(bool, await run(self.touch, key, timeout, version))
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.touch, key, timeout, version))
+        assert self._embedded is not None
+        return bool(await self._embedded.aexpire(self._k(key, version), self._ttl(timeout)))
 
     async def adelete(self, key: Any, version: int | None = None) -> bool:
-        run = self._awrite if self._remote is None else self._in_thread
-        return cast(bool, await run(self.delete, key, version))
+        if self._remote is not None:
+            return cast(bool, await self._in_thread(self.delete, key, version))
+        assert self._embedded is not None
+        return bool(await self._embedded.adelete(self._k(key, version)))
 
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         # Atomic in both modes: an RMW in the store, or INCRBY on the server.
-        run = self._awrite if self._remote is None else self._in_thread
-        return await run(self.incr, key, delta, version)
+        if self._remote is not None:
+            return await self._in_thread(self.incr, key, delta, version)
+        assert self._embedded is not None
+        result: list[Any] = []
+        await self._embedded.armw(self._k(key, version), _adder(key, delta, result))
+        return result[0]
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         return await self.aincr(key, -delta, version)
@@ -458,16 +475,30 @@ class FasterCache(BaseCache):  # type: ignore[misc]
     async def aset_many(
         self, data: dict[Any, Any], timeout: Any = DEFAULT_TIMEOUT, version: int | None = None
     ) -> list[Any]:
-        run = self._awrite if self._remote is None else self._in_thread
-        return cast(list[Any], await run(self.set_many, data, timeout, version))
+        if self._remote is not None:
+            return cast(list[Any], await self._in_thread(self.set_many, data, timeout, version))
+        assert self._embedded is not None
+        ttl = self._ttl(timeout)
+        for key, value in data.items():
+            bkey = self._k(key, version)
+            raw = dumps(value)
+            await self._acull_if_full()
+            await self._embedded.aupsert(bkey, raw, ttl)
+        return []
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
-        run = self._awrite if self._remote is None else self._in_thread
-        await run(self.delete_many, keys, version)
+        if self._remote is not None:
+            await self._in_thread(self.delete_many, keys, version)
+            return
+        assert self._embedded is not None
+        for k in [self._k(key, version) for key in keys]:
+            await self._embedded.adelete(k)
 
     async def aclear(self) -> None:
-        run = self._awrite if self._remote is None else self._in_thread
-        await run(self.clear)
+        if self._remote is not None:
+            await self._in_thread(self.clear)
+        else:
+            self.clear()
 
     async def aclose(self, **kwargs: Any) -> None:
         """Nothing to do, as for ``close``."""
@@ -601,6 +632,19 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             disk_bytes=_disk_bytes(self._entry.key if self._entry else None),
         )
         return out
+
+
+def _adder(key: Any, delta: int, result: list[Any]) -> Callable[[bytes | None], bytes]:
+    """The RMW updater of incr: adds ``delta`` to the decoded value (ValueError if absent)."""
+
+    def add_delta(old: bytes | None) -> bytes:
+        if old is None:
+            raise ValueError(f"Key '{key}' not found")
+        new = loads(old) + delta
+        result.append(new)
+        return dumps(new)
+
+    return add_delta
 
 
 def _disk_bytes(key: str | None) -> int:

@@ -1,11 +1,11 @@
 """What ``manage.py faster_cache check|compact`` do, as functions over a FasterCache.
 
-Today the engine offers live stats, a full key scan and incremental active expiry; it has no
-log compaction or page checksums yet. ``check`` therefore verifies what can be verified now:
-every live key is read back and its value decodes (a pickle that does not unpickle, or bytes
-that are neither, is reported). ``compact`` expires every record whose TTL has passed, across
-the whole index, and reports the counts; reclaiming log space is the engine's compaction,
-which this command will call once it exists.
+``check`` reads every live key back (from memory or from the device) and verifies that its value
+decodes: a pickle that does not unpickle, or bytes that are neither an integer nor a pickle, is
+reported. ``compact`` first expires every record whose TTL has passed, across the whole index,
+then runs the engine's log compaction (``FasterKV.compact``): the live records of the oldest
+part of the on-disk log (``compaction_fraction`` of it) are copied to the tail and that part of
+the log is dropped, its files deleted once whole segments are free.
 """
 
 from __future__ import annotations
@@ -62,21 +62,36 @@ def check(cache: FasterCache, max_bad: int = 100) -> CheckReport:
 @dataclass
 class CompactReport:
     expired_removed: int
+    records_copied: int
     keys_before: int
     keys_after: int
+    log_disk_bytes_before: int
+    log_disk_bytes_after: int
     stats_before: dict[str, Any]
     stats_after: dict[str, Any]
 
 
 def compact(cache: FasterCache) -> CompactReport:
-    """Expire every record whose TTL has passed (the whole index, not the background slice)."""
-    kv = cache._embedded
-    if kv is None:
+    """Expire what has expired, then compact the oldest part of the on-disk log."""
+    if cache._remote is not None:
         raise RuntimeError(
             "compact works on an embedded store; a `faster-backend serve` server expires and"
             " compacts its own store"
         )
+    cache.open()
+    kv = cache._embedded
+    assert kv is not None
     before = kv.stats()
     removed = kv.sweep_expired(max_buckets=max(1, int(before.get("index_buckets", 1))))
+    copied = kv.compact()
     after = kv.stats()
-    return CompactReport(removed, int(before["live_keys"]), int(after["live_keys"]), before, after)
+    return CompactReport(
+        removed,
+        copied,
+        int(before["live_keys"]),
+        int(after["live_keys"]),
+        int(before.get("log_disk_bytes", 0)),
+        int(after.get("log_disk_bytes", 0)),
+        before,
+        after,
+    )

@@ -25,7 +25,19 @@ log = logging.getLogger(__name__)
 
 MEMORY = ":memory:"
 STORE_OPTIONS = frozenset(
-    {"memory_size", "index_size", "page_size", "mutable_fraction", "index_load_factor"}
+    {
+        "memory_size",
+        "index_size",
+        "page_size",
+        "mutable_fraction",
+        "index_load_factor",
+        "device",
+        "segment_size",
+        "read_cache_size",
+        "log_size_limit",
+        "max_disk_size",
+        "compaction_fraction",
+    }
 )
 
 

@@ -88,6 +88,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "keys": keys,
         "memory_bytes": stats.get("memory_bytes", stats.get("used_memory", 0)),
         "disk_bytes": stats.get("disk_bytes", 0),
+        "disk_reads": stats.get("disk_reads"),
+        "read_cache": (stats.get("read_cache_hits"), stats.get("read_cache_misses")),
         "hit_chart": ratio_bar(hits, misses, "hits", "misses"),
         "log_chart": log_regions_chart(stats),
         "regions": [

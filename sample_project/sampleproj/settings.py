@@ -69,7 +69,8 @@ CACHES = {
         "OPTIONS": {
             "MAX_ENTRIES": 100_000,
             "CULL_FREQUENCY": 3,
-            "memory_size": "64MiB",
+            "memory_size": "64MiB",  # older log pages go to LOCATION/log on disk
+            "max_disk_size": "1GiB",  # cache mode: beyond this the oldest part is dropped
         },
     }
 }

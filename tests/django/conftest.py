@@ -6,23 +6,13 @@ is global: pytest calls this ``pytest_configure`` only once this conftest is loa
 
 from __future__ import annotations
 
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_PROJECT = HERE.parent.parent / "sample_project"
-
-_tmpdirs: list[str] = []
-
-
-def _tmpdir(prefix: str) -> str:
-    path = tempfile.mkdtemp(prefix=prefix)
-    _tmpdirs.append(path)
-    return path
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -45,11 +35,15 @@ def pytest_configure(config: pytest.Config) -> None:
         sys.path.insert(0, str(SAMPLE_PROJECT))
 
     from django_test_settings import build_settings
+    from django_tmpdirs import make_tmpdir
 
-    settings.configure(**build_settings(cache_dir=_tmpdir("faster-django-cache-"), extra_apps=apps))
+    settings.configure(
+        **build_settings(cache_dir=make_tmpdir("faster-django-cache-"), extra_apps=apps)
+    )
     django.setup()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    for path in _tmpdirs:
-        shutil.rmtree(path, ignore_errors=True)
+    from django_tmpdirs import cleanup
+
+    cleanup()

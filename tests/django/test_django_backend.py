@@ -284,24 +284,66 @@ def test_concurrent_aincr_is_atomic(cache: FasterCache) -> None:
     assert asyncio.run(main()) == 50
 
 
-class ThreadRecording(FasterCache):
-    threads: list[int] = []
+def test_async_runs_on_the_event_loop(cache: FasterCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    import faster_backend.integrations.django.backend as backend_module
 
-    def incr(self, *args: Any, **kwargs: Any) -> Any:
-        self.threads.append(threading.get_ident())
-        return super().incr(*args, **kwargs)
+    def no_thread_hop(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("an embedded async operation left the event loop")
+
+    monkeypatch.setattr(backend_module, "sync_to_async", no_thread_hop)
+    monkeypatch.setattr(backend_module.asyncio, "to_thread", no_thread_hop)
+
+    async def main() -> None:
+        await cache.aset("n", 0)
+        assert await cache.aincr("n") == 1
+        assert await cache.aadd("a", 1) and await cache.ahas_key("a")
+        assert await cache.atouch("a", 10) and await cache.adelete("a")
+        await cache.aset_many({"x": 1, "y": 2})
+        assert await cache.aget_many(["x", "y", "n"]) == {"x": 1, "y": 2, "n": 1}
+        await cache.adelete_many(["x", "y"])
+        assert await cache.aget("x") is None
+
+    asyncio.run(main())
 
 
-def test_async_runs_on_the_event_loop(tmp_path: Path) -> None:
-    c = ThreadRecording(str(tmp_path / "native"), {"OPTIONS": OPTIONS})
+def test_records_on_the_device_are_read_asynchronously(tmp_path: Path) -> None:
+    c = make_cache(tmp_path / "disk", OPTIONS={"memory_size": "1MiB", "MAX_ENTRIES": None})
+    value = "v" * 1000
+    c.set("counter", 0, None)
+    for i in range(3000):  # about 3 MB through a 1 MiB memory budget: the oldest go to disk
+        c.set(f"k{i}", value, None)
+    before = c.stats()
+    assert before["log_disk_bytes"] > 0
 
-    async def main() -> int:
-        await c.aset("n", 0)
-        await c.aincr("n")
-        return threading.get_ident()
+    async def main() -> tuple[list[Any], Any, Any]:
+        values = [await c.aget(f"k{i}") for i in range(0, 3000, 101)]
+        many = await c.aget_many(["k0", "k1", "k2"])
+        return values, many, await c.aincr("counter")
 
-    loop_thread = asyncio.run(main())
-    assert c.threads == [loop_thread]  # no hop to a worker thread
+    values, many, counter = asyncio.run(main())
+    assert values == [value] * len(values)
+    assert many == {"k0": value, "k1": value, "k2": value}
+    assert counter == 1
+    assert c.stats()["disk_reads"] > before["disk_reads"]  # the awaited reads went to the device
+    assert c.get("k5") == value  # and the sync path reads the device too
+
+
+def test_compact_reclaims_the_oldest_log(tmp_path: Path) -> None:
+    from faster_backend.integrations.django.maintenance import check, compact
+
+    c = make_cache(tmp_path / "compact", OPTIONS={"memory_size": "1MiB", "MAX_ENTRIES": None})
+    for round_ in ("old", "new"):  # the second round makes the first one's records dead
+        for i in range(2000):
+            c.set(f"k{i}", f"{round_}-{i}-" + "x" * 900, None)
+    c.set("short", 1, 0.05)
+    time.sleep(0.2)
+    report = compact(c)
+    assert report.expired_removed == 1
+    assert report.stats_after["log_begin_address"] > report.stats_before["log_begin_address"]
+    assert report.log_disk_bytes_after < report.log_disk_bytes_before
+    assert report.keys_after == 2000
+    assert all(c.get(f"k{i}") == f"new-{i}-" + "x" * 900 for i in range(2000))
+    assert check(c).values_ok == 2000
 
 
 def test_async_api(cache: FasterCache) -> None:

@@ -8,19 +8,16 @@ not cull, so the two cull aliases are left out and their three tests skip.
 
 from __future__ import annotations
 
-import atexit
-import shutil
-import tempfile
 import unittest
 
 import pytest
 from django.test import TestCase, override_settings
 from django_servers import resp_server, unavailable
 from django_suite_fetch import SUITE_ERROR
+from django_tmpdirs import make_tmpdir
 
 BACKEND = "faster_backend.integrations.django.FasterCache"
-LOCATION = tempfile.mkdtemp(prefix="faster-django-suite-")
-atexit.register(shutil.rmtree, LOCATION, True)
+LOCATION = make_tmpdir("faster-django-suite-")
 
 if SUITE_ERROR:
 
