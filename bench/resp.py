@@ -5,7 +5,8 @@
 Starts both servers on free loopback ports (our server with --durability periodic, which is
 recorded but not enforced yet; redis-server with persistence off, which is the same thing),
 pins each server to CPU 0 and redis-benchmark to CPU 1 when taskset exists, runs
-``redis-benchmark -t set,get,incr,mset -c 50 -n 200000 -P <p> --csv`` against each (alternating,
+``redis-benchmark -t set,get,incr,mset,lpush,lpop,sadd,hset,zadd,lrange_100 -c 50 -n 200000
+-P <p> --csv`` against each (alternating,
 ``--repeat`` times, medians reported, so that both see the same machine load), and prints
 requests per second and p99 latency with the ratios. Targets: >= 0.8x at -P 1, >= 0.5x at -P 16.
 """
@@ -26,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TESTS = "set,get,incr,mset"
+TESTS = "set,get,incr,mset,lpush,lpop,sadd,hset,zadd,lrange_100"
 TARGETS = {1: 0.8, 16: 0.5}
 
 
@@ -83,12 +84,15 @@ def median(runs: list[Results]) -> Results:
 
 
 def main() -> int:
+    global TESTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--requests", type=int, default=200_000)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--pipelines", type=int, nargs="+", default=[1, 16])
     ap.add_argument("--repeat", type=int, default=3, help="runs per server (medians)")
+    ap.add_argument("--tests", default=TESTS, help="redis-benchmark -t list")
     args = ap.parse_args()
+    TESTS = args.tests
     for tool in ("redis-server", "redis-benchmark"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install redis-server redis-tools")
@@ -110,7 +114,7 @@ def main() -> int:
         wait_port(ours_port, ours)
         wait_port(redis_port, peer)
         print(f"redis-benchmark -t {TESTS} -c {args.clients} -n {args.requests}")
-        header = f"{'test':<8}{'-P':>4}{'ours rps':>12}{'redis rps':>12}{'ratio':>8}"
+        header = f"{'test':<11}{'-P':>4}{'ours rps':>12}{'redis rps':>12}{'ratio':>8}"
         header += f"{'ours p99':>10}{'redis p99':>11}"
         for p in args.pipelines:
             runs: dict[int, list[Results]] = {ours_port: [], redis_port: []}
@@ -126,7 +130,7 @@ def main() -> int:
                 target = TARGETS.get(p)
                 mark = "" if target is None else ("  ok" if ratio >= target else f"  < {target}x")
                 failed |= target is not None and ratio < target
-                print(f"{key:<8}{p:>4}{r1:>12,.0f}{r2:>12,.0f}{ratio:>7.2f}x{l1:>9.3f}ms"
+                print(f"{key:<11}{p:>4}{r1:>12,.0f}{r2:>12,.0f}{ratio:>7.2f}x{l1:>9.3f}ms"
                       f"{l2:>9.3f}ms{mark}")
     finally:
         for proc in (ours, peer):

@@ -15,7 +15,9 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from faster_backend.integrations.resp.types import NULL_ARRAY
+import hiredis
+
+from faster_backend.integrations.resp.types import NULL_ARRAY, Raw
 
 if TYPE_CHECKING:
     from faster_backend.integrations.resp.client import Client
@@ -37,8 +39,15 @@ class Block:
 
 
 def settle(reply: Any) -> Any:
-    """The reply of a command run where it must not block (EXEC, scripts)."""
-    return reply.immediate if reply.__class__ is Block else reply
+    """The reply of a command run where it must not block (EXEC, scripts), as a value."""
+    t = reply.__class__
+    if t is Block:
+        return reply.immediate
+    if t is Raw:  # pre-encoded (LRANGE): scripts need the value
+        reader = hiredis.Reader()
+        reader.feed(reply)
+        return reader.gets()
+    return reply
 
 
 class Waiter:

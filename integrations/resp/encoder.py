@@ -125,6 +125,8 @@ def _encode_into(v: Any, proto: int, out: list[bytes]) -> None:
         out.append(b":%d\r\n" % v)
     elif isinstance(v, str):
         _encode_into(str(v), proto, out)
+    elif t is Raw:
+        out.append(bytes(v))
     elif isinstance(v, bytes | bytearray):
         _encode_into(bytes(v), proto, out)
     elif isinstance(v, list | tuple):
