@@ -56,8 +56,9 @@ def _add_serve(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument(
         "--durability",
         choices=["none", "periodic", "always"],
-        help="recorded in the configuration; NOT enforced yet: the durability engine"
-        " (checkpoints, log flushing) is not part of this build, data lives in memory",
+        help="with --data-dir: none = checkpoints only (SAVE, BGSAVE, clean shutdown);"
+        " periodic = also commit every store.commit_interval_ms (default 1 s);"
+        " always = every write is durable before its reply (group commit)",
     )
     p.add_argument("--metrics-port", type=int, metavar="P", help="Prometheus metrics port")
     p.set_defaults(func=_serve)
@@ -76,12 +77,14 @@ def _serve(args: argparse.Namespace) -> int:
         server = config.server
         if args.data_dir is not None:
             config.store.path = args.data_dir
-        for name in ("bind", "port", "requirepass", "durability", "metrics_port"):
+        if args.durability is not None:
+            config.store.durability = args.durability
+        for name in ("bind", "port", "requirepass", "metrics_port"):
             value = getattr(args, name)
             if value is not None:
                 setattr(server, name, value)
         return serve(config)
-    except (ConfigError, EngineError, OSError) as exc:
+    except (ConfigError, EngineError, OSError, ValueError) as exc:
         console.print(f"[red]faster-backend serve: {exc}")
         return 1
 
@@ -168,6 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_serve(sub)
     _add_sessions_cleanup(sub)
+    from faster_backend.tools.cli import add_tool_commands
+
+    add_tool_commands(sub)
     return parser
 
 

@@ -67,7 +67,6 @@ class ServerConfig:
     client_query_buffer_limit: int = _size(1 << 30)
     client_output_buffer_limit: int = _size(1 << 30)
     metrics_port: int | None = None
-    durability: str = "none"  # none | periodic | always: accepted, the engine lands with issue 4
 
 
 @dataclass

@@ -17,10 +17,16 @@ DURABILITY_MODES = ("none", "periodic", "always")
 def check(config: Config) -> None:
     """Reject server settings that cannot work, naming the setting."""
     server = config.server
-    if server.durability not in DURABILITY_MODES:
+    store = config.store
+    if store.durability not in DURABILITY_MODES:
         raise ConfigError(
-            f"server.durability: expected one of {', '.join(DURABILITY_MODES)},"
-            f" got {server.durability!r}"
+            f"store.durability: expected one of {', '.join(DURABILITY_MODES)},"
+            f" got {store.durability!r}"
+        )
+    if store.durability != "none" and store.path is None:
+        raise ConfigError(
+            f"durability={store.durability} needs a data directory (--data-dir or store.path);"
+            " without one the server keeps its data in memory only"
         )
     if not 0 <= server.port <= 65535:
         raise ConfigError(f"server.port: expected 0..65535, got {server.port}")
@@ -46,12 +52,6 @@ def serve(config: Config, ready: Callable[[Any], None] | None = None) -> int:
     from faster_backend.integrations.resp.server import RespServer
 
     check(config)
-    if config.server.durability != "none":
-        log.warning(
-            "durability=%s is recorded but not enforced yet: the durability engine (checkpoints"
-            " and log flushing) is not part of this build, so data lives in memory only",
-            config.server.durability,
-        )
     server = RespServer(config)
     metrics = None
     if config.server.metrics_port is not None:
@@ -69,10 +69,13 @@ def serve(config: Config, ready: Callable[[Any], None] | None = None) -> int:
 
         def on_ready(s: Any) -> None:
             log.info(
-                "faster-backend RESP server listening on %s port %d (loop: %s)",
+                "faster-backend RESP server listening on %s port %d (loop: %s, data: %s,"
+                " durability: %s)",
                 config.server.bind,
                 s.port,
                 type(loop).__module__,
+                config.store.path or "in memory",
+                config.store.durability,
             )
             if ready is not None:
                 ready(s)

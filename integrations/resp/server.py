@@ -390,14 +390,7 @@ class RespServer:
                 ks.objects.checkpoint()
             except Exception:
                 log.exception("writing back the objects of database %d failed", ks.index)
-        if all(callable(getattr(ks.kv, "checkpoint", None)) for ks in self.state.open_dbs()):
-            # Stores that can checkpoint (the durability engine) take one before closing.
-            for ks in self.state.open_dbs():
-                try:
-                    ks.kv.checkpoint()  # type: ignore[attr-defined]
-                except Exception:
-                    log.exception("checkpoint of database %d at shutdown failed", ks.index)
-        self.state.close()
+        self.state.close()  # a store with a data directory checkpoints as it closes
         log.info("server stopped")
 
     async def _cron(self) -> None:

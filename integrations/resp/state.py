@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -43,6 +44,7 @@ class ServerState:
         self.tcp_port = config.server.port
         self.config_epoch = 0  # bumped by CONFIG SET so connections re-read their limits
         self.request_shutdown: Callable[[], None] | None = None  # set by the server
+        self.bgsave: threading.Thread | None = None  # the running BGSAVE, if any
 
     def db(self, index: int) -> Keyspace:
         ks = self.dbs[index]
@@ -66,6 +68,8 @@ class ServerState:
 
     def close(self) -> None:
         """Close every open store (children before database 0, whose directory holds theirs)."""
+        if self.bgsave is not None:
+            self.bgsave.join()
         for ks in reversed(self.open_dbs()):
             try:
                 ks.objects.close()

@@ -7,6 +7,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ class Param:
     kind: str  # int, size, bool, str, optstr, const
     mutable: bool
     const: str = ""
+    section: str = "server"  # the Config section holding ``field``
 
 
 PARAMS = {
@@ -53,7 +55,8 @@ PARAMS = {
         Param("client-query-buffer-limit", "client_query_buffer_limit", "size", True),
         Param("client-output-buffer-limit", "client_output_buffer_limit", "size", True),
         Param("metrics-port", "metrics_port", "optint", False),
-        Param("durability", "durability", "str", False),
+        Param("durability", "durability", "str", False, section="store"),
+        Param("dir", "path", "optstr", False, section="store"),
         # Redis settings clients probe (redis-benchmark asks for these two): the truth here.
         Param("save", None, "const", False, ""),
         Param("appendonly", None, "const", False, "no"),
@@ -64,7 +67,7 @@ PARAMS = {
 def get_param(state: ServerState, p: Param) -> str:
     if p.field is None:
         return p.const
-    v = getattr(state.config.server, p.field)
+    v = getattr(getattr(state.config, p.section), p.field)
     if v is None:
         return ""
     if isinstance(v, bool):
@@ -235,9 +238,11 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
         },
         "persistence": {
             "loading": 0,
-            "durability": server.durability,
-            "durability_engine": "not available (in-memory store)",
-            "rdb_bgsave_in_progress": 0,
+            "durability": state.config.store.durability,
+            "data_dir": state.config.store.path or "",
+            "commits": totals.get("commits", 0),
+            "checkpoints": totals.get("checkpoints", 0),
+            "rdb_bgsave_in_progress": int(state.bgsave is not None and state.bgsave.is_alive()),
             "rdb_last_save_time": state.lastsave,
             "aof_enabled": 0,
         },
@@ -341,21 +346,16 @@ def time_(client: Client, argv: list[bytes]) -> list[bytes]:
 
 def checkpoint(state: ServerState) -> None:
     """Checkpoint every open database, or raise the error reply saying why that is impossible."""
+    if state.config.store.path is None:
+        raise RespError(
+            "ERR checkpoints need a data directory: this server keeps its data in memory"
+            " (start it with --data-dir)"
+        )
     dbs = state.open_dbs()
     for ks in dbs:  # live objects are written back into their object logs first
         ks.objects.checkpoint()
-    hooks = [getattr(ks.kv, "checkpoint", None) for ks in dbs]
-    if not dbs or any(h is None for h in hooks):
-        if not dbs:
-            state.lastsave = int(time.time())
-            return
-        raise RespError(
-            "ERR checkpoints are not available: the durability engine is not part of this"
-            " build yet, so the data lives in memory only"
-        )
-    for h in hooks:
-        assert h is not None
-        h()
+    for ks in dbs:
+        ks.kv.checkpoint()
     state.lastsave = int(time.time())
 
 
@@ -368,10 +368,29 @@ def save(client: Client, argv: list[bytes]) -> Any:
 
 @command("bgsave", -1, "admin noscript no_multi", group="server")
 def bgsave(client: Client, argv: list[bytes]) -> Any:
-    """Checkpoint the databases (synchronously here; the reply follows completion)"""
+    """Checkpoint the databases in a background thread (the store takes them concurrently)"""
     if len(argv) > 2 or (len(argv) == 2 and argv[1].upper() != b"SCHEDULE"):
         raise SYNTAX
-    checkpoint(client.state)
+    state = client.state
+    if state.bgsave is not None and state.bgsave.is_alive():
+        raise RespError("ERR Background save already in progress")
+    if state.config.store.path is None:
+        checkpoint(state)  # raises the reply that says why
+    dbs = state.open_dbs()
+    for ks in dbs:  # objects are written back on the loop thread, the checkpoint runs beside
+        ks.objects.checkpoint()
+
+    def run() -> None:
+        try:
+            for ks in dbs:
+                ks.kv.checkpoint()
+            state.lastsave = int(time.time())
+            log.info("BGSAVE done")
+        except Exception:
+            log.exception("BGSAVE failed")
+
+    state.bgsave = threading.Thread(target=run, name="bgsave", daemon=True)
+    state.bgsave.start()
     return SimpleString("Background saving started")
 
 
