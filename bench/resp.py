@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/resp.py [--requests 200000] [--clients 50] [--pipelines 1 16]
 
-Starts both servers on free loopback ports (our server with --durability periodic, which is
-recorded but not enforced yet; redis-server with persistence off, which is the same thing),
+Starts both servers on free loopback ports with the same durability: ours with a temporary data
+directory and --durability periodic (a commit, i.e. log flush + fsync, every second), redis-server
+with ``appendonly yes`` and ``appendfsync everysec`` (its AOF, fsynced every second),
 pins each server to CPU 0 and redis-benchmark to CPU 1 when taskset exists, runs
 ``redis-benchmark -t set,get,incr,mset,lpush,lpop,sadd,hset,zadd,lrange_100 -c 50 -n 200000
 -P <p> --csv`` against each (alternating,
@@ -101,12 +102,13 @@ def main() -> int:
     ours_port, redis_port = free_port(), free_port()
     ours = subprocess.Popen(
         pinned(0, [sys.executable, "-m", "faster_backend", "serve", "--port", str(ours_port),
-                   "--durability", "periodic"]),
+                   "--data-dir", str(tmp / "ours"), "--durability", "periodic"]),
         stdout=subprocess.DEVNULL, stderr=(tmp / "ours.log").open("wb"),
     )
     peer = subprocess.Popen(
         pinned(0, ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--dir", str(tmp)]),
+                   "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                   "--dir", str(tmp)]),
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     failed = False
