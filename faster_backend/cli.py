@@ -174,9 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     from faster_backend.tools.cli import add_tool_commands
 
     add_tool_commands(sub)
-    from faster_backend.tools.cli import add_tool_commands
-
-    add_tool_commands(sub)
     return parser
 
 
