@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
@@ -114,7 +115,7 @@ def drop_oldest(kv: FasterKv, until: int) -> int:
                 continue
             key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
             h = xxh3_64_intdigest(key)
-            if kv._run(key, h, lambda found, a=addr: found is not None and found[0] == a):
+            if kv._run(key, h, _is_record_at(addr)):
                 lost.append((key, h))
         with kv._lock:
             # Writes since ``mark`` are in memory; a key written meanwhile is not lost (its
@@ -127,6 +128,13 @@ def drop_oldest(kv: FasterKv, until: int) -> int:
         _release(kv, until)
         log.info("cache mode: dropped log [%d, %d) holding %d live keys", begin, until, gone)
         return gone
+
+
+def _is_record_at(addr: int) -> Callable[[Found | None], bool]:
+    def check(found: Found | None) -> bool:
+        return found is not None and found[0] == addr
+
+    return check
 
 
 def _written_since(kv: FasterKv, key: bytes, h: int, mark: int) -> bool:

@@ -74,10 +74,11 @@ class HybridLog:
         self.on_evict = on_evict
         first_page = begin_address >> self.page_bits
         # Indexed by absolute page number; pages not in memory are None.
-        self.pages: list[bytearray | None] = [None] * first_page + [bytearray(page_size)]
-        self.views: list[memoryview | None] = [None] * first_page + [
-            memoryview(self.pages[first_page])  # type: ignore[arg-type]
-        ]
+        first_buf = bytearray(page_size)
+        self.pages: list[bytearray | None] = [None] * first_page
+        self.pages.append(first_buf)
+        self.views: list[memoryview | None] = [None] * first_page
+        self.views.append(memoryview(first_buf))
         self.begin_address = begin_address
         self.head_address = begin_address
         self.read_only_address = begin_address

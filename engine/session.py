@@ -89,8 +89,10 @@ class Session:
         ``(context, status, value)`` for it."""
         self.serial += 1
         status, value, address = self._kv._read_start(key)
-        if status != "pending":
-            return status, value
+        if status == "ok":
+            return "ok", value
+        if status == "not_found":
+            return "not_found", None
         with self._cv:
             self._outstanding += 1
 
