@@ -345,3 +345,32 @@ def test_write_faults_during_commit_surface_and_lose_nothing_acknowledged(tmp_pa
     assert all(kv2.read(b"k%d" % i) == b"v%d" % i for i in range(1000))
     assert kv2.read(b"late") is None
     kv2.close()
+
+
+@pytest.mark.parametrize("kind", ["fold-over", "snapshot"])
+def test_write_faults_during_checkpoint_keep_the_previous_state(tmp_path: Path, kind: str) -> None:
+    from faster_backend.engine.data_dir import DataDir
+
+    DataDir(tmp_path).release()
+    inner = FileDevice(tmp_path / "log", name="hlog", segment_size=64 * 1024)
+    dev = FaultyDevice(inner)
+    kv = FasterKv(
+        memory_size=128 * 1024, page_size=16 * 1024, device=dev, state_dir=tmp_path, index_size=16
+    )
+    for i in range(1000):
+        kv.upsert(b"k%d" % i, b"v%d" % i)
+    kv.checkpoint(kind)
+    for i in range(1000, 2000):
+        kv.upsert(b"k%d" % i, b"v%d" % i)
+    dev.add_fault(Fault("eio", ops=frozenset({"write", "flush"})))
+    with pytest.raises((FlushError, OSError)):
+        kv.checkpoint("fold-over")
+    assert len(list((tmp_path / "checkpoints").glob("tmp-*"))) <= 1  # never a half checkpoint
+    dev.clear_faults()
+    kv._closed = True  # the process dies here
+    dev.close()
+    kv2 = open_small(tmp_path)
+    assert kv2.recovery.checkpoint == 1
+    assert all(kv2.read(b"k%d" % i) == b"v%d" % i for i in range(1000))
+    assert len(kv2) == 1000
+    kv2.close()
