@@ -1,0 +1,213 @@
+"""check and repair on clean and corrupted data directories (real files, real bit flips)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from faster_backend import FasterKV
+from faster_backend.cli import main
+from faster_backend.tools.check import check_store
+from faster_backend.tools.layout import ToolError
+from faster_backend.tools.repair import repair_store
+
+from .conftest import OPS, recovered_prefix
+from .store_builder import COMMITS_AT, OPTIONS, SNAPSHOT_AT
+
+CK1 = "checkpoints/0000000000000001"
+CK2 = "checkpoints/0000000000000002"
+
+
+@pytest.fixture(autouse=True)
+def wide_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "400")  # rich wraps at 80 columns otherwise
+
+
+def flip(path: Path, offset: int) -> None:
+    with path.open("r+b") as fh:
+        fh.seek(offset)
+        byte = fh.read(1)
+        fh.seek(offset)
+        fh.write(bytes([byte[0] ^ 0x40]))
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out + out.err
+
+
+def test_clean_store_summary(store: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out = run_cli(capsys, "check", str(store))
+    assert code == 0, out
+    assert "result: clean" in out
+    assert "store is not in use" in out
+    assert f"records in the log: {len(OPS)} (100 deletions)" in out
+    assert "live keys: 2000" in out  # 2100 keys written, 100 deleted
+    assert "geometry (inferred): page size 4096, segment size 32768" in out
+    assert "fold-over" in out and "snapshot" in out
+    report = check_store(store)
+    assert report.exit_code == 0 and not report.problems
+    assert report.durable is not None and report.durable.point.live == 2000
+    assert report.log_bytes_on_disk == sum(p.stat().st_size for p in (store / "log").iterdir())
+    assert recovered_prefix(store) == len(OPS)
+
+
+def test_exit_codes_from_the_installed_command(store: Path) -> None:
+    cmd = [sys.executable, "-m", "faster_backend", "check", "--quiet", str(store)]
+    assert subprocess.run(cmd, capture_output=True).returncode == 0
+    flip(store / "commits", (store / "commits").stat().st_size - 3)
+    assert subprocess.run(cmd, capture_output=True).returncode == 1
+    flip(store / "log" / "hlog.0", 5000)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "hlog.0 at offset 4096" in done.stdout.replace("\n", " ")
+
+
+def _truncate(rel: str, keep: int) -> Callable[[Path], None]:
+    def go(store: Path) -> None:
+        path = store / rel
+        os.truncate(path, keep if keep >= 0 else path.stat().st_size + keep)
+
+    return go
+
+
+def _flip(rel: str, offset: int) -> Callable[[Path], None]:
+    def go(store: Path) -> None:
+        path = store / rel
+        flip(path, offset if offset >= 0 else path.stat().st_size + offset)
+
+    return go
+
+
+def _commit_entry_offset(store: Path, index: int) -> int:
+    from faster_backend.tools.layout import scan_commits
+
+    scan = scan_commits(store / "commits")
+    return scan.ends[index - 1] + 10 if index else 10
+
+
+# (name, corruption, check's exit code, the prefix recovered after repair, or None when the
+# exact prefix depends on where the corrupted page falls)
+CASES: list[tuple[str, Callable[[Path], None], int, int | None]] = [
+    ("info flipped", _flip(f"{CK2}/info", 40), 1, len(OPS)),
+    ("info truncated", _truncate(f"{CK2}/info", 30), 1, len(OPS)),
+    ("index flipped", _flip(f"{CK2}/index", 4000), 1, len(OPS)),
+    ("index truncated", _truncate(f"{CK2}/index", -100), 1, len(OPS)),
+    ("snapshot flipped", _flip(f"{CK2}/snapshot", 100), 1, len(OPS)),
+    ("snapshot truncated", _truncate(f"{CK2}/snapshot", 50), 1, len(OPS)),
+    ("older checkpoint info flipped", _flip(f"{CK1}/info", 40), 1, len(OPS)),
+    ("commit tail flipped", _flip("commits", -3), 1, COMMITS_AT[-2]),
+    ("commit tail torn", _truncate("commits", -20), 1, COMMITS_AT[-2]),
+    ("log segment tail truncated", _truncate("log/hlog.2", 20000), 2, None),
+    ("log segment flipped above the snapshot", _flip("log/hlog.2", 26000), 2, None),
+]
+
+
+@pytest.mark.parametrize(("name", "corrupt", "code", "prefix"), CASES, ids=[c[0] for c in CASES])
+def test_corruption_is_reported_and_repaired(
+    store: Path,
+    capsys: pytest.CaptureFixture[str],
+    name: str,
+    corrupt: Callable[[Path], None],
+    code: int,
+    prefix: int | None,
+) -> None:
+    corrupt(store)
+    got, out = run_cli(capsys, "check", str(store))
+    assert got == code, out
+    assert ("UNUSABLE" in out) == (code == 2)
+    got, out = run_cli(capsys, "repair", str(store))
+    assert got == 0, out
+    if code == 2:
+        assert "lost: log addresses" in out
+    got, out = run_cli(capsys, "check", str(store))
+    assert got == 0, out
+    recovered = recovered_prefix(store)
+    if prefix is not None:
+        assert recovered == prefix
+    else:
+        assert SNAPSHOT_AT <= recovered < len(OPS)
+        assert recovered in (SNAPSHOT_AT, *COMMITS_AT)
+    assert check_store(store).exit_code == 0  # the store still checks clean after reopening
+
+
+def test_first_commit_entry_corrupt_falls_back_to_the_snapshot(store: Path) -> None:
+    flip(store / "commits", _commit_entry_offset(store, 0))
+    report = check_store(store)
+    assert report.exit_code == 1
+    assert report.durable is not None and report.durable.source == "checkpoint 2"
+    repair_store(store)
+    assert check_store(store).exit_code == 0
+    assert recovered_prefix(store) == SNAPSHOT_AT
+
+
+def test_repair_reports_what_was_lost(store: Path) -> None:
+    flip(store / "log" / "hlog.2", 26000)
+    report = repair_store(store)
+    loss = report.loss
+    assert loss is not None and loss.bytes > 0 and loss.unreadable_pages
+    assert report.after is not None and report.after.exit_code == 0
+    kept = recovered_prefix(store)
+    # every readable lost record belongs to an operation after the kept prefix
+    lost_ops = {k for k, _ in OPS[kept:]}
+    assert set(loss.keys) <= lost_ops
+    assert loss.records > 0
+    assert report.log_bytes_cut > 0
+
+
+def test_corruption_below_every_point_needs_force(store: Path) -> None:
+    flip(store / "log" / "hlog.0", 100)
+    assert check_store(store).exit_code == 2
+    with pytest.raises(ToolError, match="--force"):
+        repair_store(store)
+    assert check_store(store).exit_code == 2  # refusing changed nothing
+    report = repair_store(store, force=True)
+    assert report.everything_lost
+    assert check_store(store).exit_code == 0
+    with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
+        assert len(kv) == 0 and kv.read(b"k1") is None
+        kv.upsert(b"new", b"1")
+    with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
+        assert kv.read(b"new") == b"1"
+
+
+def test_nothing_recoverable_is_unusable(store: Path) -> None:
+    flip(store / CK1 / "info", 40)
+    flip(store / CK2 / "index", 40)
+    (store / "commits").unlink()
+    report = check_store(store)
+    assert report.exit_code == 2
+    assert any("nothing is recoverable" in p.message for p in report.problems)
+
+
+def test_repair_refuses_a_store_in_use_and_check_reports_the_holder(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
+        kv.upsert(b"x", b"y")
+        code, out = run_cli(capsys, "repair", str(store))
+        assert code == 2
+        assert f"locked by process {os.getpid()}" in out
+        code, out = run_cli(capsys, "check", str(store))
+        assert code == 0, out
+        assert f"store is in use by process {os.getpid()}" in out
+
+
+def test_stale_tmp_checkpoint_is_a_note_and_repair_removes_it(store: Path) -> None:
+    (store / "checkpoints" / "tmp-0000000000000009").mkdir()
+    report = check_store(store)
+    assert report.exit_code == 0 and any("interrupted checkpoint" in n for n in report.notes)
+    repaired = repair_store(store)
+    assert repaired.removed_stale
+    assert not list((store / "checkpoints").glob("tmp-*"))
+
+
+def test_explicit_geometry_that_does_not_match_is_caught(store: Path) -> None:
+    report = check_store(store, page_size=8192, segment_size=32768)
+    assert report.exit_code == 2  # every page read with the wrong size fails its checksum
