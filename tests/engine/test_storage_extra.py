@@ -403,6 +403,43 @@ compaction_fraction = 0.3
     assert load_config(cfg_file, env=env).store.max_disk_size is None
 
 
+def test_compaction_keeps_expiry_and_drops_expired(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    kv.upsert(b"ttl", b"keeps its expiry", ttl=1000)
+    kv.upsert(b"short", b"expires", ttl=0.05)
+    for i in range(2000):  # push both to the device
+        kv.upsert(b"k%d" % i, b"v" * 60)
+    assert kv.stats()["log_head_address"] > 4096
+    time.sleep(0.1)
+    kv.compact(kv.stats()["log_head_address"], mode="scan")
+    left = kv.ttl(b"ttl")
+    assert left is not None and 900 < left <= 1000
+    assert kv.read(b"ttl") == b"keeps its expiry"
+    assert kv.read(b"short") is None
+    assert b"short" not in set(kv.keys())
+    kv.close()
+
+
+def test_clear_on_a_larger_than_memory_store(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    for i in range(3000):
+        kv.upsert(b"old%d" % i, b"o" * 60)
+    kv.clear()
+    assert len(kv) == 0 and list(kv.keys()) == []
+    assert kv.read(b"old1") is None and kv.read(b"old2999") is None
+    for i in range(3000):
+        kv.upsert(b"new%d" % i, b"%d" % i + b"n" * 60)
+    for i in range(3000):
+        assert kv.read(b"new%d" % i) == b"%d" % i + b"n" * 60
+        assert kv.read(b"old%d" % i) is None
+    assert len(kv) == 3000 == len(set(kv.keys()))
+    st = kv.stats()
+    seg = 64 * 1024
+    files = {int(p.name[5:]) for p in (tmp_path / "log").glob("hlog.*") if p.name[5:].isdigit()}
+    assert min(files) >= st["log_begin_address"] // seg  # the old log's files are gone
+    kv.close()
+
+
 # -- reproductions of engine bugs (xfail until fixed) ------------------------------------------
 
 
