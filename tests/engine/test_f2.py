@@ -1,0 +1,378 @@
+"""F2 (hot/cold tiers): the engine's dict-model tests in F2 mode, threads, the cold tier's
+semantics (deletes, RMW, expiry, exact counts), memory per cold key and directory handling."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import initialize, invariant, rule
+
+from faster_backend import FasterKV
+from faster_backend.engine import EngineError
+from faster_backend.engine import faster_kv as faster_kv_module
+from faster_backend.engine.f2 import F2Kv
+
+from .test_larger_than_memory import LargerThanMemoryModel
+from .test_model import StoreModel
+
+# Tiny tiers: 16 KiB pages, a hot log of a few pages and a small cold log, so hot-cold and
+# cold-cold compactions happen within a few hundred writes.
+TINY: dict[str, Any] = {
+    "memory_size": "160KiB",
+    "page_size": "16KiB",
+    "segment_size": "64KiB",
+    "index_size": 2,
+    "index_load_factor": 1.5,
+    "hot_log_size": "96KiB",
+    "cold_log_size": "48KiB",
+    "cold_index_chunks": 16,
+    "read_cache_size": "8KiB",
+}
+
+
+def f2_store(path: Path, **kw: Any) -> F2Kv:
+    return F2Kv(path, **{**TINY, **kw})
+
+
+def wait_for(cond: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+class F2StoreModel(StoreModel):
+    """test_model's state machine (every operation, fake clock) on a tiny F2 store."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kv.close()
+        self.tmp = tempfile.TemporaryDirectory()
+        self.kv = f2_store(Path(self.tmp.name))  # type: ignore[assignment]
+
+    def teardown(self) -> None:
+        super().teardown()
+        self.tmp.cleanup()
+
+    @rule(n=st.integers(min_value=50, max_value=300), seed=st.integers(0, 1000))
+    def bulk(self, n: int, seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(n):
+            key = b"bulk%d" % rng.randrange(200)
+            value = bytes([rng.randrange(256)]) * rng.randrange(60)
+            self.kv.upsert(key, value)
+            self.model[key] = (value, None)
+
+    @rule()
+    def maintenance(self) -> None:
+        self.kv.run_maintenance()
+
+    @rule()
+    def compact_cold(self) -> None:
+        self.kv.compact_cold()  # type: ignore[attr-defined]
+
+    @invariant()
+    def count_is_exact(self) -> None:
+        # Every expired key is dropped by a read: then len() is exactly the model's live count.
+        if random.random() < 0.1:
+            for key in list(self.model):
+                self.kv.read(key)
+            live = sum(1 for k in self.model if self.live(k) is not None)
+            assert len(self.kv) == live
+
+
+TestF2StoreModel = F2StoreModel.TestCase
+TestF2StoreModel.settings = settings(max_examples=40, stateful_step_count=50, deadline=None)
+
+
+class F2LargerThanMemoryModel(LargerThanMemoryModel):
+    """test_larger_than_memory's state machine on F2; its compact rule is hot-cold compaction."""
+
+    @initialize(data=st.data())
+    def open(self, data: st.DataObject) -> None:
+        self.now = 2_000_000.0
+        self._orig = faster_kv_module._now
+        faster_kv_module._now = lambda: self.now  # type: ignore[assignment]
+        self.tmp = tempfile.TemporaryDirectory()
+        self.kv = f2_store(Path(self.tmp.name))  # type: ignore[assignment]
+        self.model = {}
+
+    @rule()
+    def compact_cold(self) -> None:
+        self.kv.compact_cold()  # type: ignore[attr-defined]
+
+    @rule()
+    def maintenance(self) -> None:
+        self.kv.run_maintenance()
+
+    @invariant()
+    def tiers_used(self) -> None:
+        if hasattr(self, "kv"):
+            st_ = self.kv.stats()
+            assert st_["compaction_error"] is None
+
+
+TestF2LargerThanMemory = F2LargerThanMemoryModel.TestCase
+TestF2LargerThanMemory.settings = settings(max_examples=20, stateful_step_count=30, deadline=None)
+
+
+def test_model_runs_reach_both_compactions(tmp_path: Path) -> None:
+    """The tiny configuration the state machines use really moves data between tiers."""
+    kv = f2_store(tmp_path)
+    rng = random.Random(3)
+    model: dict[bytes, bytes] = {}
+    for i in range(12000):
+        key = b"k%d" % rng.randrange(1500)
+        value = b"%d" % i * rng.randrange(1, 10)
+        kv.upsert(key, value)
+        model[key] = value
+    kv.run_maintenance()
+    st_ = kv.stats()
+    assert st_["hot_cold_compactions"] > 0 and st_["cold_cold_compactions"] > 0
+    assert st_["cold_log_records"] > 0 and st_["cold_index_updates"] > 0
+    for key, value in model.items():
+        assert kv.read(key) == value
+    assert len(kv) == len(model) == len(set(kv.keys()))
+    assert kv.stats()["cold_reads"] > 0
+    kv.close()
+
+
+def _all_cold(kv: F2Kv) -> None:
+    """Move everything hot-cold compaction can reach into the cold tier."""
+    hlog = kv._log
+    hlog.flush_tail()
+    with kv._lock:
+        hlog.shift_read_only(hlog.tail_address)
+    # open pages until the old ones are evicted, then move them
+    for i in range(4 * hlog.memory_pages * hlog.page_size // 64):
+        kv.upsert(b"filler%d" % (i % 50), b"f" * (24 + 8 * (i // 50 % 2)))  # never in place
+    kv.compact(kv._log.head_address)
+
+
+def test_delete_of_a_cold_key_writes_a_hot_tombstone(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    for i in range(300):
+        kv.upsert(b"c%d" % i, b"cold%d" % i)
+    _all_cold(kv)
+    n = len(kv)
+    assert kv._hot_state(b"c7", faster_kv_module.xxh3_64_intdigest(b"c7")) is None  # only cold
+    assert kv.read(b"c7") == b"cold7"
+    assert kv.delete(b"c7") is True
+    assert kv.delete(b"c7") is False
+    assert kv.read(b"c7") is None and not kv.exists(b"c7")
+    assert len(kv) == n - 1
+    # the tombstone travels to the cold tier and still shadows the cold record
+    _all_cold(kv)
+    kv.compact_cold(kv._cold.head_address)
+    assert kv.read(b"c7") is None
+    assert len(kv) == n - 1 == len(set(kv.keys()))
+    assert kv.add(b"c7", b"again") is True
+    assert kv.read(b"c7") == b"again" and len(kv) == n
+    kv.close()
+
+
+def test_rmw_of_a_cold_record_brings_it_to_the_hot_tail(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    for i in range(300):
+        kv.upsert(b"n%d" % i, b"%d" % i)
+    _all_cold(kv)
+    n = len(kv)
+    h = faster_kv_module.xxh3_64_intdigest(b"n5")
+    assert kv._hot_state(b"n5", h) is None
+    assert kv.rmw(b"n5", lambda old: b"%d" % (int(old or b"0") + 10)) == b"15"
+    state = kv._hot_state(b"n5", h)
+    assert state is not None and state[0] >= kv._log.head_address  # in memory at the tail
+    assert kv.read(b"n5") == b"15" and len(kv) == n
+    assert kv.upsert(b"n6", b"blind") is None and len(kv) == n  # upsert of a cold key
+    assert kv.expire(b"n8", 100) is True and kv.ttl(b"n8") is not None
+    kv.close()
+
+
+def test_expiry_in_the_cold_tier_counts_exactly_once(tmp_path: Path) -> None:
+    now = [3_000_000.0]
+    orig = faster_kv_module._now
+    faster_kv_module._now = lambda: now[0]  # type: ignore[assignment]
+    try:
+        kv = f2_store(tmp_path)
+        for i in range(200):
+            kv.upsert(b"t%d" % i, b"v" * 300, ttl=10 if i % 2 else None)
+        _all_cold(kv)
+        n = len(kv)
+        now[0] += 20
+        assert kv.read(b"t1") is None  # expired in the cold tier
+        assert kv.read_with_expiry(b"t3") is None
+        assert len(kv) == n - 1  # read() does not drop (as in single-log disk reads)
+        # cold-cold compaction drops the rest and counts each one once
+        assert kv._cold.head_address > kv._cold.begin_address + 16 * 1024
+        kv.compact_cold(kv._cold.head_address)
+        assert kv.stats()["cold_cold_compactions"] == 1
+        for i in range(200):
+            kv.exists(b"t%d" % i)  # drops what compaction could not reach (in memory)
+            assert kv.read(b"t%d" % i) == (None if i % 2 else b"v" * 300)
+        assert len(kv) == n - 100 == len(set(kv.keys()))
+        kv.close()
+    finally:
+        faster_kv_module._now = orig  # type: ignore[assignment]
+
+
+def test_background_compaction_and_threads_against_a_model(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path, memory_size="256KiB", hot_log_size="128KiB", cold_log_size="192KiB")
+    n_threads, n_ops = 4, 4000
+    models: list[dict[bytes, bytes]] = [{} for _ in range(n_threads)]
+    errors: list[BaseException] = []
+
+    def incr(old: bytes | None) -> bytes:
+        return b"1" if old is None else str(int(old) + 1).encode()
+
+    def work(t: int) -> None:
+        rng = random.Random(t)
+        model = models[t]
+        try:
+            for _ in range(n_ops):
+                key = b"t%d:%d" % (t, rng.randrange(400))
+                op = rng.random()
+                if op < 0.45:
+                    value = bytes(rng.randrange(256) for _ in range(rng.randrange(60)))
+                    kv.upsert(key, value)
+                    model[key] = value
+                elif op < 0.55:
+                    assert kv.delete(key) == (key in model)
+                    model.pop(key, None)
+                elif op < 0.7:
+                    kv.rmw(b"shared", incr)
+                    kv.rmw(b"t%d:count" % t, incr)
+                else:
+                    assert kv.read(key) == model.get(key)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert not errors, errors
+    st_ = kv.stats()
+    assert st_["hot_cold_compactions"] > 0, st_  # the background thread ran
+    assert st_["compaction_error"] is None
+    total = 0
+    for t, model in enumerate(models):
+        total += int(kv.read(b"t%d:count" % t) or 0)
+        for key, value in model.items():
+            assert kv.read(key) == value
+    assert int(kv.read(b"shared") or 0) == total
+    expected = sum(len(m) for m in models) + 1 + n_threads
+    assert len(kv) == expected == len(set(kv.keys()))
+    kv.close()
+
+
+def test_memory_per_cold_key_is_small(tmp_path: Path) -> None:
+    """Index memory per key: F2's (hot index + cold index in memory) against a single log's."""
+    n = 60_000
+    kv = F2Kv(
+        tmp_path / "f2",
+        memory_size="2MiB",
+        page_size="64KiB",
+        segment_size="1MiB",
+        hot_log_size="1MiB",
+        cold_index_chunks=4096,
+        index_size=256,
+    )
+    single = FasterKV(
+        tmp_path / "single", memory_size="2MiB", page_size="64KiB", segment_size="1MiB",
+        index_size=256,
+    )
+    for i in range(n):
+        key = b"key:%08d" % i
+        kv.upsert(key, b"v" * 40)
+        single.upsert(key, b"v" * 40)
+    kv.run_maintenance()
+    st_ = kv.stats()
+    assert st_["cold_log_records"] > 0.6 * n  # most keys are cold
+    cold_keys = st_["cold_log_records"]
+    # the cold index's in-memory part is its chunk store's hash index (one entry per chunk)
+    assert st_["cold_index_hash_bytes"] / cold_keys < 4.0, st_
+    single_per_key = single.stats()["index_bytes"] / n
+    assert single_per_key > 12.0  # a single log indexes every key in memory
+    # the hot index holds the hot keys only: the whole F2 index costs less than the single's
+    assert st_["hot_index_bytes"] + st_["cold_index_hash_bytes"] < single_per_key * n
+    for i in range(0, n, 997):
+        assert kv.read(b"key:%08d" % i) == b"v" * 40
+    assert len(kv) == n
+    kv.close()
+    single.close()
+
+
+def test_async_api_and_pending_reads(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    for i in range(400):
+        kv.upsert(b"a%d" % i, b"v%d" % i)
+    _all_cold(kv)
+
+    async def main() -> list[bytes | None]:
+        return list(await asyncio.gather(*(kv.aread(b"a%d" % i) for i in range(0, 400, 40))))
+
+    assert asyncio.run(main()) == [b"v%d" % i for i in range(0, 400, 40)]
+    assert asyncio.run(kv.armw(b"a1", lambda old: (old or b"") + b"!")) == b"v1!"
+    assert asyncio.run(kv.adelete(b"a2")) is True
+    assert asyncio.run(kv.aexists(b"a2")) is False
+    results: dict[int, bytes | None] = {}
+    with kv.session() as s:
+        for i in range(3, 400, 50):
+            status, value = s.start_read(b"a%d" % i, i)
+            if status != "pending":
+                results[i] = value
+        for ctx, _status, value in s.complete_pending(wait=True):
+            results[ctx] = value
+    assert results == {i: b"v%d" % i for i in range(3, 400, 50)}
+    kv.close()
+
+
+def test_clear_empties_both_tiers(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    for i in range(500):
+        kv.upsert(b"k%d" % i, b"x" * 30)
+    _all_cold(kv)
+    kv.clear()
+    assert len(kv) == 0 and list(kv.keys()) == []
+    assert kv.read(b"k1") is None
+    kv.upsert(b"k1", b"new")
+    assert kv.read(b"k1") == b"new" and len(kv) == 1
+    kv.close()
+
+
+def test_existing_directory_starts_fresh_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    kv = f2_store(tmp_path)
+    for i in range(2000):
+        kv.upsert(b"k%d" % i, b"x" * 40)
+    kv.run_maintenance()
+    kv.close()
+    assert list((tmp_path / "cold").glob("clog.*"))
+    with caplog.at_level(logging.WARNING):
+        kv = f2_store(tmp_path)
+    assert "discarding" in caplog.text
+    assert len(kv) == 0 and kv.read(b"k1") is None
+    kv.close()
+
+
+def test_a_single_log_directory_is_refused(tmp_path: Path) -> None:
+    single = FasterKV(tmp_path, memory_size="64KiB", page_size="16KiB", segment_size="64KiB")
+    for i in range(3000):
+        single.upsert(b"k%d" % i, b"x" * 40)
+    single.close()
+    with pytest.raises(EngineError, match="single-log store"):
+        f2_store(tmp_path)
+    # and the refusal left the directory usable (lock released)
+    FasterKV(tmp_path, memory_size="64KiB", page_size="16KiB", segment_size="64KiB").close()
