@@ -1,0 +1,141 @@
+"""F2 (hot/cold tiers) beside a single-log FasterKV, both larger than memory, in one run.
+
+YCSB A (50% read / 50% update) and B (95/5), zipfian (theta 0.99), 8-byte keys and 100-byte
+values, memory budget 10% of the data, one thread. Each store runs in its own child process so
+that RSS per key is its own. Prints ops/s, RSS and index bytes per key, device bytes written per
+operation (write amplification), and the F2/single ratios.
+
+    python bench/f2.py [--keys 1000000] [--ops 500000] [--workloads A,B]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, os.path.dirname(__file__))
+from engine import make_keys, rss_bytes, zipf_sampler  # noqa: E402
+
+VALUE = b"v" * 100
+RECORD = 16 + 8 + 100  # header + key + value, as laid out in the log
+
+
+def child(kind: str, workload: str, n: int, ops: int, directory: str) -> dict[str, float]:
+    import gc
+    import random
+
+    from faster_backend import FasterKV
+    from faster_backend.engine.f2 import F2Kv
+
+    budget = max(4 << 20, n * RECORD // 10)
+    keys = make_keys(n)
+    rng = random.Random(7)
+    sample = zipf_sampler(n, 0.99, rng)
+    stream = sample(ops)
+    ups = [rng.random() < (0.5 if workload == "A" else 0.05) for _ in range(ops)]
+    gc.collect()
+    base = rss_bytes()
+    kv: object
+    if kind == "f2":
+        kv = F2Kv(
+            directory,
+            memory_size=budget,
+            index_size=1 << 10,
+            hot_log_size=budget,
+            cold_log_size=3 * n * RECORD,
+            cold_index_chunks=1 << max(4, (n // 16).bit_length()),
+        )
+    else:
+        kv = FasterKV(
+            directory, memory_size=budget, index_size=1 << 10, log_size_limit=3 * n * RECORD
+        )
+    upsert = kv.upsert  # type: ignore[attr-defined]
+    read = kv.read  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for k in keys:
+        upsert(k, VALUE)
+    load_s = time.perf_counter() - t0
+    st0 = kv.stats()  # type: ignore[attr-defined]
+    t0 = time.perf_counter()
+    for i, up in zip(stream, ups, strict=True):
+        if up:
+            upsert(keys[i], VALUE)
+        else:
+            read(keys[i])
+    run_s = time.perf_counter() - t0
+    st = kv.stats()  # type: ignore[attr-defined]
+    gc.collect()
+    rss = rss_bytes() - base
+    del keys, stream, ups
+    gc.collect()
+    rss_store = rss_bytes() - base
+    index = st["index_bytes"] + st.get("cold_index_hash_bytes", 0)
+    out = {
+        "load_ops_s": n / load_s,
+        "ops_s": ops / run_s,
+        "rss_per_key": rss_store / n,
+        "rss_with_workload_per_key": rss / n,
+        "index_per_key": index / n,
+        "memory_bytes_per_key": st["memory_bytes"] / n,
+        "written_per_op": (st["device_bytes_written"] - st0["device_bytes_written"]) / ops,
+        "read_per_op": (st["device_bytes_read"] - st0["device_bytes_read"]) / ops,
+        "budget": budget,
+        "cold_lookups_per_read": st.get("cold_index_lookups_per_read", 0.0),
+    }
+    kv.close()  # type: ignore[attr-defined]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--ops", type=int, default=500_000)
+    ap.add_argument("--workloads", default="A,B")
+    ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        kind, workload, directory, _ = args.child
+        print(json.dumps(child(kind, workload, args.keys, args.ops, directory)))
+        return
+    console = Console()
+    table = Table(title=f"F2 vs single log: {args.keys:,} keys, {args.ops:,} ops, budget 10%")
+    for col in ("workload", "store", "ops/s", "load ops/s", "RSS B/key", "index B/key",
+                "written B/op", "read B/op"):
+        table.add_column(col, justify="right")
+    ratios = []
+    for workload in args.workloads.split(","):
+        res = {}
+        for kind in ("single", "f2"):
+            with tempfile.TemporaryDirectory() as d:
+                cmd = [sys.executable, __file__, "--keys", str(args.keys), "--ops", str(args.ops),
+                       "--child", kind, workload, d, "-"]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = res[kind]
+            table.add_row(workload, kind, f"{r['ops_s']:,.0f}", f"{r['load_ops_s']:,.0f}",
+                          f"{r['rss_per_key']:.1f}", f"{r['index_per_key']:.1f}",
+                          f"{r['written_per_op']:.1f}", f"{r['read_per_op']:.1f}")
+        s, f = res["single"], res["f2"]
+        ratios.append((workload, f["ops_s"] / s["ops_s"], f["rss_per_key"] / s["rss_per_key"],
+                       f["index_per_key"] / s["index_per_key"],
+                       f["written_per_op"] / max(s["written_per_op"], 1e-9),
+                       f["cold_lookups_per_read"]))
+    console.print(table)
+    for w, thr, rss, idx, wa, cl in ratios:
+        console.print(
+            f"YCSB {w}: F2/single throughput {thr:.2f}x (target >= 1.5x), RSS per key "
+            f"{rss:.2f}x (target <= 0.5x), index per key {idx:.2f}x, bytes written per op "
+            f"{wa:.2f}x; F2 cold-index lookups per read {cl:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
