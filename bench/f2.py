@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(__file__))
-from engine import make_keys, rss_bytes, zipf_sampler  # noqa: E402
+from engine import make_keys, rss_bytes, zipf_sampler
 
 VALUE = b"v" * 100
 RECORD = 16 + 8 + 100  # header + key + value, as laid out in the log
