@@ -181,6 +181,9 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-django-cache-"))
     with ExitStack() as stack:
         stack.callback(shutil.rmtree, tmp, ignore_errors=True)
+        from faster_backend.integrations.django import registry
+
+        stack.callback(registry.close_all)  # before the directory goes: closing writes to it
         conf = backends(stack, tmp)
         settings.configure(CACHES={"default": conf["LocMemCache"], **conf})
         django.setup()
