@@ -427,7 +427,10 @@ def infer_geometry(
     if page_size is not None and segment_size is not None:
         return Geometry(page_size, segment_size, False)
     segments = paths.segments()
-    sizes = {n: p.stat().st_size for n, p in segments.items()}
+    sizes: dict[int, int] = {}
+    for n, p in segments.items():
+        with contextlib.suppress(FileNotFoundError):  # a live store's compaction removed it
+            sizes[n] = p.stat().st_size
     if segment_size is not None:
         seg_candidates = [segment_size]
     elif len(sizes) >= 2:
