@@ -47,7 +47,8 @@ HASH = 1
 LIST = 2
 SET = 3
 ZSET = 4
-TYPE_NAMES = {HASH: "hash", LIST: "list", SET: "set", ZSET: "zset"}
+STREAM = 5
+TYPE_NAMES = {HASH: "hash", LIST: "list", SET: "set", ZSET: "zset", STREAM: "stream"}
 
 MAGIC = b"FO"
 VERSION = 1
@@ -55,6 +56,7 @@ CHUNKED = 0x80  # type flag: the image is split over records of the chunk log
 _HEADER = struct.Struct("<2sBBI")  # magic, version, type, item count
 _CHUNK_REF = struct.Struct("<2sBBIQI")  # magic, version, type|CHUNKED, chunks, size, crc
 _CRC = struct.Struct("<I")
+_ID = struct.Struct("<QQ")
 _LITTLE = sys.byteorder == "little"
 
 
@@ -97,6 +99,20 @@ class ZSet:
         return int(self.order.index((score, member)))
 
 
+class Stream:
+    """A stream: entry IDs in order, their field/value lists, and the last ID ever added."""
+
+    __slots__ = ("data", "ids", "last")
+
+    def __init__(self) -> None:
+        self.ids: list[tuple[int, int]] = []
+        self.data: dict[tuple[int, int], list[bytes]] = {}
+        self.last = (0, 0)
+
+    def __len__(self) -> int:
+        return len(self.ids) or 1  # an empty stream still exists (Redis keeps it)
+
+
 class Entry:
     """One object key: its live value (None while evicted), type and expiry (unix time)."""
 
@@ -134,6 +150,12 @@ def serialize(kind: int, obj: Any) -> bytes:
         if not _LITTLE:  # pragma: no cover
             sc.byteswap()
         scores = sc.tobytes()
+    elif kind == STREAM:
+        items = [_ID.pack(*obj.last)]
+        for i in obj.ids:
+            fields = obj.data[i]
+            items.append(_ID.pack(*i) + struct.pack("<I", len(fields)))
+            items.extend(fields)
     else:
         items = list(obj)
     body = b"".join(
@@ -184,6 +206,8 @@ def deserialize(image: bytes) -> tuple[int, Any]:
         return kind, deque(items)
     if kind == SET:
         return kind, set(items)
+    if kind == STREAM:
+        return kind, _stream(items)
     z = ZSet()
     z.scores = dict(zip(items, sc, strict=True))
     z.order = SortedList(zip(sc, items, strict=True))
@@ -462,6 +486,23 @@ class ObjectStore(dict[bytes, Entry]):
         for kv in (self.kv, self.chunks):
             if kv is not None:
                 kv.close()
+
+
+def _stream(items: list[bytes]) -> Stream:
+    s = Stream()
+    try:
+        s.last = _ID.unpack(items[0])
+        pos = 1
+        while pos < len(items):
+            head = items[pos]
+            ident = _ID.unpack(head[:16])
+            (n,) = struct.unpack("<I", head[16:20])
+            s.ids.append(ident)
+            s.data[ident] = items[pos + 1 : pos + 1 + n]
+            pos += 1 + n
+    except (struct.error, IndexError):
+        raise CorruptObjectError("malformed stream entries") from None
+    return s
 
 
 def _chunk_key(key: bytes, i: int) -> bytes:

@@ -169,6 +169,29 @@ zset_cmds = st.one_of(
     common,
 )
 
+sid = st.sampled_from([b"1-1", b"1-2", b"2", b"3-0", b"0-0", b"1", b"x", b"5-*", b"0-1"])
+rng = st.sampled_from([b"-", b"+", b"1-1", b"(1-1", b"2", b"(3", b"0", b"x"])
+stream_cmds = st.one_of(
+    flat(b"XADD", key, sid,
+         many(cmd(member, value), 1, 2).map(lambda ps: [x for p in ps for x in p])),
+    flat(b"XADD", key, b"NOMKSTREAM", sid, member, value),
+    flat(b"XADD", key, b"MAXLEN", st.sampled_from([b"=", b"~"]), st.sampled_from([b"1", b"2"]),
+         sid, member, value),
+    flat(b"XADD", key, sid, member),
+    flat(b"XLEN", key),
+    flat(b"XRANGE", key, rng, rng),
+    flat(b"XRANGE", key, rng, rng, b"COUNT", st.sampled_from([b"1", b"2", b"0"])),
+    flat(b"XREVRANGE", key, rng, rng),
+    flat(b"XREVRANGE", key, rng, rng, b"COUNT", b"1"),
+    flat(b"XDEL", key, many(sid)),
+    flat(b"XTRIM", key, st.sampled_from([b"MAXLEN", b"MINID"]), st.sampled_from([b"1", b"2-0"])),
+    flat(b"XREAD", b"COUNT", b"2", b"STREAMS", key, st.sampled_from([b"0", b"1-1", b"$"])),
+    flat(b"XREAD", b"STREAMS", key, key, b"0", b"1-1"),
+    flat(b"XREAD", b"BLOCK", b"10", b"STREAMS", key, b"$"),
+    flat(b"XREAD", b"STREAMS", key),
+    common,
+)
+
 UNORDERED = {b"SMEMBERS", b"SINTER", b"SUNION", b"SDIFF", b"HKEYS", b"HVALS"}
 PAIRS = {b"HGETALL"}
 SCANS = {b"HSCAN", b"SSCAN"}
@@ -219,7 +242,7 @@ def run_both(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -> None:
 
 
 SETTINGS = settings(
-    max_examples=150,
+    max_examples=100,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
@@ -240,6 +263,12 @@ def test_lists_match_redis(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -> 
 @SETTINGS
 @given(seq=st.lists(set_cmds, min_size=1, max_size=25))
 def test_sets_match_redis(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -> None:
+    run_both(servers, seq)
+
+
+@SETTINGS
+@given(seq=st.lists(stream_cmds, min_size=1, max_size=25))
+def test_streams_match_redis(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -> None:
     run_both(servers, seq)
 
 

@@ -13,9 +13,11 @@ from faster_backend.integrations.resp.objects import (
     HASH,
     LIST,
     SET,
+    STREAM,
     ZSET,
     CorruptObjectError,
     ObjectStore,
+    Stream,
     ZSet,
     deserialize,
     serialize,
@@ -31,7 +33,18 @@ def _zset(pairs: dict[bytes, float]) -> ZSet:
     return z
 
 
+def _stream(entries: list[list[bytes]]) -> Stream:
+    s = Stream()
+    for n, fields in enumerate(entries, 1):
+        s.ids.append((n, 0))
+        s.data[(n, 0)] = fields
+    s.last = (len(entries) + 5, 1)
+    return s
+
+
 def _plain(kind: int, obj: Any) -> Any:
+    if kind == STREAM:
+        return obj.ids, obj.data, obj.last
     if kind == ZSET:
         return list(obj.order), dict(obj.scores)
     if kind == LIST:
@@ -44,6 +57,7 @@ objects = st.one_of(
     st.lists(blobs).map(lambda v: (LIST, deque(v))),
     st.sets(blobs).map(lambda v: (SET, v)),
     st.dictionaries(blobs, st.floats(allow_nan=False)).map(lambda d: (ZSET, _zset(d))),
+    st.lists(st.lists(blobs, min_size=2, max_size=4)).map(lambda e: (STREAM, _stream(e))),
 )
 
 

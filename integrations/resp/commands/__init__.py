@@ -20,6 +20,7 @@ MODULES = (
     "sets",
     "zsets",
     "pubsub",
+    "streams",
 )
 
 for _name in MODULES:
