@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from faster_backend.engine.checkpoint import CommitLog
+from faster_backend.engine.checkpoint import CommitLog, CorruptFileError, decode_info
 from faster_backend.engine.data_dir import DataDir, DataDirLockedError
 from faster_backend.engine.recovery import merged_page_sums
 from faster_backend.tools.check import CheckReport, check_store
@@ -99,21 +99,18 @@ def _backup_once(
     chosen: CheckpointState | None = None
     copied = 0
     for seq in reversed(sp.checkpoint_seqs()):
-        src_dir, dst_dir = sp.checkpoint_dir(seq), dp.checkpoint_dir(seq)
-        dst_dir.mkdir()
+        src_dir = sp.checkpoint_dir(seq)
         try:
-            for name in ("info", "index", "snapshot"):
-                if (src_dir / name).exists():
-                    copied += _copy_file(src_dir / name, dst_dir / name)
+            copied += _copy_chain(sp, dp, seq)
         except FileNotFoundError:
-            shutil.rmtree(dst_dir)  # retention removed it meanwhile: a newer one exists
+            _clear(dp.checkpoints)  # retention removed it meanwhile: a newer one exists
             continue
         state = load_checkpoint(dp, seq)
         if state.valid:
             chosen = state
             break
         log.warning("backup skips corrupt checkpoint %s: %s", src_dir, state.problems[0])
-        shutil.rmtree(dst_dir)
+        _clear(dp.checkpoints)
     if chosen is None or chosen.info is None:
         raise ToolError(
             f"{sp.root} has no valid checkpoint to back up (one is taken by kv.checkpoint()"
@@ -209,6 +206,25 @@ def restore_store(
         return RestoreReport(dp.root, copied, report)
     finally:
         lock.release()
+
+
+def _copy_chain(sp: StorePaths, dp: StorePaths, seq: int) -> int:
+    """Copy checkpoint ``seq`` and, for an incremental one, every base it builds on."""
+    copied = 0
+    seen: set[int] = set()
+    while seq and seq not in seen:
+        seen.add(seq)
+        src_dir, dst_dir = sp.checkpoint_dir(seq), dp.checkpoint_dir(seq)
+        dst_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("info", "index", "snapshot", "delta"):
+            if (src_dir / name).exists():
+                copied += _copy_file(src_dir / name, dst_dir / name)
+        try:
+            info = decode_info(dst_dir / "info")
+        except CorruptFileError:
+            break  # load_checkpoint reports it
+        seq = int(getattr(info, "base", 0) or 0) if info.kind == "incremental" else 0
+    return copied
 
 
 def _copy_file(src: Path, dst: Path, length: int | None = None) -> int:

@@ -17,9 +17,11 @@ from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine import checkpoint as engine_checkpoint
 from faster_backend.engine.address import MAX_PAGE_BITS, MIN_PAGE_BITS
 from faster_backend.engine.checkpoint import (
     COMMIT_MAGIC,
+    CheckpointDir,
     CheckpointInfo,
     CommitPoint,
     CorruptFileError,
@@ -208,9 +210,14 @@ class CheckpointState:
     @property
     def device_end(self) -> int:
         assert self.info is not None
-        if self.info.kind == "snapshot":
+        if self.info.kind != "fold-over":  # snapshot kinds keep [snapshot_start, tail) aside
             return self.info.snapshot_start
         return self.info.point.tail
+
+    @property
+    def base(self) -> int:
+        """The checkpoint an incremental one applies its delta to (0: none)."""
+        return int(getattr(self.info, "base", 0) or 0)
 
 
 def load_checkpoint(paths: StorePaths, seq: int) -> CheckpointState:
@@ -219,7 +226,7 @@ def load_checkpoint(paths: StorePaths, seq: int) -> CheckpointState:
     state = CheckpointState(seq, d)
     if not d.is_dir():
         raise VanishedError(f"{d} was removed while it was checked")
-    for name in ("info", "index", "snapshot"):
+    for name in ("info", "index", "snapshot", "delta"):
         p = d / name
         with contextlib.suppress(FileNotFoundError):
             state.files[name] = p.stat().st_size
@@ -251,7 +258,32 @@ def load_checkpoint(paths: StorePaths, seq: int) -> CheckpointState:
             _missing(d, state, "snapshot")
         except CorruptFileError as exc:
             state.problems.append(exc)
+    if state.info is not None and state.info.kind == "incremental":
+        decode_delta = getattr(engine_checkpoint, "decode_delta", None)
+        try:
+            if decode_delta is None:
+                raise CorruptFileError(d / "info", 0, "incremental checkpoints need a newer build")
+            decode_delta(d / "delta")
+            _engine_load(paths, seq)  # the whole chain of bases, as recovery applies it
+        except FileNotFoundError:
+            _missing(d, state, "delta")
+        except CorruptFileError as exc:
+            if not state.problems or str(exc) != str(state.problems[-1]):
+                state.problems.append(exc)
+        except OSError as exc:
+            state.problems.append(
+                CorruptFileError(d / "delta", 0, f"its chain of base checkpoints: {exc}")
+            )
     return state
+
+
+def _engine_load(
+    paths: StorePaths, seq: int
+) -> tuple[CheckpointInfo, tuple[int, int, int, list[int], bytes], tuple[int, bytes] | None]:
+    """``CheckpointDir.load`` without its constructor (which creates and cleans up files)."""
+    loader = CheckpointDir.__new__(CheckpointDir)
+    loader.root = paths.checkpoints
+    return loader.load(seq)
 
 
 def _missing(d: Path, state: CheckpointState, name: str) -> None:
@@ -261,10 +293,14 @@ def _missing(d: Path, state: CheckpointState, name: str) -> None:
 
 
 def snapshot_data(paths: StorePaths, seq: int) -> tuple[int, bytes]:
+    """The log region a snapshot or incremental checkpoint holds (its chain applied)."""
     try:
-        return decode_snapshot(paths.checkpoint_dir(seq) / "snapshot")
+        snap = _engine_load(paths, seq)[2]
     except FileNotFoundError:
         raise VanishedError(f"checkpoint {seq} was removed while it was read") from None
+    if snap is None:
+        return 0, b""
+    return snap
 
 
 # -- the durable point (as recovery chooses it) -----------------------------------------------

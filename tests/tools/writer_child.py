@@ -12,6 +12,7 @@ import sys
 import time
 
 from faster_backend import FasterKV
+from faster_backend.engine.faster_kv import CHECKPOINT_KINDS
 
 KEYS = 300
 OPTIONS = dict(
@@ -23,13 +24,15 @@ OPTIONS = dict(
 def main(path: str) -> None:
     kv = FasterKV(path, durability="periodic", commit_interval_ms=20, **OPTIONS)
     i = 0
+    n_checkpoints = 0
     last = time.monotonic()
     ready = False
     while True:
         kv.upsert(b"k%d" % (i % KEYS), b"%d" % i + b"." * (i % 50))
         i += 1
         if time.monotonic() - last > 0.05:
-            kv.checkpoint("snapshot" if i % 2 else "fold-over")
+            kv.checkpoint(CHECKPOINT_KINDS[n_checkpoints % len(CHECKPOINT_KINDS)])
+            n_checkpoints += 1
             last = time.monotonic()
             if not ready:
                 print("ready", flush=True)
