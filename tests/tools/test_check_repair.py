@@ -211,3 +211,38 @@ def test_stale_tmp_checkpoint_is_a_note_and_repair_removes_it(store: Path) -> No
 def test_explicit_geometry_that_does_not_match_is_caught(store: Path) -> None:
     report = check_store(store, page_size=8192, segment_size=32768)
     assert report.exit_code == 2  # every page read with the wrong size fails its checksum
+
+
+INCREMENTAL_SCRIPT = """
+import os, sys
+from faster_backend import FasterKV
+kv = FasterKV(sys.argv[1], memory_size="256KiB", page_size="4KiB", segment_size="32KiB",
+              checkpoint_retention=3)
+for phase, kind in enumerate(("fold-over", "snapshot", "incremental")):
+    for i in range(300):
+        kv.upsert(b"k%d" % i, b"%d" % phase)
+    kv.checkpoint(kind)
+os._exit(0)
+"""
+
+
+def test_corrupt_base_of_an_incremental_checkpoint(tmp_path: Path) -> None:
+    from faster_backend.engine.faster_kv import CHECKPOINT_KINDS
+
+    if "incremental" not in CHECKPOINT_KINDS:
+        pytest.skip("this engine has no incremental checkpoints")
+    store = tmp_path / "store"
+    subprocess.run([sys.executable, "-c", INCREMENTAL_SCRIPT, str(store)], check=True)
+    assert check_store(store).exit_code == 0
+    flip(store / CK2 / "snapshot", 60)
+    report = check_store(store)
+    assert report.exit_code == 1
+    bad = {c.seq for c in report.checkpoints if not c.valid}
+    assert bad == {2, 3}  # the incremental one cannot be applied without its base
+    first = next(c for c in report.checkpoints if c.seq == 1)
+    assert first.info is not None and report.durable is not None
+    assert report.durable.point.tail == first.info.point.tail  # back to the fold-over
+    repair_store(store)
+    assert check_store(store).exit_code == 0
+    with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
+        assert {kv.read(b"k%d" % i) for i in range(300)} == {b"0"}
