@@ -169,8 +169,8 @@ def _check_once(
             report.notes.append("no checkpoint and no commit: the store holds no durable data")
             if segments and not live:
                 report.notes.append(
-                    f"{len(segments)} log segment file(s) hold nothing durable; the next open"
-                    " discards them"
+                    f"{len(segments)} log segment file(s) hold nothing durable; the store"
+                    " opens empty"
                 )
         return report
     report.geometry = geo = infer_geometry(paths, durable, page_size, segment_size)
