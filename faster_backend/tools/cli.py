@@ -37,6 +37,12 @@ def add_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("dir", metavar="DIR")
     _geometry_args(p)
     p.add_argument("--force", action="store_true", help="allow a repair that drops every record")
+    p.add_argument(
+        "--salvage",
+        action="store_true",
+        help="keep the log up to the first corrupt page even where the store recorded no point"
+        " (writes a new commit point; session serials become approximate)",
+    )
     p.set_defaults(func=_repair)
 
     p = sub.add_parser(
@@ -172,7 +178,9 @@ def _repair(args: argparse.Namespace) -> int:
 
     def body(console: Console) -> int:
         page, seg = _sizes(args)
-        r = repair_store(args.dir, force=args.force, page_size=page, segment_size=seg)
+        r = repair_store(
+            args.dir, force=args.force, salvage=args.salvage, page_size=page, segment_size=seg
+        )
         p = console.print
         if not r.changed:
             p("nothing to repair", highlight=False)
@@ -202,6 +210,12 @@ def _repair(args: argparse.Namespace) -> int:
                 a, b = loss.sessions_before.get(sid, 0), loss.sessions_after.get(sid, 0)
                 if a != b:
                     p(f"session {sid}: serial {a} -> {b}", highlight=False)
+        if r.salvaged_point is not None:
+            sp = r.salvaged_point
+            p(f"salvaged: wrote a commit point at address {sp.tail} ({sp.live} live keys"
+              " counted from the log); session serials are those of the newest recorded point"
+              " below it, so a session may hold operations after its reported serial",
+              highlight=False)
         if r.everything_lost:
             p("[red]every record was lost: the store is empty", highlight=False)
         assert r.after is not None

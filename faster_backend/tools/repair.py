@@ -15,8 +15,9 @@ from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine.checkpoint import CommitLog, CommitPoint
 from faster_backend.engine.data_dir import DataDir, DataDirLockedError
-from faster_backend.engine.record import HEADER_SIZE
+from faster_backend.engine.record import HEADER_SIZE, TOMBSTONE
 from faster_backend.tools.check import CheckReport, Progress, check_store, first_bad_page
 from faster_backend.tools.layout import (
     CheckpointState,
@@ -62,12 +63,13 @@ class RepairReport:
     log_bytes_cut: int = 0
     loss: Loss | None = None
     everything_lost: bool = False
+    salvaged_point: CommitPoint | None = None  # the point --salvage wrote
 
     @property
     def changed(self) -> bool:
         return bool(
             self.removed_checkpoints or self.removed_stale or self.commit_bytes_cut
-            or self.log_bytes_cut or self.everything_lost
+            or self.log_bytes_cut or self.everything_lost or self.salvaged_point
         )
 
 
@@ -77,9 +79,16 @@ def repair_store(
     page_size: int | None = None,
     segment_size: int | None = None,
     force: bool = False,
+    salvage: bool = False,
     progress: Progress | None = None,
 ) -> RepairReport:
-    """Repair under the data directory's lock; ``force`` allows losing every record."""
+    """Repair under the data directory's lock; ``force`` allows losing every record.
+
+    ``salvage`` keeps the log up to the first corrupt page even when the store recorded no
+    point there: a new commit point is written for that prefix, with the live keys counted
+    from the log and each session's serial from the newest recorded point below it (so a
+    session may hold operations after its reported serial: CPR's exact prefix is lost).
+    """
     paths = StorePaths(Path(root))
     if not paths.root.is_dir():
         raise ToolError(f"{paths.root}: no such directory")
@@ -97,7 +106,7 @@ def repair_store(
         if before.exit_code == 0 and not before.notes:
             report.after = before
             return report
-        _repair(paths, report, force)
+        _repair(paths, report, force, salvage)
         geo = before.geometry
         report.after = check_store(
             paths.root,
@@ -110,7 +119,7 @@ def repair_store(
         lock.release()
 
 
-def _repair(paths: StorePaths, report: RepairReport, force: bool) -> None:
+def _repair(paths: StorePaths, report: RepairReport, force: bool, salvage: bool) -> None:
     before = report.before
     valid = [c for c in before.checkpoints if c.valid]
     drop: list[tuple[CheckpointState, str]] = [
@@ -134,6 +143,18 @@ def _repair(paths: StorePaths, report: RepairReport, force: bool) -> None:
                 assert new.checkpoint is not None
                 valid.remove(new.checkpoint)
                 drop.append((new.checkpoint, "its log lies beyond the last consistent point"))
+        old = before.durable
+        assert old is not None
+        cut = (bad.address >> geo.page_bits) << geo.page_bits
+        if salvage and cut > (new.point.tail if new is not None else old.point.begin):
+            salvaged = _salvage_point(paths, geo, old, new, cut)
+            report.salvaged_point = salvaged
+            valid = [c for c in valid if c.info is not None and c.info.point.tail <= cut]
+            dropped = {id(c) for c, _ in drop}
+            drop += [(c, "its log lies beyond the salvaged point")
+                     for c in before.checkpoints
+                     if c.valid and c not in valid and id(c) not in dropped]
+            new = Durable(salvaged, None, True, cut, {})
         if new is None:
             if not force:
                 raise ToolError(
@@ -142,8 +163,6 @@ def _repair(paths: StorePaths, report: RepairReport, force: bool) -> None:
                     " every record; pass --force to do it anyway"
                 )
             report.everything_lost = True
-        old = before.durable
-        assert old is not None
         report.loss = _loss(paths, geo, old, new, before)
 
     if new is None and before.durable is None and drop and not report.everything_lost:
@@ -162,7 +181,15 @@ def _repair(paths: StorePaths, report: RepairReport, force: bool) -> None:
         shutil.rmtree(ck.path, ignore_errors=True)
         report.removed_checkpoints.append((ck.path, why))
     commits = before.commits
-    if keep < len(entries) or commits.problem is not None:
+    if report.salvaged_point is not None:
+        report.commit_bytes_cut = commits.size
+        report.commit_entries_dropped = len(entries)
+        log_ = CommitLog(paths.commits)
+        try:
+            log_.rewrite(report.salvaged_point)
+        finally:
+            log_.close()
+    elif keep < len(entries) or commits.problem is not None:
         cut_at = commits.ends[keep - 1] if keep else 0
         report.commit_bytes_cut = commits.size - cut_at
         report.commit_entries_dropped = len(entries) - keep
@@ -178,6 +205,35 @@ def _repair(paths: StorePaths, report: RepairReport, force: bool) -> None:
     _fsync(paths.root)
     if paths.checkpoints.is_dir():
         _fsync(paths.checkpoints)
+
+
+def _salvage_point(
+    paths: StorePaths, geo: Geometry, old: Durable, recorded: Durable | None, cut: int
+) -> CommitPoint:
+    """A commit point for the log prefix [begin, cut): ``cut`` is the start of the first bad
+    page, so it lies on a record boundary (records never cross pages)."""
+    bits, size = geo.page_bits, geo.page_size
+    newest: dict[bytes, bool] = {}  # key -> its newest record is a deletion
+    with SegmentReader(paths, geo.segment_size) as reader:
+        for page in range(old.point.begin >> bits, cut >> bits):
+            start = page << bits
+            data, _ = reader.read(start, size)
+            for _addr, info, kl, _vl, rec in page_records(
+                data, start, max(start, old.point.begin), start + size
+            ):
+                newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = bool(info & TOMBSTONE)
+    sums = {str(p): v for p, v in old.sums.items() if old.point.begin >> bits <= p < cut >> bits}
+    sessions = dict(recorded.point.sessions) if recorded is not None else {}
+    return CommitPoint(
+        tail=cut,
+        begin=old.point.begin,
+        live=sum(1 for deleted in newest.values() if not deleted),
+        version=old.point.version,
+        sessions=sessions,
+        page_sums=sums,
+        tail_sum=xxh3_64_intdigest(b""),
+        index_size=old.point.index_size,
+    )
 
 
 def _consistent_below(paths: StorePaths, geo: Geometry, d: Durable, bad_address: int) -> bool:

@@ -246,3 +246,19 @@ def test_corrupt_base_of_an_incremental_checkpoint(tmp_path: Path) -> None:
     assert check_store(store).exit_code == 0
     with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
         assert {kv.read(b"k%d" % i) for i in range(300)} == {b"0"}
+
+
+def test_salvage_keeps_the_log_below_the_first_bad_page(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flip(store / "log" / "hlog.1", 5000)  # page 9, inside the fold-over checkpoint's log
+    assert check_store(store).exit_code == 2
+    code, out = run_cli(capsys, "repair", "--salvage", str(store))
+    assert code == 0, out
+    assert "salvaged: wrote a commit point at address 36864" in out
+    assert check_store(store).exit_code == 0
+    kept = recovered_prefix(store)  # exactly the operations whose records precede page 9
+    assert 0 < kept < 1500
+    report = check_store(store)
+    assert report.durable is not None and report.durable.point.tail == 36864
+    assert report.records == kept
