@@ -9,6 +9,8 @@ everything before it, so a torn or corrupted file is detected, never interpreted
                                 bucket bytes | xxh3 u64
     checkpoints/<seq>/snapshot  magic "FKVSNAP1" | version u32 | start u64 | length u64 |
                                 log bytes [start, start + length) | xxh3 u64
+    checkpoints/<seq>/delta     magic "FKVDELT1" | version u32 | base seq u64 | count u64 |
+                                (address u64 | length u64 | bytes) * count | xxh3 u64
     log/commits                 entries: magic u32 | length u32 | JSON | xxh3 u64 (of the rest)
 
 A checkpoint directory is written under a temporary name and renamed into place only when all of
@@ -38,12 +40,15 @@ FORMAT_VERSION = 1
 INFO_MAGIC = b"FKVCKPT1"
 INDEX_MAGIC = b"FKVINDX1"
 SNAPSHOT_MAGIC = b"FKVSNAP1"
+DELTA_MAGIC = b"FKVDELT1"
 COMMIT_MAGIC = 0x464B5643  # "FKVC"
 
 _PREFIX = struct.Struct("<8sII")  # magic, version, length
 _U64 = struct.Struct("<Q")
 _INDEX_HEAD = struct.Struct("<8sIQQQQ")
 _SNAP_HEAD = struct.Struct("<8sIQQ")
+_DELTA_HEAD = struct.Struct("<8sIQQ")
+_RANGE = struct.Struct("<QQ")
 _COMMIT_HEAD = struct.Struct("<II")
 
 
@@ -81,11 +86,12 @@ class CommitPoint:
 @dataclass
 class CheckpointInfo:
     seq: int
-    kind: str  # "fold-over" or "snapshot"
+    kind: str  # "fold-over", "snapshot" or "incremental"
     point: CommitPoint
     index_buckets: int
-    snapshot_start: int = 0  # snapshot kind: memory [snapshot_start, point.tail) is in snapshot
+    snapshot_start: int = 0  # snapshot kinds: memory [snapshot_start, point.tail) is in snapshot
     created: float = 0.0
+    base: int = 0  # incremental: the checkpoint its delta applies to
 
     def to_json(self) -> bytes:
         d = asdict(self)
@@ -187,6 +193,31 @@ def decode_snapshot(path: Path) -> tuple[int, bytes]:
     return start, data
 
 
+def encode_delta(base: int, ranges: list[tuple[int, bytes]]) -> bytes:
+    parts = [_DELTA_HEAD.pack(DELTA_MAGIC, FORMAT_VERSION, base, len(ranges))]
+    for address, data in ranges:
+        parts.append(_RANGE.pack(address, len(data)))
+        parts.append(data)
+    return b"".join(parts)
+
+
+def decode_delta(path: Path) -> tuple[int, list[tuple[int, bytes]]]:
+    body = read_checked(path, DELTA_MAGIC)
+    _, _, base, count = _DELTA_HEAD.unpack_from(body, 0)
+    off = _DELTA_HEAD.size
+    ranges = []
+    for _ in range(count):
+        if off + _RANGE.size > len(body):
+            raise CorruptFileError(path, off, "delta entry header beyond the end")
+        address, length = _RANGE.unpack_from(body, off)
+        off += _RANGE.size
+        if off + length > len(body):
+            raise CorruptFileError(path, off, "delta entry beyond the end")
+        ranges.append((address, body[off : off + length]))
+        off += length
+    return base, ranges
+
+
 class CheckpointDir:
     """The ``checkpoints/`` folder: numbered checkpoint directories, newest last."""
 
@@ -221,14 +252,24 @@ class CheckpointDir:
         tmp.mkdir()
         write_file(tmp / "index", index)
         if snapshot is not None:
-            write_file(tmp / "snapshot", snapshot)
+            write_file(tmp / ("delta" if info.kind == "incremental" else "snapshot"), snapshot)
         write_file(tmp / "info", encode_info(info))
         _fsync_dir(tmp)
         final = self.path(info.seq)
         os.rename(tmp, final)
         _fsync_dir(self.root)
-        for old in self.sequence_numbers()[:-retain]:
-            shutil.rmtree(self.path(old), ignore_errors=True)
+        seqs = self.sequence_numbers()
+        keep = set(seqs[-retain:])
+        for seq in list(keep):  # an incremental checkpoint needs its whole chain of bases
+            while seq:
+                try:
+                    seq = decode_info(self.path(seq) / "info").base
+                except (CorruptFileError, OSError):
+                    break
+                keep.add(seq)
+        for old in seqs:
+            if old not in keep:
+                shutil.rmtree(self.path(old), ignore_errors=True)
         return final
 
     def load(
@@ -237,8 +278,34 @@ class CheckpointDir:
         d = self.path(seq)
         info = decode_info(d / "info")
         index = decode_index(d / "index")
-        snap = decode_snapshot(d / "snapshot") if info.kind == "snapshot" else None
+        snap = None
+        if info.kind == "snapshot":
+            snap = decode_snapshot(d / "snapshot")
+        elif info.kind == "incremental":
+            snap = self._materialize(info)
         return info, index, snap
+
+    def _materialize(self, info: CheckpointInfo) -> tuple[int, bytes]:
+        """The mutable region of an incremental checkpoint: its chain applied to the base."""
+        layers: list[list[tuple[int, bytes]]] = []
+        current = info
+        while current.kind == "incremental":
+            base, ranges = decode_delta(self.path(current.seq) / "delta")
+            layers.append(ranges)
+            if base >= current.seq:
+                raise CorruptFileError(self.path(current.seq) / "delta", 0, "base not older")
+            current = decode_info(self.path(base) / "info")
+        if current.kind != "snapshot":
+            raise CorruptFileError(self.path(current.seq), 0, "incremental chain lacks a base")
+        start, data = decode_snapshot(self.path(current.seq) / "snapshot")
+        end = max(info.point.tail, start + len(data))
+        region = bytearray(end - start)
+        region[: len(data)] = data
+        for ranges in reversed(layers):
+            for address, chunk in ranges:
+                region[address - start : address - start + len(chunk)] = chunk
+        lo = info.snapshot_start
+        return lo, bytes(region[lo - start : info.point.tail - start])
 
 
 # -- the commit log ----------------------------------------------------------------------------

@@ -31,6 +31,7 @@ from faster_backend.engine.checkpoint import (
     CheckpointInfo,
     CommitLog,
     CommitPoint,
+    encode_delta,
     encode_index,
     encode_snapshot,
 )
@@ -86,7 +87,7 @@ _BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
 DURABILITY_MODES = ("none", "periodic", "always")
-CHECKPOINT_KINDS = ("fold-over", "snapshot")
+CHECKPOINT_KINDS = ("fold-over", "snapshot", "incremental")
 
 
 def _reverse64(v: int) -> int:
@@ -207,6 +208,7 @@ class FasterKv:
         self._recovered_sessions: dict[str, int] = {}
         self._checkpoints: CheckpointDir | None = None
         self._checkpoint_begins: dict[int, int] = {}  # retained checkpoint -> its begin
+        self._last_snapshot: tuple[int, int] | None = None  # (seq, tail) incrementals build on
         self._commit_log: CommitLog | None = None
         self._committer: threading.Thread | None = None
         self.recovery: Any = None
@@ -372,12 +374,30 @@ class FasterKv:
                     bytes(table.buf),
                 )
                 snapshot: bytes | None = None
+                delta: list[tuple[int, bytes]] | None = None
+                base = 0
+                if kind == "incremental" and self._last_snapshot is None:
+                    kind = "snapshot"  # nothing to be incremental to
                 if kind == "fold-over":
                     hlog.shift_read_only(tail)
                     device_end = tail
-                else:
+                elif kind == "snapshot":
                     device_end = hlog.read_only_address
                     snapshot = hlog.copy_range(device_end, tail)
+                else:
+                    # FASTER's delta log: only the pages changed or appended since the last
+                    # snapshot; recovery applies the chain on top of its full snapshot.
+                    device_end = hlog.read_only_address
+                    base, base_tail = self._last_snapshot  # type: ignore[misc]
+                    delta = []
+                    bits = hlog.page_bits
+                    for page in range(device_end >> bits, (tail >> bits) + 1):
+                        if page in hlog.dirty or page >= base_tail >> bits:
+                            lo = max(device_end, page << bits)
+                            hi = min(tail, (page + 1) << bits)
+                            if hi > lo:
+                                delta.append((lo, hlog.copy_range(lo, hi)))
+                hlog.dirty.clear()
                 sums = dict(hlog.page_sums)
                 point = CommitPoint(
                     tail=tail,
@@ -395,8 +415,14 @@ class FasterKv:
             self.device.flush()
             existing = self._checkpoints.sequence_numbers()
             seq = existing[-1] + 1 if existing else 1
-            info = CheckpointInfo(seq, kind, point, table.size, device_end, time.time())
-            snap = None if snapshot is None else encode_snapshot(device_end, snapshot)
+            info = CheckpointInfo(seq, kind, point, table.size, device_end, time.time(), base)
+            if snapshot is not None:
+                snap: bytes | None = encode_snapshot(device_end, snapshot)
+            elif delta is not None:
+                snap = encode_delta(base, delta)
+            else:
+                snap = None
+            self._last_snapshot = None if kind == "fold-over" else (seq, tail)
             self._checkpoints.write(info, index_blob, snap, self.checkpoint_retention)
             if kind == "fold-over":
                 self._commit_log.rewrite(point)
@@ -645,6 +671,7 @@ class FasterKv:
                             start = off + HEADER_SIZE + kl
                             page[start : start + vlen] = value  # type: ignore[index]
                             _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
+                            hlog.dirty.add(addr >> bits)
                             self._n_in_place += 1
                             self._after_write()
                             return
@@ -756,6 +783,7 @@ class FasterKv:
             ):
                 if expiry is not None:
                     _pack_expiry(buf, off + record_size(kl, vl, True) - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
+                    self._log.dirty.add(addr >> self._log.page_bits)
                 self._n_in_place += 1
                 return True
             value = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
@@ -795,6 +823,7 @@ class FasterKv:
             if hlog.persistent:
                 self.device.truncate(start)
             self._read_cache.clear()
+            self._last_snapshot = None
             self._index = HashTable(self._index.size, self._resolve)
             self._live = 0
             self._sweep_cursor = 0
@@ -1229,6 +1258,7 @@ class FasterKv:
                 _pack_vlen(buf, off + 12, vlen)  # type: ignore[arg-type]
                 if expiry is not None:
                     _pack_expiry(buf, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
+                hlog.dirty.add(addr >> hlog.page_bits)
                 self._n_in_place += 1
                 self._after_write()
                 return
@@ -1293,6 +1323,7 @@ class FasterKv:
             assert page is not None
             off = addr & hlog.page_mask
             _pack_info(page, off, INFO.unpack_from(page, off)[0] | TOMBSTONE)
+            hlog.dirty.add(addr >> hlog.page_bits)
             return
         size = record_size(len(key), 0, False)
         new_addr = hlog.allocate(size)

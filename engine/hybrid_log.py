@@ -92,6 +92,8 @@ class HybridLog:
         # holds the ones no commit record has carried yet.
         self.page_sums: dict[int, int] = {}
         self.new_sums: dict[int, int] = {}
+        # Pages updated in place since the last snapshot checkpoint (incremental snapshots).
+        self.dirty: set[int] = set()
 
     # -- allocation ------------------------------------------------------------------------
 

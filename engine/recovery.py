@@ -115,7 +115,7 @@ def recover(kv: FasterKv, checkpoints: CheckpointDir, commits_path: Path) -> Rec
     point = last if use_commit else info.point  # type: ignore[union-attr]
     assert point is not None
     snapshot_start = point.tail
-    if not use_commit and info is not None and info.kind == "snapshot":
+    if not use_commit and info is not None and info.kind != "fold-over":
         snapshot_start = info.snapshot_start
     device_end = snapshot_start
     hlog = kv._log

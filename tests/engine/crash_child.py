@@ -76,11 +76,11 @@ def main() -> None:
     with out_lock:
         out.write("ready\n")
         out.flush()
-    kinds = ["fold-over", "snapshot"]
+    kinds = ["fold-over", "snapshot", "incremental", "incremental"]
     i = 0
     while True:
         time.sleep(0.05)
-        kv.checkpoint(kinds[i % 2])
+        kv.checkpoint(kinds[i % len(kinds)])
         i += 1
 
 

@@ -374,3 +374,65 @@ def test_write_faults_during_checkpoint_keep_the_previous_state(tmp_path: Path, 
     assert all(kv2.read(b"k%d" % i) == b"v%d" % i for i in range(1000))
     assert len(kv2) == 1000
     kv2.close()
+
+
+def test_incremental_snapshots_write_only_changed_pages_and_recover(tmp_path: Path) -> None:
+    crash_after(
+        tmp_path,
+        """
+        big = 1 << 20
+        kv.close()
+        kv = FasterKV(kv.data_dir.path, memory_size="4MiB", page_size="16KiB",
+                      segment_size="256KiB", index_size=64)
+        for i in range(4000):
+            kv.upsert(b"k%05d" % i, b"%08d" % i)
+        kv.checkpoint("incremental")  # the first one is a full snapshot
+        kv.upsert(b"k00007", b"changed!")  # in place: one dirty page
+        kv.checkpoint("incremental")
+        for i in range(4000, 4100):
+            kv.upsert(b"k%05d" % i, b"%08d" % i)  # appended pages
+        kv.delete(b"k00008")
+        kv.checkpoint("incremental")
+        """,
+        "none",
+    )
+    ckpts = sorted((tmp_path / "checkpoints").iterdir())
+    kinds = [(p / "snapshot").exists() for p in ckpts]
+    assert kinds[0] and not any(kinds[1:])  # one full snapshot, then deltas
+    full = (ckpts[-3] / "snapshot").stat().st_size if len(ckpts) >= 3 else 0
+    deltas = [(p / "delta").stat().st_size for p in ckpts if (p / "delta").exists()]
+    assert deltas and max(deltas) < full / 2  # deltas hold only changed pages
+    kv = FasterKV(tmp_path, memory_size="4MiB", page_size="16KiB", segment_size="256KiB")
+    assert kv.recovery.checkpoint == int(ckpts[-1].name)
+    assert kv.read(b"k00007") == b"changed!"
+    assert kv.read(b"k00008") is None
+    assert kv.read(b"k04099") == b"%08d" % 4099
+    assert kv.read(b"k01234") == b"%08d" % 1234
+    assert len(kv) == 4099
+    kv.close()
+
+
+def test_retention_keeps_the_bases_of_incremental_checkpoints(tmp_path: Path) -> None:
+    kv = FasterKV(
+        tmp_path,
+        memory_size="4MiB",
+        page_size="64KiB",
+        segment_size="256KiB",
+        checkpoint_retention=1,
+    )
+    kv.upsert(b"a", b"1")
+    base = kv.checkpoint("snapshot")
+    for i in range(3):
+        kv.upsert(b"a", b"%d" % i)
+        kv.checkpoint("incremental")
+    names = [int(p.name) for p in (tmp_path / "checkpoints").iterdir()]
+    assert base in names and len(names) == 4  # the newest needs its whole chain
+    kv._closed = True
+    kv.device.close()
+    kv.data_dir.release()  # type: ignore[union-attr]
+    newest = tmp_path / "checkpoints" / f"{max(names):016d}" / "delta"
+    flip_bits(newest, random.Random(5), start=40)
+    kv = FasterKV(tmp_path, memory_size="4MiB", page_size="64KiB", segment_size="256KiB")
+    assert kv.recovery.skipped_checkpoints  # the corrupt delta was skipped
+    assert kv.read(b"a") == b"1"  # the previous incremental holds a = 1 (loop value 1)
+    kv.close()
