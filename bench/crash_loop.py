@@ -140,8 +140,8 @@ def main() -> int:
             if after.exit_code != 0:
                 raise Violation("check after recovery: " + "; ".join(map(str, after.problems)))
             print(f"cycle {cycle:4d}: acknowledged {sum(acks.values()):7d}, recovered serials"
-                  f" {sum(new.values()):7d}, check before recovery exit {before.exit_code}",
-                  flush=True)
+                  f" {sum(new.values()):7d}, check before recovery exit {before.exit_code}"
+                  + "".join(f"\n    {p}" for p in before.problems), flush=True)
     except Violation as exc:
         print(f"FAILED at cycle {cycle}: {exc}\ndata directory kept: {path}", flush=True)
         return 1

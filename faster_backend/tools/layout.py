@@ -265,8 +265,14 @@ def load_checkpoint(paths: StorePaths, seq: int) -> CheckpointState:
                 raise CorruptFileError(d / "info", 0, "incremental checkpoints need a newer build")
             decode_delta(d / "delta")
             _engine_load(paths, seq)  # the whole chain of bases, as recovery applies it
-        except FileNotFoundError:
-            _missing(d, state, "delta")
+        except FileNotFoundError as exc:
+            if not (d / "delta").exists():
+                _missing(d, state, "delta")
+            else:
+                state.problems.append(
+                    CorruptFileError(d / "delta", 0, f"a base checkpoint's file is missing:"
+                                     f" {exc.filename}")
+                )
         except CorruptFileError as exc:
             if not state.problems or str(exc) != str(state.problems[-1]):
                 state.problems.append(exc)
