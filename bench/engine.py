@@ -125,7 +125,18 @@ def memory_probe(n: int) -> None:
     gc.collect()
     grown = rss_bytes() - base
     st = kv.stats()
-    print(f"{grown / n:.1f} {st['index_bytes'] / n:.1f} {st['index_buckets']}")
+    # The index at its default load factor: as many keys as a fixed table holds before it grows.
+    buckets = 1 << 15
+    at_load = int(buckets * kv.index_load_factor)
+    probe = FasterKV(memory_size="1GiB", index_size=buckets)
+    for k in keys[:at_load]:
+        probe.upsert(k, VALUE)
+    ix = probe.stats()
+    assert ix["index_buckets"] == buckets
+    print(
+        f"{grown / n:.1f} {st['index_bytes'] / n:.1f} {st['index_buckets']}"
+        f" {ix['index_bytes'] / at_load:.1f} {kv.index_load_factor}"
+    )
 
 
 def dict_memory_probe(n: int) -> None:
@@ -136,7 +147,7 @@ def dict_memory_probe(n: int) -> None:
     for k in keys:
         d[k] = bytes(bytearray(VALUE))  # a distinct object per key, as a cache holds
     gc.collect()
-    print(f"{(rss_bytes() - base) / n:.1f} 0 0")
+    print(f"{(rss_bytes() - base) / n:.1f} 0 0 0 0")
 
 
 def main() -> None:
@@ -196,12 +207,16 @@ def main() -> None:
         )
         return out.stdout.split()
 
-    f_rss, f_ix, buckets = probe("faster")
-    d_rss, _, _ = probe("dict")
+    f_rss, f_ix, buckets, ix_at_load, load_factor = probe("faster")
+    d_rss = probe("dict")[0]
     print(
         f"memory for {n:,} keys: FasterKV RSS {f_rss} B/key"
         f" (index {f_ix} B/key, {buckets} buckets); dict of bytes RSS {d_rss} B/key;"
         f" ratio {float(f_rss) / float(d_rss):.2f}x"
+    )
+    print(
+        f"index at its default load factor ({load_factor} keys per bucket, just before it"
+        f" doubles): {ix_at_load} B/key"
     )
 
 
