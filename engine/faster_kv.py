@@ -706,11 +706,39 @@ class FasterKv:
         self._upsert_slow(key, h, value, None)
 
     def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
+        self._run(key, h, self._upsert_op(key, h, value, expiry))
+
+    # Operations as closures over the live record, shared by the blocking and asyncio APIs.
+
+    def _upsert_op(
+        self, key: bytes, h: int, value: bytes, expiry: int | None
+    ) -> Callable[[Found | None], None]:
         def op(found: Found | None) -> None:
             self._n_upserts += 1
             self._write(key, h, value, expiry, found)
 
-        self._run(key, h, op)
+        return op
+
+    def _add_op(
+        self, key: bytes, h: int, value: bytes, expiry: int | None
+    ) -> Callable[[Found | None], bool]:
+        def op(found: Found | None) -> bool:
+            if found is not None:
+                return False
+            self._write(key, h, value, expiry, None)
+            return True
+
+        return op
+
+    def _delete_op(self, key: bytes, h: int) -> Callable[[Found | None], bool]:
+        def op(found: Found | None) -> bool:
+            if found is None:
+                return False
+            self._tombstone(found[0], key, h)
+            self._n_deletes += 1
+            return True
+
+        return op
 
     def add(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
         """Store ``value`` only if ``key`` has no live value; True if it was stored."""
@@ -718,14 +746,7 @@ class FasterKv:
             return not self.exists(key)
         h = xxh3_64_intdigest(key)
         expiry = None if ttl is None else int((_now() + ttl) * 1000)
-
-        def op(found: Found | None) -> bool:
-            if found is not None:
-                return False
-            self._write(key, h, value, expiry, None)
-            return True
-
-        return self._run(key, h, op)
+        return self._run(key, h, self._add_op(key, h, value, expiry))
 
     def rmw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
         """Atomically replace the value with ``updater(old)`` (old is None when absent).
@@ -795,15 +816,7 @@ class FasterKv:
     def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it had a live value."""
         h = xxh3_64_intdigest(key)
-
-        def op(found: Found | None) -> bool:
-            if found is None:
-                return False
-            self._tombstone(found[0], key, h)
-            self._n_deletes += 1
-            return True
-
-        return self._run(key, h, op)
+        return self._run(key, h, self._delete_op(key, h))
 
     def clear(self) -> None:
         """Remove every key (the device's log files too)."""
@@ -858,26 +871,14 @@ class FasterKv:
             return
         h = xxh3_64_intdigest(key)
         expiry = None if ttl is None else int((_now() + ttl) * 1000)
-
-        def op(found: Found | None) -> None:
-            self._n_upserts += 1
-            self._write(key, h, value, expiry, found)
-
-        await self._arun(key, h, op)
+        await self._arun(key, h, self._upsert_op(key, h, value, expiry))
 
     async def aadd(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
         if ttl is not None and ttl <= 0:
             return not await self.aexists(key)
         h = xxh3_64_intdigest(key)
         expiry = None if ttl is None else int((_now() + ttl) * 1000)
-
-        def op(found: Found | None) -> bool:
-            if found is not None:
-                return False
-            self._write(key, h, value, expiry, None)
-            return True
-
-        return await self._arun(key, h, op)
+        return await self._arun(key, h, self._add_op(key, h, value, expiry))
 
     async def armw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
         h = xxh3_64_intdigest(key)
@@ -885,15 +886,7 @@ class FasterKv:
 
     async def adelete(self, key: bytes) -> bool:
         h = xxh3_64_intdigest(key)
-
-        def op(found: Found | None) -> bool:
-            if found is None:
-                return False
-            self._tombstone(found[0], key, h)
-            self._n_deletes += 1
-            return True
-
-        return await self._arun(key, h, op)
+        return await self._arun(key, h, self._delete_op(key, h))
 
     async def aexpire(self, key: bytes, ttl: float | None) -> bool:
         # Only the lookup may need the device; the update itself is in memory.

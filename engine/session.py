@@ -69,15 +69,7 @@ class Session:
 
     def delete(self, key: bytes) -> bool:
         kv = self._kv
-
-        def op(found: Any, h: int) -> bool:
-            if found is None:
-                return False
-            kv._tombstone(found[0], key, h)
-            kv._n_deletes += 1
-            return True
-
-        deleted = kv._in_session(self, key, op)
+        deleted = kv._in_session(self, key, lambda found, h: kv._delete_op(key, h)(found))
         kv._session_write_done()
         return deleted
 
