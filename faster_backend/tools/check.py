@@ -26,11 +26,13 @@ from faster_backend.tools.layout import (
     StorePaths,
     ToolError,
     VanishedError,
+    begin_path,
     choose_durable,
     infer_geometry,
     load_checkpoint,
     lock_holder,
     page_records,
+    read_begin,
     scan_commits,
     snapshot_data,
 )
@@ -153,6 +155,12 @@ def _check_once(
             what = exc.args[0].split(": ", 1)[-1].rsplit(" at offset ", 1)[0]
             report.problems.append(Problem(exc.path, exc.offset, what))
 
+    _, begin_problem = read_begin(paths)
+    if begin_problem is not None:
+        report.problems.append(
+            Problem(begin_path(paths), 0, f"{begin_problem}; the store cannot open until"
+                    " repair rewrites it", fatal=True)
+        )
     durable = report.durable = choose_durable(report.checkpoints, commits.entries)
     segments = paths.segments()
     report.segment_files = len(segments)

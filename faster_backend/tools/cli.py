@@ -188,6 +188,9 @@ def _repair(args: argparse.Namespace) -> int:
             p(f"removed checkpoint {path}: {why}", highlight=False)
         for path in r.removed_stale:
             p(f"removed interrupted checkpoint {path}", highlight=False)
+        if r.rewrote_begin is not None:
+            p(f"rewrote the corrupt log/hlog.begin (first segment {r.rewrote_begin})",
+              highlight=False)
         if r.commit_bytes_cut:
             p(f"cut {r.commit_bytes_cut} bytes off the commit log"
               f" ({r.commit_entries_dropped} valid entries dropped)", highlight=False)

@@ -137,6 +137,42 @@ def _pid_file_holder(paths: StorePaths) -> int | None:
     return pid
 
 
+# -- log/hlog.begin (format in docs/devices.md) -----------------------------------------------
+
+_BEGIN_MAGIC = b"FBDEVBEG"
+_BEGIN = struct.Struct("<8sIQQ")  # magic, version, begin segment, xxh3 of the rest
+
+
+def begin_path(paths: StorePaths) -> Path:
+    return paths.log_dir / f"{LOG_NAME}.begin"
+
+
+def read_begin(paths: StorePaths) -> tuple[int | None, str | None]:
+    """The device's recorded first segment (None: no file) and a problem, if it is corrupt."""
+    try:
+        raw = begin_path(paths).read_bytes()
+    except FileNotFoundError:
+        return None, None
+    if len(raw) != _BEGIN.size:
+        return None, f"expected {_BEGIN.size} bytes, found {len(raw)}"
+    magic, version, segment, check = _BEGIN.unpack(raw)
+    if magic != _BEGIN_MAGIC or version != 1:
+        return None, "bad magic or version"
+    if check != xxh3_64_intdigest(raw[: _BEGIN.size - 8]):
+        return None, "checksum mismatch"
+    return int(segment), None
+
+
+def write_begin(paths: StorePaths, segment: int) -> None:
+    head = struct.pack("<8sIQ", _BEGIN_MAGIC, 1, segment)
+    tmp = begin_path(paths).with_suffix(".begin.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(head + _U64.pack(xxh3_64_intdigest(head)))
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, begin_path(paths))
+
+
 # -- the commit log ----------------------------------------------------------------------------
 
 

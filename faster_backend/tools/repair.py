@@ -28,7 +28,9 @@ from faster_backend.tools.layout import (
     ToolError,
     choose_durable,
     page_records,
+    read_begin,
     snapshot_data,
+    write_begin,
 )
 
 MAX_KEYS_LISTED = 1000
@@ -64,12 +66,14 @@ class RepairReport:
     loss: Loss | None = None
     everything_lost: bool = False
     salvaged_point: CommitPoint | None = None  # the point --salvage wrote
+    rewrote_begin: int | None = None  # log/hlog.begin was corrupt: rewritten with this segment
 
     @property
     def changed(self) -> bool:
         return bool(
             self.removed_checkpoints or self.removed_stale or self.commit_bytes_cut
             or self.log_bytes_cut or self.everything_lost or self.salvaged_point
+            or self.rewrote_begin is not None
         )
 
 
@@ -202,6 +206,11 @@ def _repair(paths: StorePaths, report: RepairReport, force: bool, salvage: bool)
         assert geo is not None
         end = new.device_end if new is not None else 0
         report.log_bytes_cut = _cut_log(paths, geo, end)
+    if read_begin(paths)[1] is not None:
+        # Only a truncation mark: the lowest segment still there deletes nothing.
+        first = min(paths.segments(), default=0)
+        write_begin(paths, first)
+        report.rewrote_begin = first
     _fsync(paths.root)
     if paths.checkpoints.is_dir():
         _fsync(paths.checkpoints)

@@ -262,3 +262,16 @@ def test_salvage_keeps_the_log_below_the_first_bad_page(
     report = check_store(store)
     assert report.durable is not None and report.durable.point.tail == 36864
     assert report.records == kept
+
+
+def test_corrupt_begin_marker_is_unusable_until_repaired(store: Path) -> None:
+    begin = store / "log" / "hlog.begin"
+    begin.write_bytes(b"FBDEVBEG" + bytes(20))  # right size, version 0
+    report = check_store(store)
+    assert report.exit_code == 2 and any("hlog.begin" in str(p) for p in report.problems)
+    with pytest.raises(Exception, match=r"hlog\.begin: bad magic or version"):
+        FasterKV(store, **OPTIONS)  # type: ignore[arg-type]
+    repaired = repair_store(store)
+    assert repaired.rewrote_begin == 0
+    assert check_store(store).exit_code == 0
+    assert recovered_prefix(store) == len(OPS)
