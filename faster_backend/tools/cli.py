@@ -15,7 +15,7 @@ from faster_backend.engine.sizes import parse_size
 from faster_backend.tools.check import CheckReport, check_store
 from faster_backend.tools.layout import ToolError
 
-_PROGRESS_MIN_PAGES = 64  # smaller stores are checked before a bar would be seen
+_PROGRESS_MIN_PAGES = 32  # smaller stores are checked before a bar would be seen
 
 
 def add_tool_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
