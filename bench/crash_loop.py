@@ -6,11 +6,12 @@ durability="always", printing every acknowledged operation, checkpoints every 50
         [--max-run 0.6]
 
 After each kill: ``check`` must not find the store unusable (exit 1 is allowed: the kill may
-land in the middle of a commit append, or of retention deleting an old checkpoint); recovery must hold every acknowledged
-operation; each session's state must be exactly the prefix of its operations up to its
-recovered serial number (counter sums, upserts present, nothing after the prefix); the key count
-must be exact; and after the verifying open and clean close, ``check`` must be clean. Prints one
-line per cycle and a summary; exits 1 at the first violation (the data dir is kept).
+land in the middle of a commit append, or of retention deleting an old checkpoint); recovery
+must hold every acknowledged operation; each session's state must be exactly the prefix of its
+operations up to its recovered serial number (counter sums, upserts present, nothing after the
+prefix); the key count must be exact; and after the verifying open and clean close, ``check``
+must be clean. Prints one line per cycle and a summary; exits 1 at the first violation (the
+data dir is kept).
 """
 
 from __future__ import annotations
