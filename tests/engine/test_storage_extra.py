@@ -46,6 +46,23 @@ def frozen_value(i: int) -> bytes:
     return b"frozen-%d-" % i + bytes([65 + i % 26]) * (i % 50)
 
 
+# Known engine bug (see test_bug_read_misses_a_key_compacted_under_it): a blocking read or a
+# pending read that goes to the device just as a compaction moves the key's record reports a
+# miss. The stress tests below tolerate exactly that symptom, after checking through the
+# hint-based path (read_with_expiry) that the key still holds the expected value, so that
+# they keep failing on any lost or wrong value. Drop ``check_miss`` once the bug is fixed.
+KNOWN_MISSES: list[bytes] = []
+
+
+def check_miss(kv: FasterKV, key: bytes, got: bytes | None, expected: bytes | None) -> None:
+    if got == expected:
+        return
+    assert got is None, (key, got, expected)  # a wrong value is never tolerated
+    found = kv.read_with_expiry(key)
+    assert found is not None and found[0] == expected, (key, found, expected)
+    KNOWN_MISSES.append(key)
+
+
 def run_threads(targets: list[Callable[[], None]], errors: list[BaseException]) -> None:
     def wrap(fn: Callable[[], None]) -> Callable[[], None]:
         def run() -> None:
@@ -81,7 +98,10 @@ def test_compaction_while_threads_read_and_write_matches_a_model(
     def writer(t: int) -> None:
         rng = random.Random(t)
         model = models[t]
-        for step in range(2500):
+        step = 0
+        # At least 2500 steps, and on until both compaction modes ran a few times meanwhile.
+        while step < 2500 or (min(compactions.values()) < 3 and step < 100_000):
+            step += 1
             key = b"w%d-%d" % (t, rng.randrange(150))
             r = rng.random()
             if r < 0.1:
@@ -98,13 +118,13 @@ def test_compaction_while_threads_read_and_write_matches_a_model(
                 model[key] = value
             if step % 7 == 0:  # read one of this writer's keys back (nobody else writes it)
                 probe = b"w%d-%d" % (t, rng.randrange(150))
-                assert kv.read(probe) == model.get(probe), probe
+                check_miss(kv, probe, kv.read(probe), model.get(probe))
 
     def reader() -> None:
         rng = random.Random(99)
         while not done.is_set():
             i = rng.randrange(n_frozen)
-            assert kv.read(b"f%d" % i) == frozen_value(i), i
+            check_miss(kv, b"f%d" % i, kv.read(b"f%d" % i), frozen_value(i))
 
     def compactor() -> None:
         while not done.is_set():
@@ -246,9 +266,11 @@ def test_pending_reads_during_compaction_complete_with_right_values(tmp_path: Pa
                     if status == "pending":
                         pendings += 1
                     else:
-                        assert (status, value) == ("ok", frozen_value(i)), i
+                        assert status in ("ok", "not_found"), status
+                        check_miss(kv, b"f%d" % i, value, frozen_value(i))
                 for ctx, status, value in s.complete_pending(wait=True):
-                    assert (status, value) == ("ok", frozen_value(ctx)), ctx
+                    assert status in ("ok", "not_found"), status
+                    check_miss(kv, b"f%d" % ctx, value, frozen_value(ctx))
                 assert s.pending == 0
 
     run_threads([churn_and_compact, pending_reads], errors)
@@ -441,6 +463,56 @@ def test_clear_on_a_larger_than_memory_store(tmp_path: Path) -> None:
 
 
 # -- reproductions of engine bugs (xfail until fixed) ------------------------------------------
+
+
+def _compact_first(kv: FasterKV, name: str) -> None:
+    """Make ``kv.<name>`` run a full compaction before it starts: the interleaving that a thread
+    switch right after the operation released the latch to go to the device produces."""
+    original = getattr(kv, name)
+
+    def wrapper(*args: object) -> object:
+        setattr(kv, name, original)  # compaction itself reads the device: only once
+        kv.compact(kv.stats()["log_head_address"])
+        return original(*args)
+
+    setattr(kv, name, wrapper)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: kv.read releases the latch and walks the chain on the device from the address"
+    " it saw; if a compaction relocated the key and moved the begin address past that address"
+    " meanwhile, _disk_lookup's 'while addr >= begin_address' loop ends at once and read()"
+    " returns None for a live key (_run is safe: its hint no longer matches and it retries)",
+)
+def test_bug_read_misses_a_key_compacted_under_it(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    try:
+        for i in range(3000):
+            kv.upsert(b"k%d" % i, b"v%d" % i)
+        _compact_first(kv, "_disk_lookup")
+        assert kv.read(b"k1") == b"v1"
+    finally:
+        kv.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: a session read that went pending on address A completes as 'not_found' when a"
+    " compaction relocated the key and moved the begin address past A before the device walk"
+    " started (_read_pending.step and got() treat 'address < begin_address' as the chain's end)",
+)
+def test_bug_pending_read_misses_a_key_compacted_under_it(tmp_path: Path) -> None:
+    kv = store(tmp_path)
+    try:
+        for i in range(3000):
+            kv.upsert(b"k%d" % i, b"v%d" % i)
+        _compact_first(kv, "_read_pending")
+        s = kv.session()
+        assert s.start_read(b"k1", "ctx") == ("pending", None)
+        assert s.complete_pending(wait=True) == [("ctx", "ok", b"v1")]
+    finally:
+        kv.close()
 
 
 @needs_io_uring
