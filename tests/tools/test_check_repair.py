@@ -275,3 +275,22 @@ def test_corrupt_begin_marker_is_unusable_until_repaired(store: Path) -> None:
     assert repaired.rewrote_begin == 0
     assert check_store(store).exit_code == 0
     assert recovered_prefix(store) == len(OPS)
+
+
+def test_corrupt_delta_falls_back_to_its_base(tmp_path: Path) -> None:
+    from faster_backend.engine.faster_kv import CHECKPOINT_KINDS
+
+    if "incremental" not in CHECKPOINT_KINDS:
+        pytest.skip("this engine has no incremental checkpoints")
+    store = tmp_path / "store"
+    subprocess.run([sys.executable, "-c", INCREMENTAL_SCRIPT, str(store)], check=True)
+    delta = store / "checkpoints" / "0000000000000003" / "delta"
+    flip(delta, delta.stat().st_size // 2)
+    report = check_store(store)
+    assert report.exit_code == 1
+    assert [str(p.path) for p in report.problems] == [str(delta)]
+    assert report.durable is not None and report.durable.source == "checkpoint 2"
+    repair_store(store)
+    assert check_store(store).exit_code == 0
+    with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
+        assert {kv.read(b"k%d" % i) for i in range(300)} == {b"1"}
