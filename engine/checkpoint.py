@@ -219,16 +219,23 @@ def decode_delta(path: Path) -> tuple[int, list[tuple[int, bytes]]]:
 
 
 class CheckpointDir:
-    """The ``checkpoints/`` folder: numbered checkpoint directories, newest last."""
+    """The ``checkpoints/`` folder: numbered checkpoint directories, newest last.
 
-    def __init__(self, root: Path) -> None:
+    With ``writable=False`` nothing is created or cleaned up (for tools reading a live store).
+    """
+
+    def __init__(self, root: Path, writable: bool = True) -> None:
         self.root = root
+        if not writable:
+            return
         root.mkdir(parents=True, exist_ok=True)
         for stale in root.glob("tmp-*"):  # a checkpoint that a crash interrupted
             log.warning("removing incomplete checkpoint %s", stale)
             shutil.rmtree(stale, ignore_errors=True)
 
     def sequence_numbers(self) -> list[int]:
+        if not self.root.is_dir():
+            return []
         return sorted(int(p.name) for p in self.root.iterdir() if p.name.isdigit())
 
     def begins(self) -> dict[int, int]:
@@ -269,7 +276,11 @@ class CheckpointDir:
                 keep.add(seq)
         for old in seqs:
             if old not in keep:
-                shutil.rmtree(self.path(old), ignore_errors=True)
+                # Renamed first, so a crash while deleting leaves a tmp-* (cleaned at the next
+                # open), never a half-deleted checkpoint that looks complete.
+                doomed = self.root / f"tmp-{old:016d}"
+                os.rename(self.path(old), doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
         return final
 
     def load(
@@ -316,6 +327,13 @@ class CommitLog:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        if path.exists():
+            # Cut a torn or corrupt tail before appending: entries written after it would be
+            # unreachable for every later recovery.
+            _, torn, valid_end = CommitLog.scan(path)
+            if torn is not None:
+                log.warning("cutting the commit log back to its last valid entry: %s", torn)
+                os.truncate(path, valid_end)
         self._fh = path.open("ab")
 
     def append(self, point: CommitPoint) -> None:
@@ -345,24 +363,53 @@ class CommitLog:
     @staticmethod
     def read(path: Path) -> tuple[list[CommitPoint], str | None]:
         """Valid entries in order, and a description of a torn/corrupt tail if there was one."""
+        entries, torn, _ = CommitLog.scan(path)
+        return entries, torn
+
+    @staticmethod
+    def scan(path: Path) -> tuple[list[CommitPoint], str | None, int]:
+        """``read`` plus the byte length of the valid prefix."""
         if not path.exists():
-            return [], None
+            return [], None, 0
         data = path.read_bytes()
         out: list[CommitPoint] = []
         off = 0
         while off < len(data):
             if off + _COMMIT_HEAD.size > len(data):
-                return out, f"{path}: torn commit entry at offset {off}"
+                return out, f"{path}: torn commit entry at offset {off}", off
             magic, length = _COMMIT_HEAD.unpack_from(data, off)
             end = off + _COMMIT_HEAD.size + length + 8
             if magic != COMMIT_MAGIC or end > len(data):
-                return out, f"{path}: torn or corrupt commit entry at offset {off}"
+                return out, f"{path}: torn or corrupt commit entry at offset {off}", off
             body = data[off : end - 8]
             if xxh3_64_intdigest(body) != _U64.unpack_from(data, end - 8)[0]:
-                return out, f"{path}: commit entry checksum mismatch at offset {off}"
+                return out, f"{path}: commit entry checksum mismatch at offset {off}", off
             try:
                 out.append(CommitPoint.from_json(body[_COMMIT_HEAD.size :]))
             except (ValueError, TypeError):
-                return out, f"{path}: invalid commit entry at offset {off}"
+                return out, f"{path}: invalid commit entry at offset {off}", off
             off = end
-        return out, None
+        return out, None, off
+
+
+# -- the store's geometry ------------------------------------------------------------------------
+
+GEOMETRY_MAGIC = b"FKVGEOM1"
+_GEOMETRY = struct.Struct("<8sIQQ")
+
+
+def write_geometry(path: Path, page_size: int, segment_size: int) -> None:
+    """Record the page and segment sizes a store was created with (they cannot change)."""
+    tmp = path.with_suffix(".tmp")
+    write_file(tmp, _GEOMETRY.pack(GEOMETRY_MAGIC, FORMAT_VERSION, page_size, segment_size))
+    os.rename(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def read_geometry(path: Path) -> tuple[int, int] | None:
+    """(page size, segment size) of an existing store, or None for a new one."""
+    if not path.exists():
+        return None
+    body = read_checked(path, GEOMETRY_MAGIC)
+    _, _, page_size, segment_size = _GEOMETRY.unpack_from(body, 0)
+    return page_size, segment_size

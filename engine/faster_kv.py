@@ -34,6 +34,8 @@ from faster_backend.engine.checkpoint import (
     encode_delta,
     encode_index,
     encode_snapshot,
+    read_geometry,
+    write_geometry,
 )
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
@@ -87,6 +89,7 @@ _BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
 DURABILITY_MODES = ("none", "periodic", "always")
+GEOMETRY_FILE = "geometry"
 CHECKPOINT_KINDS = ("fold-over", "snapshot", "incremental")
 
 
@@ -217,6 +220,15 @@ class FasterKv:
                 raise ValueError("a state directory needs a persistent device")
             from faster_backend.engine.recovery import recover
 
+            geometry = read_geometry(Path(state_dir) / GEOMETRY_FILE)
+            if geometry is None:
+                write_geometry(Path(state_dir) / GEOMETRY_FILE, page_size, self.device.segment_size)
+            elif geometry != (page_size, self.device.segment_size):
+                raise EngineError(
+                    f"{state_dir} was created with page_size={geometry[0]} and"
+                    f" segment_size={geometry[1]}; open it with the same sizes"
+                    f" (not {page_size} and {self.device.segment_size})"
+                )
             self._checkpoints = CheckpointDir(Path(state_dir) / "checkpoints")
             commits = Path(state_dir) / "commits"
             self.recovery = recover(self, self._checkpoints, commits)

@@ -41,7 +41,7 @@ class StoreConfig:
     mutable_fraction: float = 0.9
     index_load_factor: float = 6.0
     device: str = "auto"
-    segment_size: int = _size(1 << 30)
+    segment_size: int | None = _size(None)
     read_cache_size: int | None = _size(None)
     log_size_limit: int | None = _size(None)
     max_disk_size: int | None = _size(None)

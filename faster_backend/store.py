@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from faster_backend.config import StoreConfig
+from faster_backend.engine.checkpoint import read_geometry
 from faster_backend.engine.data_dir import DataDir
-from faster_backend.engine.devices import open_device
-from faster_backend.engine.faster_kv import FasterKv
+from faster_backend.engine.devices import DEFAULT_SEGMENT_SIZE, open_device
+from faster_backend.engine.faster_kv import GEOMETRY_FILE, FasterKv
 from faster_backend.engine.sizes import parse_size
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ class FasterKV(FasterKv):
         mutable_fraction: float = 0.9,
         index_load_factor: float = 6.0,
         device: str = "auto",
-        segment_size: int | str = 1 << 30,
+        segment_size: int | str | None = None,
         read_cache_size: int | str | None = None,
         log_size_limit: int | str | None = None,
         max_disk_size: int | str | None = None,
@@ -55,7 +56,22 @@ class FasterKV(FasterKv):
         self.data_dir = DataDir(path) if path is not None else None
         dev = None
         try:
+            pages = _size(page_size, "page_size")
+            segments = _size(segment_size, "segment_size")
             if self.data_dir is not None:
+                # An existing store keeps the geometry it was created with.
+                stored = read_geometry(self.data_dir.path / GEOMETRY_FILE)
+                if stored is not None:
+                    for name, given, kept in (
+                        ("page_size", pages, stored[0]),
+                        ("segment_size", segments, stored[1]),
+                    ):
+                        if given is not None and given != kept:
+                            raise ValueError(
+                                f"{self.data_dir.path} was created with {name}={kept};"
+                                f" it cannot be opened with {name}={given}"
+                            )
+                    pages, segments = stored
                 log_dir = self.data_dir.path / LOG_DIR
                 log_dir.mkdir(exist_ok=True)
                 self._discard_unrecoverable(log_dir)
@@ -63,14 +79,14 @@ class FasterKV(FasterKv):
                     device,
                     log_dir,
                     name=LOG_NAME,
-                    segment_size=parse_size(segment_size, name="segment_size"),
+                    segment_size=segments if segments is not None else DEFAULT_SEGMENT_SIZE,
                 )
             elif device not in ("auto", "null"):
                 raise ValueError(f"device={device!r} needs a path (a data directory)")
             super().__init__(
                 memory_size=memory,
                 index_size=index_size,
-                page_size=_size(page_size, "page_size"),
+                page_size=pages,
                 mutable_fraction=mutable_fraction,
                 index_load_factor=index_load_factor,
                 device=dev,

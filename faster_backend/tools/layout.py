@@ -322,10 +322,8 @@ def load_checkpoint(paths: StorePaths, seq: int) -> CheckpointState:
 def _engine_load(
     paths: StorePaths, seq: int
 ) -> tuple[CheckpointInfo, tuple[int, int, int, list[int], bytes], tuple[int, bytes] | None]:
-    """``CheckpointDir.load`` without its constructor (which creates and cleans up files)."""
-    loader = CheckpointDir.__new__(CheckpointDir)
-    loader.root = paths.checkpoints
-    return loader.load(seq)
+    """Load a checkpoint without creating or cleaning up anything."""
+    return CheckpointDir(paths.checkpoints, writable=False).load(seq)
 
 
 def _missing(d: Path, state: CheckpointState, name: str) -> None:

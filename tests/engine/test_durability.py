@@ -383,7 +383,7 @@ def test_incremental_snapshots_write_only_changed_pages_and_recover(tmp_path: Pa
         big = 1 << 20
         kv.close()
         kv = FasterKV(kv.data_dir.path, memory_size="4MiB", page_size="16KiB",
-                      segment_size="256KiB", index_size=64)
+                      segment_size="64KiB", index_size=64)
         for i in range(4000):
             kv.upsert(b"k%05d" % i, b"%08d" % i)
         kv.checkpoint("incremental")  # the first one is a full snapshot
@@ -402,7 +402,7 @@ def test_incremental_snapshots_write_only_changed_pages_and_recover(tmp_path: Pa
     full = (ckpts[-3] / "snapshot").stat().st_size if len(ckpts) >= 3 else 0
     deltas = [(p / "delta").stat().st_size for p in ckpts if (p / "delta").exists()]
     assert deltas and max(deltas) < full / 2  # deltas hold only changed pages
-    kv = FasterKV(tmp_path, memory_size="4MiB", page_size="16KiB", segment_size="256KiB")
+    kv = FasterKV(tmp_path, memory_size="4MiB", page_size="16KiB", segment_size="64KiB")
     assert kv.recovery.checkpoint == int(ckpts[-1].name)
     assert kv.read(b"k00007") == b"changed!"
     assert kv.read(b"k00008") is None

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from faster_backend import FasterKV
 from faster_backend.tools.check import check_store
 
@@ -29,9 +27,6 @@ def crash_after_write(path: Path, key: str) -> None:
     subprocess.run([sys.executable, "-c", SCRIPT, str(path), key], check=True, timeout=60)
 
 
-@pytest.mark.xfail(
-    strict=True, reason="engine: CommitLog appends after a torn tail (request to the lead)"
-)
 def test_commits_after_a_torn_commit_entry_survive_the_next_crash(tmp_path: Path) -> None:
     """A crash in the middle of a commit append leaves a torn entry at the end of ``commits``.
     Recovery ignores it, but the reopened store appends its next commits *after* the torn
