@@ -621,12 +621,12 @@ class FasterKv:
     def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
         h = xxh3_64_intdigest(key)
+        expiry = None
         if ttl is not None:
             if ttl <= 0:
                 self.delete(key)
                 return
-            self._upsert_slow(key, h, value, int((_now() + ttl) * 1000))
-            return
+            expiry = int((_now() + ttl) * 1000)
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
@@ -637,7 +637,7 @@ class FasterKv:
                 slow = True
             else:
                 slow = False
-                # Fast path (no expiry, index not growing): probe the bucket chain inline.
+                # Fast path (index not growing): probe the bucket chain inline.
                 table = ix.cur
                 buf = table.buf
                 b = h & table.mask
@@ -658,7 +658,11 @@ class FasterKv:
                 hlog = self._log
                 klen = len(key)
                 vlen = len(value)
-                size = (HEADER_SIZE + klen + vlen + 7) & ~7
+                size = base = (HEADER_SIZE + klen + vlen + 7) & ~7
+                flags = 0
+                if expiry is not None:
+                    size += EXPIRY_SIZE
+                    flags = HAS_EXPIRY
                 prev = 0
                 if slot >= 0:
                     prev = table.words[slot] & ADDRESS_MASK
@@ -673,16 +677,19 @@ class FasterKv:
                         info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
                         if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
                             if (
-                                info & (TOMBSTONE | HAS_EXPIRY)
+                                info & TOMBSTONE
+                                or info & HAS_EXPIRY != flags
                                 or addr < hlog.read_only_address
-                                or (HEADER_SIZE + kl + vl + 7) & ~7 != size
+                                or (HEADER_SIZE + kl + vl + 7) & ~7 != base
                                 or vlen > MAX_FIELD
                             ):
-                                slow = True  # deleted, expiring or not updatable in place
+                                slow = True  # deleted, or not updatable in place
                                 break
                             start = off + HEADER_SIZE + kl
                             page[start : start + vlen] = value  # type: ignore[index]
                             _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
+                            if flags:
+                                _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
                             hlog.dirty.add(addr >> bits)
                             self._n_in_place += 1
                             self._after_write()
@@ -705,17 +712,19 @@ class FasterKv:
                 else:
                     hlog.tail_address = tail + size
                 page = hlog.pages[tail >> hlog.page_bits]
-                _pack_header(page, off, prev | self._info_bits, klen, vlen)  # type: ignore[arg-type]
+                _pack_header(page, off, prev | self._info_bits | flags, klen, vlen)  # type: ignore[arg-type]
                 start = off + HEADER_SIZE
                 page[start : start + klen] = key  # type: ignore[index]
                 page[start + klen : start + klen + vlen] = value  # type: ignore[index]
+                if flags:
+                    _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
                 table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
                 self._live += 1
                 self._after_write()
                 return
         finally:
             lock.release()
-        self._upsert_slow(key, h, value, None)
+        self._upsert_slow(key, h, value, expiry)
 
     def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
         self._run(key, h, self._upsert_op(key, h, value, expiry))
