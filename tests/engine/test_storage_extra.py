@@ -158,10 +158,11 @@ def test_compaction_while_threads_read_and_write_matches_a_model(
     kv.close()
 
 
-def test_asyncio_reads_beside_writer_threads(tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_asyncio_reads_beside_writer_threads(tmp_path: Path, device: str) -> None:
     """aread/armw on the event loop while a thread rewrites keys: values are never torn, never
     go back in time for one reader, and increments from both sides all count."""
-    kv = store(tmp_path)
+    kv = store(tmp_path, device)
     n_frozen = 400
     for i in range(n_frozen):
         kv.upsert(b"f%d" % i, frozen_value(i))
