@@ -129,6 +129,36 @@ class BucketArray:
         words[free] = tag << TAG_SHIFT
         return free
 
+    def set_entry(self, bucket: int, tag: int, address: int) -> None:
+        """Point the entry with ``tag`` at ``address``, creating it in the first free slot.
+
+        One pass and no tentative protocol: for callers that own the table (recovery replay,
+        index growth into a table nobody else uses yet).
+        """
+        buf = self.buf
+        entry = address | tag << TAG_SHIFT
+        free = -1
+        b = bucket
+        while True:
+            words = BUCKET.unpack_from(buf, b * BUCKET_BYTES)
+            for i in range(ENTRIES_PER_BUCKET):
+                w = words[i]
+                if w >> TAG_SHIFT == tag:
+                    self.words[b * WORDS_PER_BUCKET + i] = entry
+                    return
+                if w == 0 and free < 0:
+                    free = b * WORDS_PER_BUCKET + i
+            nxt = words[OVERFLOW_SLOT]
+            if not nxt:
+                break
+            b = nxt
+        if free < 0:
+            nxt = self._alloc_overflow()
+            buf = self.buf
+            self.words[b * WORDS_PER_BUCKET + OVERFLOW_SLOT] = nxt
+            free = nxt * WORDS_PER_BUCKET
+        self.words[free] = entry
+
     def entries(self, bucket: int) -> list[tuple[int, int]]:
         """(word index, entry) of every used, non-tentative entry in a bucket's chain."""
         out: list[tuple[int, int]] = []
@@ -261,11 +291,9 @@ class HashTable:
                         low = low or addr
                     addr = prev
                 if low:
-                    slot = cur.find_or_create(b, tag)
-                    cur.words[slot] = low | (tag << TAG_SHIFT)
+                    cur.set_entry(b, tag, low)
                 if high:
-                    slot = cur.find_or_create(b + n, tag)
-                    cur.words[slot] = high | (tag << TAG_SHIFT)
+                    cur.set_entry(b + n, tag, high)
         self.split = stop
         if stop == n:
             self.old = None

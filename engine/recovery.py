@@ -27,7 +27,7 @@ from faster_backend.engine.checkpoint import (
     CommitPoint,
     CorruptFileError,
 )
-from faster_backend.engine.hash_bucket import HASH_TAG_SHIFT, TAG_SHIFT
+from faster_backend.engine.hash_bucket import HASH_TAG_SHIFT
 from faster_backend.engine.hash_table import BucketArray, HashTable
 from faster_backend.engine.record import HEADER_SIZE
 
@@ -177,12 +177,12 @@ def recover(kv: FasterKv, checkpoints: CheckpointDir, commits_path: Path) -> Rec
 
 def replay(kv: FasterKv, start: int, end: int) -> int:
     """Point the index at the records in [start, end), oldest first."""
-    index = kv._index
+    table = kv._index.cur  # recovery owns the index and it is not growing
+    mask = table.mask
+    set_entry = table.set_entry
     n = 0
     for addr, _info, kl, _vl, rec in kv._log.records(start, end):
-        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-        h = xxh3_64_intdigest(key)
-        table, slot = index.find_slot(h, create=True)
-        table.words[slot] = addr | ((h >> HASH_TAG_SHIFT) or 1) << TAG_SHIFT
+        h = xxh3_64_intdigest(rec[HEADER_SIZE : HEADER_SIZE + kl])
+        set_entry(h & mask, (h >> HASH_TAG_SHIFT) or 1, addr)
         n += 1
     return n
