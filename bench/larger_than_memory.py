@@ -22,7 +22,7 @@ machine disturbs far less than wall-clock time, but which does not count time sp
 the read-cache hit rate (hits / lookups of device addresses), device reads per operation and
 device bytes read and written per operation (from ``kv.stats()``). 8-byte keys, 100-byte values
 (128-byte records), one thread. Rounds alternate between the stores and each keeps its best;
-the default run (8 MiB budget, 80 MiB of data) takes about four minutes on 2 cores.
+the default run (8 MiB budget, 80 MiB of data, 2 rounds) takes 2-4 minutes on a loaded 2-core VM.
 """
 
 from __future__ import annotations
