@@ -463,6 +463,37 @@ def test_clear_on_a_larger_than_memory_store(tmp_path: Path) -> None:
     kv.close()
 
 
+def test_compaction_with_durability_releases_segments_and_survives_reopen(
+    tmp_path: Path,
+) -> None:
+    kv = store(tmp_path, durability="periodic")
+    for r in range(3):
+        for i in range(2000):
+            kv.upsert(b"k%d" % i, b"%d-%d" % (r, i) + b"x" * 40)
+    seg = 64 * 1024
+
+    def segments() -> list[int]:
+        return sorted(
+            int(p.name[5:]) for p in (tmp_path / "log").glob("hlog.*") if p.name[5:].isdigit()
+        )
+
+    assert segments()[0] == 0
+    kv.compact(kv.stats()["log_head_address"])
+    begin = kv.stats()["log_begin_address"]
+    assert begin >= 2 * seg
+    assert segments()[0] == begin // seg  # compaction committed, so the files could go
+    for i in range(2000):
+        assert kv.read(b"k%d" % i) == b"2-%d" % i + b"x" * 40
+    kv.close()
+    kv = store(tmp_path, durability="periodic")
+    try:
+        for i in range(2000):
+            assert kv.read(b"k%d" % i) == b"2-%d" % i + b"x" * 40
+        assert len(kv) == 2000
+    finally:
+        kv.close()
+
+
 # -- reproductions of engine bugs (xfail until fixed) ------------------------------------------
 
 
