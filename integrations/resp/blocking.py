@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import hiredis
 
-from faster_backend.integrations.resp.types import NULL_ARRAY, Raw
+from faster_backend.integrations.resp.types import NULL_ARRAY, Raw, Replies
 
 if TYPE_CHECKING:
     from faster_backend.integrations.resp.client import Client
@@ -43,6 +43,8 @@ def settle(reply: Any) -> Any:
     t = reply.__class__
     if t is Block:
         return reply.immediate
+    if t is Replies:  # PUBLISH to oneself: inside EXEC or a script only the count remains
+        return reply[-1]
     if t is Raw:  # pre-encoded (LRANGE): scripts need the value
         reader = hiredis.Reader()
         reader.feed(reply)
@@ -139,6 +141,8 @@ def serve_ready() -> None:
                     c.select(saved)
             if reply is None:
                 break  # the key is empty (or no longer a list): the others keep waiting
+            if c.keyspace.watchers:  # the pop changed the key: WATCHers must see it
+                c.keyspace.touch(key)
             w.done = True
             _remove(w)
             w.wake(reply)

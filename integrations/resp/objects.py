@@ -353,8 +353,6 @@ class ObjectStore(dict[bytes, Entry]):
             e.kind, e.obj = found
             e.dirty = False
             self.live += 1
-            if self.live > self.max_live:
-                self.evict(keep=key)
         return e
 
     def kind_of(self, key: bytes) -> int | None:
@@ -370,8 +368,6 @@ class ObjectStore(dict[bytes, Entry]):
         e = Entry(obj, kind)
         self[key] = e
         self.live += 1
-        if self.live > self.max_live:
-            self.evict(keep=key)
         return e
 
     def delete(self, key: bytes) -> bool:
@@ -468,7 +464,10 @@ class ObjectStore(dict[bytes, Entry]):
             self.live -= 1
 
     def sweep(self, limit: int = 256) -> int:
-        """Active expiry: delete up to ``limit`` expired keys among those with a TTL."""
+        """Once a second: evict live objects over ``max_live``, then active expiry (up to
+        ``limit`` expired keys). Never during a command, which may hold live objects."""
+        if self.live > self.max_live:
+            self.evict()
         if not self.expiring:
             return 0
         now = time.time()

@@ -166,3 +166,24 @@ def test_push_in_multi_serves_after_exec(srv: ServerProcess, r: redis.Redis) -> 
     t.join(20)
     assert out == [(b"mq", b"a")]
     c.close()
+
+
+def test_served_blmove_aborts_watchers_of_its_destination(srv: ServerProcess,
+                                                          r: redis.Redis) -> None:
+    out: list[object] = []
+    c = redis.Redis(port=srv.port)
+    t = threading.Thread(target=lambda: out.append(c.blmove("wsrc", "wdst", 20)))
+    t.start()
+    _wait_blocked(r, 1)
+    watcher = redis.Redis(port=srv.port)
+    with watcher.pipeline() as p:
+        p.watch("wdst")
+        r.rpush("wsrc", "v")  # the blocked client moves it into wdst at once
+        t.join(20)
+        p.multi()
+        p.rpush("wdst", "mine")
+        with pytest.raises(redis.WatchError):
+            p.execute()
+    assert out == [b"v"] and r.lrange("wdst", 0, -1) == [b"v"]
+    watcher.close()
+    c.close()

@@ -88,6 +88,8 @@ def test_eviction_writes_back_and_reads_back() -> None:
     store.max_live = 8
     for i in range(40):
         store.create(b"h%d" % i, HASH, {b"i": b"%d" % i})
+    assert store.live == 40  # nothing is evicted during a command
+    store.sweep()  # the once-a-second job evicts
     assert store.live <= 8
     evicted = [k for k, e in store.items() if e.obj is None]
     assert len(evicted) >= 30 and store.write_backs >= 30

@@ -414,7 +414,10 @@ def _bmove(client: Client, src: bytes, dst: bytes, fl: bool, tl: bool, raw_t: by
         if c.keyspace.objects.kind_of(key) != LIST:
             return None
         try:
-            return _move(c, src, dst, fl, tl)
+            moved = _move(c, src, dst, fl, tl)
+            if moved is not None and c.keyspace.watchers:
+                c.keyspace.touch(dst)
+            return moved
         except RespError as e:
             return e  # the destination became another type: the waiter gets the error
 

@@ -233,24 +233,33 @@ def _deliver(h: Hub, sub: Subscriber, msg: Push) -> None:
 
 
 @command("publish", 3, "pubsub loading stale fast may_replicate", group=P, since="2.0.0")
-def publish(client: Client, argv: list[bytes]) -> int:
+def publish(client: Client, argv: list[bytes]) -> Any:
     """Post a message to a channel"""
     h = hub(client.state)
     ch, payload = argv[1], argv[2]
     n = 0
+    mine: list[Push] = []  # messages to the publisher itself go out in order with its replies
     members = h.channels.get(ch)
     if members:
         msg = Push([b"message", ch, payload])
         for sub in list(members):
-            _deliver(h, sub, msg)
+            if sub.client is client:
+                mine.append(msg)
+            else:
+                _deliver(h, sub, msg)
             n += 1
     if h.patterns:
         for p, (match, subs) in list(h.patterns.items()):
             if subs and match(ch):
                 pmsg = Push([b"pmessage", p, ch, payload])
                 for sub in list(subs):
-                    _deliver(h, sub, pmsg)
+                    if sub.client is client:
+                        mine.append(pmsg)
+                    else:
+                        _deliver(h, sub, pmsg)
                     n += 1
+    if mine:
+        return Replies([*mine, n])
     return n
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._objutil import create, done, entry, read
-from faster_backend.integrations.resp.commands._util import SYNTAX, to_int
+from faster_backend.integrations.resp.commands._util import SYNTAX, to_float, to_int
 from faster_backend.integrations.resp.commands.keys import glob_matcher
 from faster_backend.integrations.resp.commands.scans import parse_scan
 from faster_backend.integrations.resp.objects import WRONGTYPE, ZSET, ZSet
@@ -27,14 +27,8 @@ NAN = RespError("ERR resulting score is not a number (NaN)")
 
 
 def score_arg(raw: bytes, error: RespError = NOT_FLOAT) -> float:
-    s = raw.strip() if raw[:1].isspace() else raw
-    try:
-        v = float(s)
-    except ValueError:
-        raise error from None
-    if v != v or not s or s != raw:
-        raise error
-    return v
+    """A score as strtod reads it (no NaN, no spaces, no underscores), else ``error``."""
+    return to_float(raw, error)
 
 
 def fmt(score: float) -> bytes:
