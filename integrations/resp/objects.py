@@ -116,10 +116,11 @@ class Stream:
 class Entry:
     """One object key: its live value (None while evicted), type and expiry (unix time)."""
 
-    __slots__ = ("dirty", "expires", "kind", "obj", "stored")
+    __slots__ = ("cache", "dirty", "expires", "kind", "obj", "stored")
 
     def __init__(self, obj: Any, kind: int, expires: float | None = None) -> None:
         self.obj = obj
+        self.cache: Any = None  # LRANGE's last encoded reply; every list write clears it
         self.kind = kind
         self.expires = expires
         self.dirty = True  # the object log does not hold this version yet
@@ -352,6 +353,7 @@ class ObjectStore(dict[bytes, Entry]):
                 return None
             e.kind, e.obj = found
             e.dirty = False
+            e.cache = None
             self.live += 1
         return e
 

@@ -179,3 +179,49 @@ def test_watch_sees_object_changes(srv: ServerProcess, r: redis.Redis) -> None:
         with pytest.raises(redis.WatchError):
             p.execute()
     other.close()
+
+
+def test_long_list_ranges_follow_every_write(srv: ServerProcess, r: redis.Redis) -> None:
+    """LRANGE keeps its encoded reply until the list changes: every write must show."""
+    other = redis.Redis(port=srv.port)
+    model = [b"%d" % i for i in range(20)]
+    r.rpush("big", *model)
+
+    def check() -> None:
+        assert r.lrange("big", 0, -1) == model
+        assert r.lrange("big", 0, -1) == model  # the cached reply
+        assert r.lrange("big", 2, 11) == model[2:12]
+
+    check()
+    r.lset("big", 3, "x")
+    model[3] = b"x"
+    check()
+    r.lpush("big", "l")
+    model.insert(0, b"l")
+    check()
+    r.rpush("big", "r")
+    model.append(b"r")
+    check()
+    assert r.lpop("big") == b"l"
+    model.pop(0)
+    check()
+    r.linsert("big", "AFTER", "x", "y")
+    model.insert(model.index(b"x") + 1, b"y")
+    check()
+    r.lrem("big", 1, "y")
+    model.remove(b"y")
+    check()
+    r.lmove("big", "big", "LEFT", "RIGHT")
+    model.append(model.pop(0))
+    check()
+    r.ltrim("big", 1, -2)
+    model = model[1:-1]
+    check()
+    other.rpush("big", "z")  # another connection's write
+    model.append(b"z")
+    check()
+    assert r.eval("return redis.call('lrange', KEYS[1], 0, -1)", 1, "big") == model
+    p = r.pipeline(transaction=True)
+    p.lrange("big", 0, -1)
+    assert p.execute() == [model]
+    other.close()

@@ -56,6 +56,7 @@ def done(client: Client, key: bytes, e: Entry) -> None:
     """After a write: the object changed; an empty aggregate is deleted, as Redis does."""
     if e.obj:
         e.dirty = True
+        e.cache = None
     else:
         client.keyspace.objects.delete(key)
 
