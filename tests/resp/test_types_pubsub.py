@@ -146,3 +146,11 @@ def test_slow_subscriber_is_disconnected(srv: ServerProcess) -> None:
     slow.close()
     r.close()
     assert "pubsub output buffer over client-output-buffer-limit" in srv.log()
+
+
+def test_reset_leaves_every_subscription(srv: ServerProcess) -> None:
+    out = _raw(srv.port, b"SUBSCRIBE a\r\nPSUBSCRIBE p*\r\nRESET\r\nGET x\r\n", b"$-1\r\n")
+    assert out.endswith(b"+RESET\r\n$-1\r\n")
+    r = redis.Redis(port=srv.port)
+    assert r.pubsub_numsub("a") == [(b"a", 0)] and r.pubsub_numpat() == 0
+    r.close()

@@ -143,6 +143,10 @@ def quit_(client: Client, argv: list[bytes]) -> Any:
 def reset(client: Client, argv: list[bytes]) -> Any:
     """Reset the connection"""
     client.reset_state()
+    if client.pubsub:  # RESET leaves every channel and pattern, as in Redis
+        from faster_backend.integrations.resp.commands.pubsub import leave_all
+
+        leave_all(client)
     return SimpleString("RESET")
 
 

@@ -82,6 +82,14 @@ def detach(client: Client) -> None:
         _unsub_all(h, sub, channels=True, patterns=True)
 
 
+def leave_all(client: Client) -> None:
+    """Drop every subscription of ``client`` without replies (RESET)."""
+    h = hub(client.state)
+    sub = h.subs.get(client)
+    if sub is not None:
+        _unsub_all(h, sub, channels=True, patterns=True)
+
+
 def gate(client: Client, spec: CommandSpec, argv: list[bytes]) -> Any:
     """RESP2 subscribed context: only (un)subscribe, PING, QUIT and RESET; None = proceed."""
     if client.proto != 2:
