@@ -40,7 +40,7 @@ from faster_backend.engine.devices import (
     StorageDevice,
     open_device,
 )
-from faster_backend.engine.errors import EngineError
+from faster_backend.engine.errors import EngineError, RecordTooLargeError
 from faster_backend.engine.f2 import compaction
 from faster_backend.engine.f2.cold_index import CHUNK_BYTES, ColdIndex
 from faster_backend.engine.f2.cold_log import ColdLog
@@ -69,6 +69,7 @@ from faster_backend.engine.record import (
     PREV_MASK,
     TOMBSTONE,
     VALUE_LEN,
+    record_size,
 )
 from faster_backend.engine.sizes import parse_size
 
@@ -122,11 +123,14 @@ class F2Kv(FasterKv):
         segment = parse_size(segment_size, name="segment_size")
         index_memory = _size(cold_index_memory_size, "cold_index_memory_size")
         if index_memory is None:
-            index_memory = min(64 << 20, max(64 << 10, memory // 16))
+            index_memory = max(64 << 10, memory // 6)
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
-            cache = memory // 10
-        hot_memory = memory - index_memory - cache - 2 * page
+            cache = memory // 4
+        # The cold log only appends (one page filling, one flushing): small pages suffice. A
+        # record must fit in a cold page, which bounds record sizes (checked in _write).
+        cold_page = max(4096, page // 4)
+        hot_memory = memory - index_memory - cache - 2 * cold_page
         if hot_memory < 2 * page:
             raise ValueError(
                 f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot log"
@@ -157,7 +161,7 @@ class F2Kv(FasterKv):
                 log_size_limit=max(4 * index_memory, 3 * cold_index_chunks * (CHUNK_BYTES + 32)),
             )
             cold_index = ColdIndex(index_store, cold_index_chunks)
-            self._cold = ColdLog(cold_dev, page, 2, cold_index)
+            self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             super().__init__(
                 memory_size=hot_memory,
                 index_size=index_size,
@@ -192,6 +196,9 @@ class F2Kv(FasterKv):
         self._f2_wake = threading.Event()
         self._f2_error: BaseException | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._token_lock = threading.Lock()
+        self._token_seq = 0
+        self._pending_keys: dict[int, bytes] = {}
         self._n_cold_reads = self._n_cold_index_reads = self._n_cold_index_by_reads = 0
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
@@ -329,23 +336,59 @@ class F2Kv(FasterKv):
         # The cold index's chunk store has no asyncio path: run the lookup off the loop.
         return await asyncio.to_thread(self._cold_lookup, key, h)
 
-    def _read_pending(
-        self, key: bytes, addr: int, finish: Callable[[Any, bytes | None], None]
-    ) -> None:
-        """A pending read completes on a worker thread that runs the blocking read."""
+    # Pending reads (sessions): a read that must go to the cold tier is issued under a token
+    # address (COLD | sequence number) that names the key; the cold lookup runs on a worker
+    # thread and its record comes back to ``_pending_continue`` as the token's data.
+
+    def _cold_token(self, key: bytes) -> int:
+        with self._token_lock:
+            self._token_seq += 1
+            token = COLD | (self._token_seq & ((1 << 48) - 1))
+            self._pending_keys[token] = key
+        return token
+
+    def _read_start(self, key: bytes) -> tuple[str, bytes | None, int, int]:
+        status, value, address, begin = super()._read_start(key)
+        if status == "pending" and address & COLD:
+            address = self._cold_token(key)
+        return status, value, address, begin
+
+    def _pending_issue(self, address: int, done: Callable[[bytes | None, Any], None]) -> None:
+        if not address & COLD:
+            super()._pending_issue(address, done)
+            return
+        with self._token_lock:
+            key = self._pending_keys.pop(address)
         if self._executor is None:
             self._executor = ThreadPoolExecutor(max_workers=2, thread_name_prefix="f2-pending")
 
         def run() -> None:
             try:
-                value = self.read(key)
-            except BaseException:
-                finish("not_found", None)
-                log.exception("pending F2 read failed")
+                found = self._cold_lookup(key, xxh3_64_intdigest(key))
+            except BaseException as exc:
+                done(None, exc)
                 return
-            finish(*_fkv._status_value(value))
+            done(b"" if found is None else found[1], None)
 
         self._executor.submit(run)
+
+    def _pending_continue(
+        self, key: bytes, address: int, data: bytes, begin: int
+    ) -> tuple[str, Any]:
+        if address & COLD:
+            if not data:
+                return "not_found", None
+            info, kl, vl = _unpack_header(data, 0)
+            if info & TOMBSTONE or _fkv._expired(data, 0, info, kl, vl):
+                return "not_found", None
+            self._n_hits += 1
+            return "ok", data[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+        step = super()._pending_continue(key, address, data, begin)
+        if step[0] == "not_found" and not (
+            _unpack_header(data, 0)[1] == len(key) and data.startswith(key, HEADER_SIZE)
+        ):
+            return "next", self._cold_token(key)  # the hot chain ended: the cold tier next
+        return step
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -413,6 +456,13 @@ class F2Kv(FasterKv):
     def _write(
         self, key: bytes, h: int, value: bytes, expiry: int | None, found: Found | None
     ) -> None:
+        size = record_size(len(key), len(value), expiry is not None)
+        if size >= self._cold.page_size:
+            raise RecordTooLargeError(
+                f"a record of {size} bytes does not fit in a cold log page of"
+                f" {self._cold.page_size} bytes (F2 uses a quarter of page_size); store smaller"
+                " values or raise page_size"
+            )
         tail = self._log.tail_address
         super()._write(key, h, value, expiry, found)
         if self._log.tail_address != tail:
@@ -429,9 +479,10 @@ class F2Kv(FasterKv):
         ix = self._index
         if ix.old is not None:
             self._grow_step(_GROW_STEP)
-        elif ix.cur.overflow_in_use() * 4 > ix.cur.size:
-            # The hot index grows with the hot keys (overflowing buckets), not with the
-            # store's live count, which includes every cold key.
+        elif self._n_hot_records > self._grow_at:
+            # The hot index grows with the hot log's records (an upper bound of its keys), not
+            # with the store's live count, which includes every cold key. (Not with overflow
+            # either: a split copies entries of chains on the device into both halves.)
             ix.start_grow()
         if not self._writes & 63:
             self._sweep(16)
