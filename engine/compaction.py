@@ -11,11 +11,11 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from xxhash import xxh3_64_intdigest
 
-from faster_backend.engine.record import HEADER_SIZE, TOMBSTONE
+from faster_backend.engine.record import HEADER_SIZE, TOMBSTONE, size_from_header
 
 if TYPE_CHECKING:
     from faster_backend.engine.faster_kv import FasterKv, Found
@@ -31,22 +31,29 @@ def _range(kv: FasterKv, until: int | None) -> tuple[int, int]:
         begin = hlog.begin_address
         head = hlog.head_address
         if until is None:
-            until = begin + int((head - begin) * kv.compaction_fraction)
+            # At least one page, so that a small log still makes progress.
+            until = begin + max(hlog.page_size, int((head - begin) * kv.compaction_fraction))
         until = min(until, head) & ~hlog.page_mask
     return begin, until
 
 
-def compact(kv: FasterKv, until: int | None, mode: str) -> int:
+class CompactionResult(NamedTuple):
+    copied: int  # live records copied to the tail
+    reclaimed: int  # bytes of log the begin address moved past
+    copied_bytes: int
+
+
+def compact(kv: FasterKv, until: int | None, mode: str) -> CompactionResult:
     """See ``FasterKv.compact``."""
     if mode not in ("lookup", "scan"):
         raise ValueError(f"compaction mode must be 'lookup' or 'scan', got {mode!r}")
     hlog = kv._log
     if not hlog.persistent:
-        return 0
+        return CompactionResult(0, 0, 0)
     with _compaction_lock:
         begin, until = _range(kv, until)
         if until <= begin:
-            return 0
+            return CompactionResult(0, 0, 0)
         candidates: list[tuple[bytes, int]]
         if mode == "lookup":
             candidates = [
@@ -59,7 +66,8 @@ def compact(kv: FasterKv, until: int | None, mode: str) -> int:
             for addr, info, kl, _vl, rec in hlog.records(begin, until):
                 newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
             candidates = [(k, a) for k, (a, info) in newest.items() if not info & TOMBSTONE]
-        copied = sum(_relocate(kv, key, addr) for key, addr in candidates)
+        sizes = [_relocate(kv, key, addr) for key, addr in candidates]
+        copied = sum(1 for size in sizes if size)
         with kv._lock:
             hlog.truncate_until(until)
             kv._read_cache.drop_below(until)
@@ -67,7 +75,7 @@ def compact(kv: FasterKv, until: int | None, mode: str) -> int:
             kv._n_compacted_copies += copied
         _release(kv, until)
         log.info("compacted log [%d, %d): %d live records copied to the tail", begin, until, copied)
-        return copied
+        return CompactionResult(copied, until - begin, sum(sizes))
 
 
 def _release(kv: FasterKv, until: int) -> None:
@@ -80,7 +88,8 @@ def _release(kv: FasterKv, until: int) -> None:
 
 
 def _relocate(kv: FasterKv, key: bytes, addr: int) -> int:
-    """Copy ``key``'s record at ``addr`` to the tail if it is still the key's live record."""
+    """Copy ``key``'s record at ``addr`` to the tail if it is still the key's live record;
+    returns the bytes copied (0 when the record was dead)."""
     from faster_backend.engine.faster_kv import _expiry_of
 
     h = xxh3_64_intdigest(key)
@@ -92,7 +101,7 @@ def _relocate(kv: FasterKv, key: bytes, addr: int) -> int:
         value = bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
         kv._write(key, h, value, _expiry_of(buf, off, info, kl, vl), found)
         kv._n_copies -= 1  # a relocation, not a user's copy-update
-        return 1
+        return size_from_header(info, kl, vl)
 
     return kv._run(key, h, op)
 

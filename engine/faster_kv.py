@@ -195,6 +195,8 @@ class FasterKv:
         self._maintenance: threading.Thread | None = None
         self._maintenance_wake = threading.Event()
         self._maintenance_error: BaseException | None = None
+        self._compaction_floor = 0  # after an unproductive compaction: wait for this size
+        self._maintenance_lock = threading.Lock()
         # counters (plain attributes: cheaper than a dict on the hot path)
         self._n_reads = self._n_hits = self._n_upserts = self._n_rmws = 0
         self._n_in_place = self._n_copies = self._n_deletes = self._n_expired = 0
@@ -573,6 +575,7 @@ class FasterKv:
                 addr = info & PREV_MASK
             if addr < hlog.begin_address:
                 return None
+            begin = hlog.begin_address
         finally:
             lock.release()
         # The chain continues on the device: read it without the latch.
@@ -581,6 +584,8 @@ class FasterKv:
         except AddressTruncatedError:
             return self.read(key)  # compaction moved the chain meanwhile: look again
         if found is None:
+            if self._log is not hlog or hlog.begin_address != begin:
+                return self.read(key)  # the walk may have ended at a moved begin: look again
             return None
         rec = found[1]
         info, kl, vl = _unpack_header(rec, 0)
@@ -984,7 +989,7 @@ class FasterKv:
         """
         from faster_backend.engine.compaction import compact
 
-        return compact(self, until, mode)
+        return compact(self, until, mode).copied
 
     def _drop_oldest(self, until: int) -> int:
         """Cache mode: drop the log below ``until``; its live keys become misses."""
@@ -1041,6 +1046,9 @@ class FasterKv:
                 "compactions": self._n_compactions,
                 "compacted_records": self._n_compacted_copies,
                 "dropped_keys": self._n_dropped_segments_keys,
+                "maintenance_error": repr(self._maintenance_error)
+                if self._maintenance_error
+                else None,
                 "device": self.device.kind,
                 "device_bytes_read": dev["bytes_read"],
                 "device_bytes_written": dev["bytes_written"],
@@ -1183,8 +1191,9 @@ class FasterKv:
 
     # -- pending reads (sessions) ----------------------------------------------------------
 
-    def _read_start(self, key: bytes) -> tuple[str, bytes | None, int]:
-        """("ok" | "not_found", value, 0) from memory, or ("pending", None, device address)."""
+    def _read_start(self, key: bytes) -> tuple[str, bytes | None, int, int]:
+        """("ok" | "not_found", value, 0, 0) from memory, or ("pending", None, device address,
+        begin address at the time) when the chain continues on the device."""
         h = xxh3_64_intdigest(key)
         with self._lock:
             self._n_reads += 1
@@ -1192,61 +1201,44 @@ class FasterKv:
                 found = self._find_live(key, h)
             except _NeedsIO as need:
                 self._n_pending += 1
-                return "pending", None, need.address
+                return "pending", None, need.address, self._log.begin_address
             if found is None:
-                return "not_found", None, 0
+                return "not_found", None, 0, 0
             self._n_hits += 1
-            return "ok", _found_value(found), 0
+            return "ok", _found_value(found), 0, 0
 
-    def _read_pending(
-        self, key: bytes, addr: int, finish: Callable[[Any, bytes | None], None]
-    ) -> None:
-        """Follow ``key``'s chain on the device with asynchronous reads, then ``finish``."""
-        klen = len(key)
-        hlog = self._log
+    def _pending_issue(self, address: int, done: Callable[[bytes | None, Any], None]) -> None:
+        """Start reading the record at ``address``; ``done(data, error)`` runs on completion
+        (on a device thread, or at once for a read-cache hit): it must only hand over."""
+        cached = self._read_cache.get(address)
+        if cached is not None:
+            done(cached, None)
+            return
+        self._n_disk_reads += 1
+        page_end = ((address >> self._log.page_bits) + 1) << self._log.page_bits
+        self.device.read_async(address, min(_FIRST_READ, page_end - address), done)
 
-        def step(address: int) -> None:
-            if address < hlog.begin_address:
-                finish("not_found", None)
-                return
-            cached = self._read_cache.get(address)
-            if cached is not None:
-                got(address, cached)
-                return
-            self._n_disk_reads += 1
-            page_end = ((address >> hlog.page_bits) + 1) << hlog.page_bits
-
-            def done(data: bytes | None, error: BaseException | None) -> None:
-                if error is not None or data is None:
-                    # Truncated by compaction meanwhile, or an I/O error: resolve it the
-                    # blocking way, which retries and raises real errors to the caller.
-                    try:
-                        finish(*_status_value(self.read(key)))
-                    except BaseException:
-                        finish("not_found", None)
-                        raise
-                    return
-                info, kl, vl = _unpack_header(data, 0)
-                size = size_from_header(info, kl, vl)
-                if size > len(data):
-                    data += self.device.read(address + len(data), size - len(data))
-                got(address, data[:size])
-
-            self.device.read_async(address, min(_FIRST_READ, page_end - address), done)
-
-        def got(address: int, rec: bytes) -> None:
-            info, kl, vl = _unpack_header(rec, 0)
-            if kl != klen or not rec.startswith(key, HEADER_SIZE):
-                step(info & PREV_MASK)
-                return
-            self._read_cache.put(address, rec)
-            if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
-                finish("not_found", None)
-            else:
-                self._n_hits += 1
-                finish("ok", rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl])
-
-        step(addr)
+    def _pending_continue(
+        self, key: bytes, address: int, data: bytes, begin: int
+    ) -> tuple[str, Any]:
+        """One step of a pending read, in the thread completing it: ("ok", value),
+        ("not_found", None), ("next", address to read) or ("restart", None) when compaction
+        moved the log's begin meanwhile (the caller then reads the blocking way)."""
+        info, kl, vl = _unpack_header(data, 0)
+        size = size_from_header(info, kl, vl)
+        if size > len(data):
+            data += self.device.read(address + len(data), size - len(data))
+        rec = data[:size]
+        if kl != len(key) or not rec.startswith(key, HEADER_SIZE):
+            nxt = info & PREV_MASK
+            if nxt >= self._log.begin_address:
+                return "next", nxt
+            return ("restart", None) if self._log.begin_address != begin else ("not_found", None)
+        self._read_cache.put(address, rec)
+        if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
+            return "not_found", None
+        self._n_hits += 1
+        return "ok", rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
 
     # -- internals (callers hold the latch) ------------------------------------------------
 
@@ -1486,7 +1478,7 @@ class FasterKv:
             return
         on_disk = hlog.head_address - hlog.begin_address
         limit = self.log_size_limit
-        if (limit is not None and on_disk > limit) or (
+        if (limit is not None and on_disk > max(limit, self._compaction_floor)) or (
             self.max_disk_size is not None and on_disk > self.max_disk_size
         ):
             if self._maintenance is None:
@@ -1512,6 +1504,12 @@ class FasterKv:
 
     def run_maintenance(self) -> None:
         """Compact (or, in cache mode, drop) the oldest part of the log while over its limits."""
+        with self._maintenance_lock:
+            self._run_maintenance()
+
+    def _run_maintenance(self) -> None:
+        from faster_backend.engine.compaction import compact
+
         hlog = self._log
         while not self._closed:
             on_disk = hlog.head_address - hlog.begin_address
@@ -1520,11 +1518,24 @@ class FasterKv:
                 target = hlog.head_address - self.max_disk_size
                 self._drop_oldest(((target + seg - 1) // seg) * seg)
                 continue
-            if self.log_size_limit is not None and on_disk > self.log_size_limit:
-                before = hlog.begin_address
-                self.compact()
-                if hlog.begin_address == before:
-                    return  # nothing could be reclaimed yet
+            if self.log_size_limit is not None and on_disk > max(
+                self.log_size_limit, self._compaction_floor
+            ):
+                result = compact(self, None, "lookup")
+                after = hlog.head_address - hlog.begin_address
+                if result.reclaimed == 0 or result.copied_bytes > result.reclaimed * 0.9:
+                    # The live data itself exceeds the limit: compacting again would only copy
+                    # it around. Wait until the log has grown by another slice.
+                    self._compaction_floor = after + int(
+                        self.log_size_limit * self.compaction_fraction
+                    )
+                    log.warning(
+                        "live data (%d bytes on disk) exceeds log_size_limit (%d):"
+                        " compaction reclaims little; raise the limit",
+                        after,
+                        self.log_size_limit,
+                    )
+                    return
                 continue
             return
 
@@ -1549,10 +1560,6 @@ def _found_value(found: Found | None) -> bytes | None:
         return None
     _, buf, off, _info, kl, vl = found
     return bytes(buf[off + HEADER_SIZE + kl : off + HEADER_SIZE + kl + vl])
-
-
-def _status_value(value: bytes | None) -> tuple[str, bytes | None]:
-    return ("not_found", None) if value is None else ("ok", value)
 
 
 def default_page_size(memory_size: int) -> int:

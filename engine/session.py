@@ -21,7 +21,17 @@ if TYPE_CHECKING:
     from faster_backend.engine.faster_kv import FasterKv, Updater
 
 ReadStatus = Literal["ok", "not_found", "pending"]
-Completed = tuple[Any, Literal["ok", "not_found"], bytes | None]
+# (context, status, value): the value is the exception when the status is "error"
+Completed = tuple[Any, str, Any]
+
+
+class _Pending:
+    __slots__ = ("begin", "context", "key")
+
+    def __init__(self, key: bytes, context: Any, begin: int) -> None:
+        self.key = key
+        self.context = context
+        self.begin = begin
 
 
 class Session:
@@ -32,6 +42,7 @@ class Session:
         self.serial = serial  # serial number of the last completed operation
         self._kv = kv
         self._done: list[Completed] = []
+        self._io_done: list[tuple[_Pending, int, bytes | None, BaseException | None]] = []
         self._outstanding = 0
         self._cv = threading.Condition()
 
@@ -78,32 +89,74 @@ class Session:
     def start_read(self, key: bytes, context: Any = None) -> tuple[ReadStatus, bytes | None]:
         """Read without blocking on the device: ("ok", value), ("not_found", None) or
         ("pending", None), in which case ``complete_pending`` later yields
-        ``(context, status, value)`` for it."""
+        ``(context, status, value)`` for it ("error" with the exception as value when the
+        device failed)."""
         self.serial += 1
-        status, value, address = self._kv._read_start(key)
+        status, value, address, begin = self._kv._read_start(key)
         if status == "ok":
             return "ok", value
         if status == "not_found":
             return "not_found", None
         with self._cv:
             self._outstanding += 1
-
-        def finish(status: Literal["ok", "not_found"], value: bytes | None) -> None:
-            with self._cv:
-                self._done.append((context, status, value))
-                self._outstanding -= 1
-                self._cv.notify_all()
-
-        self._kv._read_pending(key, address, finish)
+        self._issue(_Pending(key, context, begin), address)
         return "pending", None
 
+    def _issue(self, op: _Pending, address: int) -> None:
+        def done(data: bytes | None, error: BaseException | None) -> None:
+            # On a device thread: only hand the completion over (as FASTER does).
+            with self._cv:
+                self._io_done.append((op, address, data, error))
+                self._cv.notify_all()
+
+        try:
+            self._kv._pending_issue(address, done)
+        except BaseException as exc:
+            done(None, exc)
+
     def complete_pending(self, wait: bool = False) -> list[Completed]:
-        """The pending reads that finished; with ``wait``, after all outstanding ones have."""
-        with self._cv:
-            if wait:
-                self._cv.wait_for(lambda: self._outstanding == 0)
-            done, self._done = self._done, []
-        return done
+        """Finish the pending reads whose I/O completed, in this thread (issuing the next read
+        of a chain where needed); with ``wait``, until none is outstanding."""
+        results: list[Completed] = []
+        while True:
+            with self._cv:
+                if wait:
+                    self._cv.wait_for(lambda: bool(self._io_done) or self._outstanding == 0)
+                batch, self._io_done = self._io_done, []
+            for op, address, data, error in batch:
+                outcome = self._continue(op, address, data, error)
+                if outcome is not None:
+                    results.append(outcome)
+                    with self._cv:
+                        self._outstanding -= 1
+            with self._cv:
+                if not wait or self._outstanding == 0:
+                    results.extend(self._done)
+                    self._done = []
+                    return results
+
+    def _continue(
+        self, op: _Pending, address: int, data: bytes | None, error: BaseException | None
+    ) -> Completed | None:
+        from faster_backend.engine.devices import AddressTruncatedError
+
+        try:
+            if error is not None:
+                if not isinstance(error, AddressTruncatedError):
+                    return op.context, "error", error
+                step: tuple[str, Any] = ("restart", None)
+            else:
+                assert data is not None
+                step = self._kv._pending_continue(op.key, address, data, op.begin)
+            if step[0] == "next":
+                self._issue(op, step[1])
+                return None
+            if step[0] == "restart":  # compaction moved the chain: read the blocking way
+                value = self._kv.read(op.key)
+                return op.context, ("not_found" if value is None else "ok"), value
+            return op.context, step[0], step[1]
+        except Exception as exc:
+            return op.context, "error", exc
 
     @property
     def pending(self) -> int:

@@ -2,8 +2,9 @@
 beside writer threads, pending reads during compaction, cache mode's exact counts with writers,
 background compaction, the read cache's second chance, the on-disk layout, and the config keys.
 
-The tests at the end marked ``xfail(strict=True)`` reproduce engine bugs (see their reasons);
-they turn into failures, as a reminder to drop the marker, once the engine is fixed.
+The tests at the end reproduce engine bugs found while writing these tests (a read missing a
+key that compaction moves, pending-read errors reported as misses, pending reads of large
+records hanging on io_uring, compaction livelock); they guard the fixes.
 """
 
 from __future__ import annotations
@@ -46,21 +47,8 @@ def frozen_value(i: int) -> bytes:
     return b"frozen-%d-" % i + bytes([65 + i % 26]) * (i % 50)
 
 
-# Known engine bug (see test_bug_read_misses_a_key_compacted_under_it): a blocking read or a
-# pending read that goes to the device just as a compaction moves the key's record reports a
-# miss. The stress tests below tolerate exactly that symptom, after checking through the
-# hint-based path (read_with_expiry) that the key still holds the expected value, so that
-# they keep failing on any lost or wrong value. Drop ``check_miss`` once the bug is fixed.
-KNOWN_MISSES: list[bytes] = []
-
-
 def check_miss(kv: FasterKV, key: bytes, got: bytes | None, expected: bytes | None) -> None:
-    if got == expected:
-        return
-    assert got is None, (key, got, expected)  # a wrong value is never tolerated
-    found = kv.read_with_expiry(key)
-    assert found is not None and found[0] == expected, (key, found, expected)
-    KNOWN_MISSES.append(key)
+    assert got == expected, (key, got, expected)
 
 
 def run_threads(targets: list[Callable[[], None]], errors: list[BaseException]) -> None:
@@ -494,7 +482,7 @@ def test_compaction_with_durability_releases_segments_and_survives_reopen(
         kv.close()
 
 
-# -- reproductions of engine bugs (xfail until fixed) ------------------------------------------
+# -- regressions: engine bugs found while writing these tests, fixed since ---------------------
 
 
 def _compact_first(kv: FasterKV, name: str) -> None:
@@ -510,13 +498,6 @@ def _compact_first(kv: FasterKV, name: str) -> None:
     setattr(kv, name, wrapper)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: kv.read releases the latch and walks the chain on the device from the address"
-    " it saw; if a compaction relocated the key and moved the begin address past that address"
-    " meanwhile, _disk_lookup's 'while addr >= begin_address' loop ends at once and read()"
-    " returns None for a live key (_run is safe: its hint no longer matches and it retries)",
-)
 def test_bug_read_misses_a_key_compacted_under_it(tmp_path: Path) -> None:
     kv = store(tmp_path)
     try:
@@ -528,18 +509,12 @@ def test_bug_read_misses_a_key_compacted_under_it(tmp_path: Path) -> None:
         kv.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a session read that went pending on address A completes as 'not_found' when a"
-    " compaction relocated the key and moved the begin address past A before the device walk"
-    " started (_read_pending.step and got() treat 'address < begin_address' as the chain's end)",
-)
 def test_bug_pending_read_misses_a_key_compacted_under_it(tmp_path: Path) -> None:
     kv = store(tmp_path)
     try:
         for i in range(3000):
             kv.upsert(b"k%d" % i, b"v%d" % i)
-        _compact_first(kv, "_read_pending")
+        _compact_first(kv, "_pending_issue")
         s = kv.session()
         assert s.start_read(b"k1", "ctx") == ("pending", None)
         assert s.complete_pending(wait=True) == [("ctx", "ok", b"v1")]
@@ -548,13 +523,6 @@ def test_bug_pending_read_misses_a_key_compacted_under_it(tmp_path: Path) -> Non
 
 
 @needs_io_uring
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a pending read of a record larger than 512 bytes on io_uring: the completion"
-    " callback (_read_pending.done, on the ring thread) makes a blocking device.read for the"
-    " rest of the record, which IoUringDevice refuses with RuntimeError; the read never"
-    " finishes and complete_pending(wait=True) hangs",
-)
 def test_bug_pending_read_of_a_large_record_on_io_uring(tmp_path: Path) -> None:
     kv = store(tmp_path, "io_uring", read_cache_size=0)
     for i in range(300):
@@ -571,12 +539,6 @@ def test_bug_pending_read_of_a_large_record_on_io_uring(tmp_path: Path) -> None:
         kv.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a pending read whose device read fails (EIO) completes as 'not_found' for a key"
-    " that exists (Session.complete_pending has no error status; _read_pending.done turns the"
-    " exception into not_found), where the blocking read raises",
-)
 def test_bug_pending_read_error_is_reported_as_a_miss(tmp_path: Path) -> None:
     dev = FaultyDevice(FileDevice(tmp_path, name="hlog", segment_size=64 * 1024))
     kv = FasterKv(memory_size=64 * 1024, page_size=16 * 1024, device=dev, read_cache_size=0)
@@ -593,13 +555,6 @@ def test_bug_pending_read_error_is_reported_as_a_miss(tmp_path: Path) -> None:
         kv.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: when the live records on the device exceed log_size_limit, run_maintenance"
-    " (and so the background maintenance thread) never returns: every compaction copies the"
-    " live records to the tail, they are flushed again, the log stays over the limit, and"
-    " the begin address keeps moving, so the 'no progress' exit never triggers",
-)
 def test_bug_compaction_livelock_when_live_data_exceeds_the_limit(tmp_path: Path) -> None:
     kv = store(tmp_path)
     for i in range(3000):  # ~290 KiB of live records, most of them on the device
