@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -187,3 +188,29 @@ def test_served_blmove_aborts_watchers_of_its_destination(srv: ServerProcess,
     assert out == [b"v"] and r.lrange("wdst", 0, -1) == [b"v"]
     watcher.close()
     c.close()
+
+
+def test_xread_block_is_woken_by_xadd(srv: ServerProcess, r: redis.Redis) -> None:
+    out: list[object] = []
+    c = redis.Redis(port=srv.port)
+    r.xadd("xs", {"old": "1"}, id="1-1")
+    t = threading.Thread(target=lambda: out.append(c.xread({"xs": "$"}, block=20000)))
+    t.start()
+    _wait_blocked_cmd(r, "xread")
+    r.xadd("xs", {"new": "2"}, id="2-1")
+    t.join(20)
+    got: Any = out[0]
+    streams = got if isinstance(got, dict) else {k: v for k, v in got}
+    assert [tuple(e) for e in streams[b"xs"]] == [(b"2-1", {b"new": b"2"})]
+    assert r.xread({"xs": "$"}, block=100) in (None, [], {})
+    c.close()
+
+
+def _wait_blocked_cmd(r: redis.Redis, name: str) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if any(cl.get("cmd") == name for cl in r.client_list()):
+            time.sleep(0.05)
+            return
+        time.sleep(0.02)
+    raise AssertionError("client did not block")
