@@ -38,25 +38,31 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         until = min(until, hlog.head_address) & ~hlog.page_mask
     if until <= begin:
         return 0
-    newest: dict[bytes, tuple[int, bytes]] = {}
+    # Two passes over the range (pages are re-read from the device, usually the page cache):
+    # the first finds each key's newest record in it, the second moves those without copying
+    # the range into Python objects.
+    newest: dict[bytes, int] = {}
     n_records = 0
     for addr, _info, kl, _vl, rec in hlog.records(begin, until):
-        newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, bytes(rec))
+        newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = addr
         n_records += 1
     moved = 0
     with cold.write_lock:
         try:
-            for key, (_addr, record) in newest.items():
+            for addr, info, kl, _vl, rec in hlog.records(begin, until):
                 if kv._f2_stopping:
                     return moved  # closing: the hot range stays; nothing is lost
+                key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+                if newest[key] != addr:
+                    continue  # an older version inside the range
                 h = xxh3_64_intdigest(key)
                 if kv._hot_has_record_from(key, h, until):
                     continue  # superseded by a newer hot record (``addr`` is the newest below)
-                if _unpack_header(record, 0)[0] & TOMBSTONE:
+                if info & TOMBSTONE:
                     found = cold.lookup(key, h)
                     if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE:
                         continue  # nothing cold to shadow: the tombstone is safe to drop
-                cold.append(key, h, record)
+                cold.append(key, h, rec)
                 moved += 1
         finally:
             # Before truncating: from now on readers may reach these keys' cold records.

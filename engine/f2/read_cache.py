@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 
 _ENTRY_OVERHEAD = 120  # dict slot, tuple and bytes headers per entry, roughly
-_KEEP_EPOCHS = 4
+_KEEP_EPOCHS = 2
 
 
 class KeyReadCache:

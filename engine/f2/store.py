@@ -27,7 +27,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from xxhash import xxh3_64_intdigest
 
@@ -74,6 +74,7 @@ from faster_backend.engine.record import (
 from faster_backend.engine.sizes import parse_size
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 COLD = 1 << 60  # hint addresses with this bit mean "the cold tier, as of hot begin address"
 HOT_DIR, COLD_DIR, INDEX_DIR = "hot", "cold", "cold-index"
@@ -194,6 +195,10 @@ class F2Kv(FasterKv):
         self._f2_stopping = False
         self._f2_thread: threading.Thread | None = None
         self._f2_wake = threading.Event()
+        # Back-pressure: writers wait while the hot log is past 1.5x hot_log_size, so that the
+        # compaction thread (which needs the GIL too) keeps up with them.
+        self._hot_room = threading.Event()
+        self._hot_room.set()
         self._f2_error: BaseException | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._token_lock = threading.Lock()
@@ -625,7 +630,16 @@ class F2Kv(FasterKv):
         trigger = self._cold_trigger
         return trigger is not None and self._cold.disk_bytes() > trigger
 
+    def _run(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
+        result = super()._run(key, h, op)
+        if not self._hot_room.is_set() and threading.current_thread() is not self._f2_thread:
+            self._hot_room.wait(1.0)  # bounded: a stalled compaction slows writers, never stops
+        return result
+
     def _check_maintenance(self) -> None:
+        hlog = self._log
+        if hlog.tail_address - hlog.begin_address > self.hot_log_size * 3 // 2:
+            self._hot_room.clear()
         if self._hot_over() or self._cold_over():
             if self._f2_thread is None:
                 self._f2_thread = threading.Thread(
@@ -650,12 +664,21 @@ class F2Kv(FasterKv):
 
     def run_maintenance(self) -> None:
         """Run hot-cold and cold-cold compactions while the tiers exceed their sizes."""
+        try:
+            self._compact_while_over()
+        finally:
+            self._hot_room.set()
+
+    def _compact_while_over(self) -> None:
         while not self._f2_stopping:
             if self._hot_over():
                 before = self._log.begin_address
                 self.compact()
                 if self._log.begin_address == before:
                     return
+                hlog = self._log
+                if hlog.tail_address - hlog.begin_address <= self.hot_log_size * 3 // 2:
+                    self._hot_room.set()
                 continue
             if self._cold_over():
                 cold = self._cold
@@ -680,6 +703,7 @@ class F2Kv(FasterKv):
         if self._closed:
             return
         self._f2_stopping = True
+        self._hot_room.set()
         self._f2_wake.set()
         if self._f2_thread is not None:
             self._f2_thread.join()
