@@ -21,6 +21,7 @@ are compared by key on every chain, so sharing a chain between keys is always sa
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
 
 from faster_backend.engine.faster_kv import FasterKv
 
@@ -71,11 +72,13 @@ class ColdIndex:
                 return int(words[i] & ADDRESS_MASK)
         return int(words[OVERFLOW] & ADDRESS_MASK)
 
-    def set(self, h: int, address: int) -> None:
+    def set(self, h: int, address: int, link: Callable[[int], None]) -> None:
         """Point the chain of hash ``h`` at ``address`` (claiming a tag slot if one is free).
 
-        The caller serialises updates (the cold log's write lock); the chunk store's RMW makes
-        each one atomic for concurrent readers.
+        ``link(previous chain address)`` runs inside the chunk's RMW, before the new entry is
+        visible: the caller stores it as the new record's previous address there, so a reader
+        never follows a new record whose link is not set yet. The caller serialises updates
+        (the cold log's write lock); the chunk store's RMW makes each atomic for readers.
         """
         self.updates += 1
         number, off, tag = _locate(h, self.mask)
@@ -96,6 +99,7 @@ class ColdIndex:
                 # Slots are never freed, so a free slot means the bucket never filled up and
                 # no key went to the overflow chain yet: claiming it keeps the invariant.
                 slot = free if free >= 0 else OVERFLOW
+            link(int(words[slot] & ADDRESS_MASK))
             entry = address | (tag << TAG_SHIFT) if slot != OVERFLOW else address
             struct.pack_into("<Q", chunk, off + slot * 8, entry)
             return bytes(chunk)

@@ -85,16 +85,19 @@ class ColdLog:
     def append(self, key: bytes, h: int, record: bytes | bytearray | memoryview) -> int:
         """Append a copy of ``record`` (a whole record of ``key``) as the chain's newest."""
         hlog = self.log
-        prev = self.index.find(h)
         size = len(record)
         addr = hlog.allocate(size)
         page = hlog.pages[addr >> hlog.page_bits]
         assert page is not None
         off = addr & hlog.page_mask
         page[off : off + size] = record
-        info = INFO.unpack_from(page, off)[0]
-        INFO.pack_into(page, off, (info & ~PREV_MASK) | (prev & PREV_MASK))
-        self.index.set(h, addr)
+        info = INFO.unpack_from(page, off)[0] & ~PREV_MASK
+
+        def link(prev: int) -> None:
+            INFO.pack_into(page, off, info | (prev & PREV_MASK))
+
+        # The record is not reachable before ``set`` publishes it, with its link already set.
+        self.index.set(h, addr, link)
         self.records_appended += 1
         return addr
 
