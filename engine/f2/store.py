@@ -638,9 +638,10 @@ class F2Kv(FasterKv):
 
     def _check_maintenance(self) -> None:
         hlog = self._log
-        if hlog.tail_address - hlog.begin_address > self.hot_log_size * 3 // 2:
-            self._hot_room.clear()
-        if self._hot_over() or self._cold_over():
+        hot_over = self._hot_over()
+        if hot_over and hlog.tail_address - hlog.begin_address > self.hot_log_size * 3 // 2:
+            self._hot_room.clear()  # set again by the compaction thread woken just below
+        if hot_over or self._cold_over():
             if self._f2_thread is None:
                 self._f2_thread = threading.Thread(
                     target=self._f2_loop, name="f2-compaction", daemon=True
