@@ -338,6 +338,14 @@ def test_async_api_and_pending_reads(tmp_path: Path) -> None:
         for ctx, _status, value in s.complete_pending(wait=True):
             results[ctx] = value
     assert results == {i: b"v%d" % i for i in range(3, 400, 50)}
+    n = len(kv)
+    with kv.session() as s:  # session operations on cold keys
+        assert s.read(b"a5") == b"v5"
+        assert s.rmw(b"a6", lambda old: (old or b"") + b"?") == b"v6?"
+        assert s.delete(b"a7") is True
+        s.upsert(b"a9", b"nine")
+        assert s.serial >= 4
+    assert kv.read(b"a7") is None and kv.read(b"a9") == b"nine" and len(kv) == n - 1
     kv.close()
 
 
