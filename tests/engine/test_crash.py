@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from crash_child import (  # noqa: E402
+from crash_child import (
     COUNTERS,
     counter_key,
     is_upsert,
