@@ -198,7 +198,10 @@ class FasterKv:
         self._compaction_floor = 0  # after an unproductive compaction: wait for this size
         self._maintenance_lock = threading.Lock()
         # counters (plain attributes: cheaper than a dict on the hot path)
+        # read() counts its hits and misses (one increment per call, it is the hot path); the
+        # other read paths count every read in _n_reads and their hits in _n_hits.
         self._n_reads = self._n_hits = self._n_upserts = self._n_rmws = 0
+        self._n_read_hits = self._n_misses = 0
         self._n_in_place = self._n_copies = self._n_deletes = self._n_expired = 0
         self._n_evicted = self._n_grows = self._n_disk_reads = self._n_pending = 0
         self._n_compactions = self._n_compacted_copies = self._n_dropped_segments_keys = 0
@@ -531,7 +534,6 @@ class FasterKv:
         lock = self._lock
         lock.acquire()
         try:
-            self._n_reads += 1
             ix = self._index
             addr = 0
             if ix.old is None:
@@ -541,8 +543,8 @@ class FasterKv:
                 while True:
                     words = _unpack_bucket(buf, b << 6)
                     for e in words:
-                        if e >> TAG_SHIFT == tag:
-                            addr = e & ADDRESS_MASK
+                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
+                            addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
                             break
                     else:
                         b = words[7]
@@ -563,17 +565,20 @@ class FasterKv:
                 info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
                 if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
                     if info & TOMBSTONE:
+                        self._n_misses += 1
                         return None
                     if info & HAS_EXPIRY:
                         size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
                         if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _now() * 1000:  # type: ignore[arg-type]
                             self._expire_at(addr, key, h)
+                            self._n_misses += 1
                             return None
-                    self._n_hits += 1
+                    self._n_read_hits += 1
                     start = off + HEADER_SIZE + kl
                     return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
                 addr = info & PREV_MASK
             if addr < hlog.begin_address:
+                self._n_misses += 1
                 return None
             begin = hlog.begin_address
         finally:
@@ -586,12 +591,14 @@ class FasterKv:
         if found is None:
             if self._log is not hlog or hlog.begin_address != begin:
                 return self.read(key)  # the walk may have ended at a moved begin: look again
+            self._n_misses += 1
             return None
         rec = found[1]
         info, kl, vl = _unpack_header(rec, 0)
         if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
+            self._n_misses += 1
             return None
-        self._n_hits += 1
+        self._n_read_hits += 1
         return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
 
     def read_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
@@ -1008,9 +1015,9 @@ class FasterKv:
             slots = ix.size * 7
             dev = self.device.stats.as_dict()
             return {
-                "reads": self._n_reads,
-                "read_hits": self._n_hits,
-                "read_misses": self._n_reads - self._n_hits,
+                "reads": self._n_reads + self._n_read_hits + self._n_misses,
+                "read_hits": self._n_hits + self._n_read_hits,
+                "read_misses": self._n_reads - self._n_hits + self._n_misses,
                 "upserts": self._n_upserts,
                 "rmws": self._n_rmws,
                 "in_place_updates": self._n_in_place,
