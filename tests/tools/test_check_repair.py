@@ -227,10 +227,6 @@ os._exit(0)
 
 
 def test_corrupt_base_of_an_incremental_checkpoint(tmp_path: Path) -> None:
-    from faster_backend.engine.faster_kv import CHECKPOINT_KINDS
-
-    if "incremental" not in CHECKPOINT_KINDS:
-        pytest.skip("this engine has no incremental checkpoints")
     store = tmp_path / "store"
     subprocess.run([sys.executable, "-c", INCREMENTAL_SCRIPT, str(store)], check=True)
     assert check_store(store).exit_code == 0
@@ -278,10 +274,6 @@ def test_corrupt_begin_marker_is_unusable_until_repaired(store: Path) -> None:
 
 
 def test_corrupt_delta_falls_back_to_its_base(tmp_path: Path) -> None:
-    from faster_backend.engine.faster_kv import CHECKPOINT_KINDS
-
-    if "incremental" not in CHECKPOINT_KINDS:
-        pytest.skip("this engine has no incremental checkpoints")
     store = tmp_path / "store"
     subprocess.run([sys.executable, "-c", INCREMENTAL_SCRIPT, str(store)], check=True)
     delta = store / "checkpoints" / "0000000000000003" / "delta"
