@@ -27,27 +27,30 @@ class ReadCache:
         self._entries: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._tail = 0  # logical bytes ever inserted
+        self._head = 0  # logical position of the oldest record (a lower bound)
+        self._second_chance_bytes = capacity_bytes * second_chance_fraction
         self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.copies = 0
 
     def get(self, address: int) -> bytes | None:
-        with self._lock:
-            entry = self._entries.get(address)
-            if entry is None:
-                self.misses += 1
-                return None
-            self.hits += 1
-            record, position = entry
-            head = next(iter(self._entries.values()))[1]  # position of the oldest record
-            if position < head + self.capacity * self.second_chance:
-                # Near the head: copy to the tail so that a hot record is not evicted.
-                self._entries.move_to_end(address)
-                self._entries[address] = (record, self._tail)
-                self._tail += len(record)
-                self.copies += 1
-            return record
+        # A plain dict lookup (atomic under the GIL): the hit path takes no lock.
+        entry = self._entries.get(address)
+        if entry is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        record, position = entry
+        if position < self._head + self._second_chance_bytes:
+            # Near the head: copy to the tail so that a hot record is not evicted.
+            with self._lock:
+                if address in self._entries:
+                    self._entries.move_to_end(address)
+                    self._entries[address] = (record, self._tail)
+                    self._tail += len(record)
+                    self.copies += 1
+        return record
 
     def put(self, address: int, record: bytes) -> None:
         if self.capacity <= 0 or len(record) > self.capacity:
@@ -59,8 +62,9 @@ class ReadCache:
             self._tail += len(record)
             self.bytes += len(record)
             while self.bytes > self.capacity:
-                _, (old, _) = self._entries.popitem(last=False)
+                _, (old, position) = self._entries.popitem(last=False)
                 self.bytes -= len(old)
+                self._head = position + len(old)  # the oldest position still cached, at most
 
     def drop_below(self, address: int) -> None:
         """Forget records below ``address`` (the log was truncated there)."""
