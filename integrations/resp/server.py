@@ -405,9 +405,14 @@ class RespServer:
                     if c is not None and c.last_interaction < limit:
                         log.info("client %d (%s) closed: idle timeout", c.id, c.addr)
                         conn.kill()
+            durable = self.config.store.durability != "none"
             for ks in self.state.open_dbs():
                 try:
                     ks.kv.sweep_expired(256)
                     ks.objects.sweep(256)
+                    if durable:
+                        # Dirty live objects go to their object log every second, whose own
+                        # commits then make them durable (see docs/resp.md, "Object store").
+                        ks.objects.flush()
                 except Exception:  # pragma: no cover - a closed store during shutdown
                     break

@@ -67,3 +67,24 @@ def test_save_makes_objects_durable_before_a_crash(tmp_path: Path) -> None:
         _check(redis.Redis(port=srv.port))
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_periodic_durability_covers_objects_without_save(tmp_path: Path) -> None:
+    """With --durability periodic, objects written without SAVE survive a kill -9 once a
+    write-back second and a commit interval have passed (docs/resp.md, "Object store")."""
+    import time
+
+    data = tmp_path / "data"
+    srv = start_server(tmp_path, "--data-dir", str(data), "--durability", "periodic")
+    try:
+        r = redis.Redis(port=srv.port)
+        _fill(r)
+        time.sleep(3.5)  # the once-a-second write-back, then the store's 1 s group commit
+    finally:
+        srv.proc.kill()  # no SAVE, no shutdown
+        srv.proc.wait()
+    srv = start_server(tmp_path, "--data-dir", str(data))
+    try:
+        _check(redis.Redis(port=srv.port))
+    finally:
+        assert srv.stop() == 0, srv.log()
