@@ -19,11 +19,8 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -35,48 +32,16 @@ from crash_child import (  # noqa: E402  (the child program shared with the pyte
     counter_key,
     is_upsert,
     open_store,
+    run_and_kill,
     upsert_key,
     upsert_value,
 )
 
 from faster_backend.tools.check import check_store  # noqa: E402
 
-CHILD = str(ROOT / "tests" / "engine" / "crash_child.py")
-
 
 class Violation(Exception):
     pass
-
-
-def run_and_kill(path: Path, threads: int, run_for: float) -> dict[int, int]:
-    proc = subprocess.Popen(
-        [sys.executable, CHILD, str(path), str(threads)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    acks: dict[int, int] = {}
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line == "ready\n":
-                ready.set()
-            elif line.startswith("ack "):
-                _, t, n = line.split()
-                acks[int(t)] = max(acks.get(int(t), 0), int(n))
-
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    if not ready.wait(60):
-        proc.kill()
-        raise Violation(f"child did not start: {proc.stderr.read() if proc.stderr else ''}")
-    time.sleep(run_for)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    th.join(10)
-    if proc.returncode != -signal.SIGKILL:
-        raise Violation(f"child died by itself: {proc.stderr.read() if proc.stderr else ''}")
-    return acks
 
 
 def verify(path: Path, threads: int, acks: dict[int, int]) -> dict[int, int]:
@@ -143,7 +108,7 @@ def main() -> int:
             print(f"cycle {cycle:4d}: acknowledged {sum(acks.values()):7d}, recovered serials"
                   f" {sum(new.values()):7d}, check before recovery exit {before.exit_code}"
                   + "".join(f"\n    {p}" for p in before.problems), flush=True)
-    except Violation as exc:
+    except (Violation, AssertionError) as exc:  # AssertionError: the child failed to start or died
         print(f"FAILED at cycle {cycle}: {exc}\ndata directory kept: {path}", flush=True)
         return 1
     elapsed = time.perf_counter() - t0

@@ -11,9 +11,12 @@ parent kill -9s this process at a random moment and verifies the recovered state
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from faster_backend import FasterKV
 
@@ -47,6 +50,41 @@ def open_store(path: str, durability: str = "always") -> FasterKV:
         log_size_limit="192KiB",
         durability=durability,
     )
+
+
+def run_and_kill(path: Path | str, threads: int, run_for: float) -> dict[int, int]:
+    """Start this program as a child on ``path``, let it work ``run_for`` seconds after it is
+    ready, kill -9 it, and return the last acknowledged serial number of each thread."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, str(path), str(threads)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    acks: dict[int, int] = {}
+    ready = threading.Event()
+
+    def reader() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line == "ready\n":
+                ready.set()
+            elif line.startswith("ack "):
+                _, t, n = line.split()
+                acks[int(t)] = max(acks.get(int(t), 0), int(n))
+
+    th = threading.Thread(target=reader, daemon=True)
+    th.start()
+    if not ready.wait(60):
+        proc.kill()
+        raise AssertionError(f"child did not start: {proc.stderr.read() if proc.stderr else ''}")
+    time.sleep(run_for)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    th.join(10)
+    if proc.returncode != -signal.SIGKILL:
+        raise AssertionError(f"child died by itself: {proc.stderr.read() if proc.stderr else ''}")
+    return dict(acks)
 
 
 def incr(old: bytes | None) -> bytes:

@@ -10,11 +10,7 @@ from __future__ import annotations
 
 import os
 import random
-import signal
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -25,46 +21,18 @@ from crash_child import (
     counter_key,
     is_upsert,
     open_store,
+    run_and_kill,
     upsert_key,
     upsert_value,
 )
 
-CHILD = str(Path(__file__).parent / "crash_child.py")
 CYCLES = int(os.environ.get("FASTER_CRASH_CYCLES", "25"))
 THREADS = 3
 
 
 def run_child_and_kill(path: Path, rng: random.Random) -> dict[int, int]:
     """Start the child, let it work for a random time, kill -9 it; the last ack per thread."""
-    proc = subprocess.Popen(
-        [sys.executable, CHILD, str(path), str(THREADS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    acks: dict[int, int] = {}
-    ready = threading.Event()
-
-    def reader() -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line == "ready\n":
-                ready.set()
-            elif line.startswith("ack "):
-                _, t, n = line.split()
-                acks[int(t)] = max(acks.get(int(t), 0), int(n))
-
-    th = threading.Thread(target=reader, daemon=True)
-    th.start()
-    if not ready.wait(60):
-        proc.kill()
-        raise AssertionError(f"child did not start: {proc.stderr.read() if proc.stderr else ''}")
-    time.sleep(rng.uniform(0.05, 0.6))
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(30)
-    th.join(10)
-    assert proc.returncode == -signal.SIGKILL, proc.stderr.read() if proc.stderr else ""
-    return dict(acks)
+    return run_and_kill(path, THREADS, rng.uniform(0.05, 0.6))
 
 
 stats: list[dict[str, object]] = []
