@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib.util
 import io
-import os
 import shutil
 import signal
 import socket
@@ -23,8 +23,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+from types import ModuleType
 
 SCRIPTS = {
     "noop": (b"return 1", ["k"], []),
@@ -49,29 +49,19 @@ SCRIPTS = {
 }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _load_resp_bench() -> ModuleType:
+    """bench/resp.py (bench/ is not a package): its server helpers are shared."""
+    spec = importlib.util.spec_from_file_location("bench_resp", Path(__file__).with_name("resp.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server on port {port} exited with {proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise SystemExit(f"server on port {port} did not start")
-
-
-def pinned(cpu: int, cmd: list[str]) -> list[str]:
-    if shutil.which("taskset") and (os.cpu_count() or 1) > 1:
-        return ["taskset", "-c", str(cpu), *cmd]
-    return cmd
+_resp = _load_resp_bench()
+free_port = _resp.free_port
+wait_port = _resp.wait_port
+pinned = _resp.pinned
 
 
 def command(port: int, *args: bytes) -> bytes:
