@@ -20,7 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.exceptions import LockNotOwnedError, NoScriptError, ResponseError, WatchError
 
-from resp.harness import ServerProcess, free_port
+from resp.harness import ServerProcess
+from resp.typeharness import redis_server_process
 
 # -- a raw RESP2 client (exact bytes: redis-py strips error prefixes) -----------------------
 
@@ -568,31 +569,10 @@ STRUCT_SAME_AS_REDIS: list[str] = [
 
 @pytest.fixture(scope="module")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    exe = shutil.which("redis-server")
-    if exe is None:
-        pytest.skip("redis-server is not installed (Debian package redis-server)")
-    port = free_port()
-    tmp: Path = tmp_path_factory.mktemp("redis-server")
-    proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(tmp)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise AssertionError("redis-server did not start") from None
-                time.sleep(0.05)
+    with redis_server_process(tmp_path_factory.mktemp("redis-server")) as port:
+        if port is None:
+            pytest.skip("redis-server is not installed (Debian package redis-server)")
         yield port
-    finally:
-        proc.terminate()
-        proc.wait(15)
 
 
 def _normalize(reply: Any) -> Any:
