@@ -822,7 +822,9 @@ class FasterKv:
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
         h = xxh3_64_intdigest(key)
+        return self._run(key, h, self._expire_op(key, h, ttl))
 
+    def _expire_op(self, key: bytes, h: int, ttl: float | None) -> Callable[[Found | None], bool]:
         def op(found: Found | None) -> bool:
             if found is None:
                 return False
@@ -844,7 +846,7 @@ class FasterKv:
             self._write(key, h, value, expiry, found)
             return True
 
-        return self._run(key, h, op)
+        return op
 
     def delete(self, key: bytes) -> bool:
         """Delete ``key``; True if it had a live value."""
@@ -922,10 +924,8 @@ class FasterKv:
         return await self._arun(key, h, self._delete_op(key, h))
 
     async def aexpire(self, key: bytes, ttl: float | None) -> bool:
-        # Only the lookup may need the device; the update itself is in memory.
-        if not await self.aexists(key):
-            return False
-        return self.expire(key, ttl)
+        h = xxh3_64_intdigest(key)
+        return await self._arun(key, h, self._expire_op(key, h, ttl))
 
     # -- iteration -------------------------------------------------------------------------
 

@@ -195,6 +195,9 @@ def test_async_reads_do_not_block_the_event_loop(tmp_path: Path) -> None:
     assert asyncio.run(kv.adelete(b"k8")) is True
     assert asyncio.run(kv.aread(b"k8")) is None
     assert asyncio.run(kv.aadd(b"k8", b"again")) is True
+    assert asyncio.run(kv.aexpire(b"k12", 100)) is True  # a record on the device
+    assert kv.ttl(b"k12") == pytest.approx(100, abs=5)
+    assert asyncio.run(kv.aexpire(b"missing", 100)) is False
     kv.close()
 
 
