@@ -93,6 +93,16 @@ GEOMETRY_FILE = "geometry"
 CHECKPOINT_KINDS = ("fold-over", "snapshot", "incremental")
 
 
+# The longest TTL a record's i64 millisecond expiry can hold (about 290 million years from now):
+# longer ones, float("inf") included, are clamped to it, i.e. the record effectively never expires.
+_MAX_TTL = 9e15
+
+
+def expiry_ms(ttl: float | None) -> int | None:
+    """Absolute expiry (unix ms) of a ``ttl`` in seconds from now; None stays None."""
+    return None if ttl is None else int((_now() + min(ttl, _MAX_TTL)) * 1000)
+
+
 def _reverse64(v: int) -> int:
     return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
 
@@ -638,7 +648,7 @@ class FasterKv:
             if ttl <= 0:
                 self.delete(key)
                 return
-            expiry = int((_now() + ttl) * 1000)
+            expiry = int((_now() + min(ttl, _MAX_TTL)) * 1000)
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
@@ -778,7 +788,7 @@ class FasterKv:
         if ttl is not None and ttl <= 0:
             return not self.exists(key)
         h = xxh3_64_intdigest(key)
-        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+        expiry = expiry_ms(ttl)
         return self._run(key, h, self._add_op(key, h, value, expiry))
 
     def rmw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
@@ -815,7 +825,7 @@ class FasterKv:
                     self._tombstone(found[0], key, h)
                     self._n_deletes += 1
                 return None
-            expiry = int((_now() + ttl) * 1000)  # type: ignore[operator]
+            expiry = expiry_ms(ttl)  # type: ignore[arg-type]
         self._write(key, h, new, expiry, found)
         return new
 
@@ -833,7 +843,7 @@ class FasterKv:
                 self._tombstone(addr, key, h)
                 self._n_deletes += 1
                 return True
-            expiry = None if ttl is None else int((_now() + ttl) * 1000)
+            expiry = expiry_ms(ttl)
             if addr >= self._log.read_only_address and bool(info & HAS_EXPIRY) == (
                 expiry is not None
             ):
@@ -905,14 +915,14 @@ class FasterKv:
             await self.adelete(key)
             return
         h = xxh3_64_intdigest(key)
-        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+        expiry = expiry_ms(ttl)
         await self._arun(key, h, self._upsert_op(key, h, value, expiry))
 
     async def aadd(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
         if ttl is not None and ttl <= 0:
             return not await self.aexists(key)
         h = xxh3_64_intdigest(key)
-        expiry = None if ttl is None else int((_now() + ttl) * 1000)
+        expiry = expiry_ms(ttl)
         return await self._arun(key, h, self._add_op(key, h, value, expiry))
 
     async def armw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:

@@ -68,7 +68,7 @@ class Session:
             return
         from faster_backend.engine import faster_kv
 
-        expiry = None if ttl is None else int((faster_kv._now() + ttl) * 1000)
+        expiry = faster_kv.expiry_ms(ttl)
         kv._in_session(self, key, lambda found, h: kv._write(key, h, value, expiry, found))
         kv._session_write_done()
 

@@ -404,7 +404,7 @@ class F2Kv(FasterKv):
             if ttl <= 0:
                 self.delete(key)
                 return
-            self._upsert_slow(key, h, value, int((_fkv._now() + ttl) * 1000))
+            self._upsert_slow(key, h, value, _fkv.expiry_ms(ttl))
             return
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock

@@ -333,3 +333,15 @@ def test_in_place_update_never_mixes_expiry_layouts(kv: FasterKV, clock: Clock) 
     assert kv.ttl(b"k") == pytest.approx(5)
     clock.now += 6
     assert kv.read(b"k") is None
+
+
+def test_huge_and_infinite_ttls_mean_practically_never(kv: FasterKV, clock: Clock) -> None:
+    kv.upsert(b"inf", b"v", ttl=float("inf"))
+    kv.upsert(b"huge", b"v", ttl=1e30)
+    kv.rmw(b"rmw", lambda old: b"v", ttl=float("inf"))
+    assert kv.add(b"add", b"v", ttl=1e300) is True
+    assert kv.expire(b"inf", float("inf")) is True
+    clock.now += 1e12  # 30,000 years later
+    for key in (b"inf", b"huge", b"rmw", b"add"):
+        assert kv.read(key) == b"v"
+        assert (kv.ttl(key) or 0) > 1e14
