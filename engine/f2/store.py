@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,8 @@ from typing import Any, TypeVar
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine import faster_kv as _fkv
-from faster_backend.engine.address import FIRST_ADDRESS
+from faster_backend.engine.address import MAX_ADDRESS
+from faster_backend.engine.checkpoint import read_geometry
 from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import (
     DEFAULT_SEGMENT_SIZE,
@@ -44,8 +46,15 @@ from faster_backend.engine.errors import EngineError, RecordTooLargeError
 from faster_backend.engine.f2 import compaction
 from faster_backend.engine.f2.cold_index import CHUNK_BYTES, ColdIndex
 from faster_backend.engine.f2.cold_log import ColdLog
+from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
 from faster_backend.engine.f2.read_cache import KeyReadCache
+from faster_backend.engine.f2.recovery import (
+    choose_manifest,
+    pin_chunk_checkpoint,
+    restore_cold_log,
+)
 from faster_backend.engine.faster_kv import (
+    GEOMETRY_FILE,
     FasterKv,
     Found,
     Hint,
@@ -109,40 +118,54 @@ class F2Kv(FasterKv):
         mutable_fraction: float = 0.6,
         index_load_factor: float = 6.0,
         device: str = "auto",
-        segment_size: int | str = DEFAULT_SEGMENT_SIZE,
+        segment_size: int | str | None = None,
         hot_log_size: int | str | None = None,
         cold_log_size: int | str | None = None,
-        cold_index_chunks: int = 1 << 14,
+        cold_index_chunks: int | None = None,
         cold_index_memory_size: int | str | None = None,
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
         compaction_fraction: float = 0.2,
         cold_compaction_fraction: float = 0.2,
+        durability: str = "none",
+        commit_interval_ms: int = 1000,
+        checkpoint_kind: str = "fold-over",
+        checkpoint_retention: int = 2,
     ) -> None:
         memory = parse_size(memory_size, name="memory_size")
-        page = _size(page_size, "page_size") or default_page_size(memory)
-        segment = parse_size(segment_size, name="segment_size")
         index_memory = _size(cold_index_memory_size, "cold_index_memory_size")
         if index_memory is None:
             index_memory = max(64 << 10, memory // 6)
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
             cache = memory // 4
-        # The cold log only appends (one page filling, one flushing): small pages suffice. A
-        # record must fit in a cold page, which bounds record sizes (checked in _write).
-        cold_page = max(4096, page // 4)
-        hot_memory = memory - index_memory - cache - 2 * cold_page
-        if hot_memory < 2 * page:
-            raise ValueError(
-                f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot log"
-                " needs 2 pages after the cold log's 2 pages, the cold index and the read cache"
-            )
+        if not 0.0 < cold_compaction_fraction <= 1.0:
+            raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.data_dir = DataDir(path)
         devices: list[StorageDevice] = []
+        hot_open = False
         index_store: FasterKv | None = None
         try:
             root = self.data_dir.path
-            _prepare_layout(root)
+            slots = ManifestSlots(root)
+            existing = slots.exist()
+            _prepare_layout(root, fresh=not existing)
+            page, segment = _geometry(
+                root / HOT_DIR,
+                _size(page_size, "page_size"),
+                _size(segment_size, "segment_size"),
+                memory,
+            )
+            # The cold log only appends (one page filling, one flushing): small pages suffice.
+            # A record must fit in a cold page, which bounds record sizes (checked in _write).
+            cold_page = max(4096, page // 4)
+            hot_memory = memory - index_memory - cache - 2 * cold_page
+            if hot_memory < 2 * page:
+                raise ValueError(
+                    f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot"
+                    " log needs 2 pages after the cold log's 2 pages, the cold index and the"
+                    " read cache"
+                )
             hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
             devices.append(hot_dev)
             cold_dev = open_device(device, root / COLD_DIR, name=COLD_NAME, segment_size=segment)
@@ -151,18 +174,8 @@ class F2Kv(FasterKv):
                 device, root / INDEX_DIR, name=INDEX_NAME, segment_size=segment
             )
             devices.append(index_dev)
-            index_page = default_page_size(index_memory)
-            index_store = FasterKv(
-                memory_size=index_memory,
-                index_size=max(16, cold_index_chunks // 8),
-                page_size=index_page,
-                device=index_dev,
-                # chunk updates append when the chunk left the mutable region; keep the log
-                # within a few times the chunks' size by compacting it in the background
-                log_size_limit=max(4 * index_memory, 3 * cold_index_chunks * (CHUNK_BYTES + 32)),
-            )
-            cold_index = ColdIndex(index_store, cold_index_chunks)
-            self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
+            # The hot store recovers by itself (checkpoints + commits: the CPR prefix); the
+            # cold tier then goes back to the manifest that fits it.
             super().__init__(
                 memory_size=hot_memory,
                 index_size=index_size,
@@ -172,11 +185,55 @@ class F2Kv(FasterKv):
                 device=hot_dev,
                 read_cache_size=0,
                 compaction_fraction=compaction_fraction,
+                state_dir=root / HOT_DIR,
+                durability=durability,
+                commit_interval=commit_interval_ms / 1000.0,
+                checkpoint_kind=checkpoint_kind,
+                checkpoint_retention=checkpoint_retention,
             )
+            devices.remove(hot_dev)
+            hot_open = True
+            manifest = None
+            if existing:
+                manifest = choose_manifest(slots, self._log.begin_address, root / INDEX_DIR)
+                kept = manifest.cold_index_chunks
+                if cold_index_chunks is not None and cold_index_chunks != kept:
+                    raise ValueError(
+                        f"{root} was created with cold_index_chunks={kept}; it cannot be"
+                        f" opened with cold_index_chunks={cold_index_chunks}"
+                    )
+                if manifest.cold_page_size != cold_page:
+                    raise EngineError(
+                        f"{root}: the F2 manifest's cold page size {manifest.cold_page_size}"
+                        f" does not match {cold_page} (from page_size {page})"
+                    )
+                cold_index_chunks = manifest.cold_index_chunks
+                pin_chunk_checkpoint(root / INDEX_DIR, manifest.chunk_checkpoint)
+            n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
+            index_page = _geometry(root / INDEX_DIR, None, segment, index_memory)[0]
+            index_store = FasterKv(
+                memory_size=index_memory,
+                index_size=max(16, n_chunks // 8),
+                page_size=index_page,
+                device=index_dev,
+                # chunk updates append when the chunk left the mutable region; keep the log
+                # within a few times the chunks' size by compacting it in the background
+                log_size_limit=max(4 * index_memory, 3 * n_chunks * (CHUNK_BYTES + 32)),
+                state_dir=root / INDEX_DIR,
+                # the current and the previous manifest's checkpoints, plus one being written
+                checkpoint_retention=3,
+            )
+            devices.remove(index_dev)
+            cold_index = ColdIndex(index_store, n_chunks)
+            self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
+            if manifest is not None:
+                restore_cold_log(self._cold.log, manifest)
         except BaseException:
             if index_store is not None:
-                index_store.close()  # closes its device
-                devices.remove(index_dev)
+                ColdIndex.close_store(index_store)
+            if hot_open:
+                self._checkpoints = None  # never opened: no checkpoint at close
+                FasterKv.close(self)
             for dev in devices:
                 dev.close()
             self.data_dir.release()
@@ -184,12 +241,11 @@ class F2Kv(FasterKv):
         self.total_memory_size = memory
         self.hot_log_size = _size(hot_log_size, "hot_log_size") or 2 * hot_memory
         self.cold_log_size = _size(cold_log_size, "cold_log_size")
-        if not 0.0 < cold_compaction_fraction <= 1.0:
-            raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.cold_compaction_fraction = cold_compaction_fraction
         self._cold_trigger = self.cold_log_size
         self._cold_index = cold_index
         self._index_store = index_store
+        self._manifests = slots
         self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
         self._maint_lock = threading.Lock()
         self._f2_stopping = False
@@ -208,6 +264,62 @@ class F2Kv(FasterKv):
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
+        self._hot_checkpoint = 0
+        if manifest is None:
+            with self._cold.write_lock:
+                begin = self._log.begin_address
+                self._persist_cold(begin, begin)  # the first manifest: an empty cold tier
+        else:
+            self._n_cold_records = manifest.cold_records
+            self._hot_checkpoint = manifest.hot_checkpoint
+            hlog = self._log
+            records = hlog.records(hlog.begin_address, hlog.tail_address)
+            self._n_hot_records = sum(1 for _ in records)
+
+    # -- persistence: the cold tier's manifest ---------------------------------------------
+
+    def _persist_cold(self, hot_low: int, hot_high: int) -> None:
+        """Make the cold tier durable and name it in a new manifest valid for a hot log that
+        begins in [hot_low, hot_high]. The caller holds the cold log's write lock and has
+        committed the hot store since the cold tier last changed, so the cold tier never holds
+        a record (or lacks one shadowed by a hot record) that the recovered hot state has not
+        seen."""
+        cold = self._cold
+        hlog = cold.log
+        hlog.flush_tail()
+        cold.device.flush()
+        chunk_seq = self._index_store.checkpoint("fold-over")
+        begin, tail = hlog.begin_address, hlog.tail_address
+        first = begin >> hlog.page_bits
+        sums = hlog.page_sums
+        manifest = Manifest(
+            seq=self._manifests.next_seq(),
+            cold_begin=begin,
+            cold_tail=tail,
+            cold_tail_sum=hlog.tail_checksum(tail),
+            cold_records=self._n_cold_records,
+            chunk_checkpoint=chunk_seq,
+            cold_index_chunks=self._cold_index.n_chunks,
+            cold_page_size=cold.page_size,
+            hot_begin_low=hot_low,
+            hot_begin_high=hot_high,
+            hot_checkpoint=self._hot_checkpoint,
+            first_page=first,
+            page_sums=[sums[p] for p in range(first, tail >> hlog.page_bits)],
+        )
+        self._manifests.write(manifest)
+        hlog.release_truncated(min(self._manifests.cold_begins()))
+
+    def checkpoint(self, kind: str | None = None) -> int:
+        """Checkpoint the hot store (``kind`` as in FasterKv) with the compactions paused, then
+        the cold tier (its log, a chunk-store checkpoint and a new manifest)."""
+        with self._maint_lock:
+            seq = super().checkpoint(kind)
+            self._hot_checkpoint = seq
+            with self._cold.write_lock:
+                begin = self._log.begin_address
+                self._persist_cold(begin, begin)
+            return seq
 
     # -- the cold tier on the read path ------------------------------------------------------
 
@@ -496,23 +608,30 @@ class F2Kv(FasterKv):
     def clear(self) -> None:
         """Remove every key from both tiers (and their files)."""
         with self._maint_lock, self._cold.write_lock:
+            cold = self._cold
             # The cold tier first: a reader then never sees an older cold version of a key
-            # whose newer hot version is already gone.
+            # whose newer hot version is already gone. The chunk store keeps its chunks: their
+            # entries all point below the new cold begin address, which ends every chain.
             with self._lock:
-                cold = self._cold
                 old = cold.log
                 old.wait_flushed(old.read_only_address)
                 start = ((old.tail_address >> old.page_bits) + 1) << old.page_bits
-                start = max(FIRST_ADDRESS, start)
                 cold.log = HybridLog(
                     old.page_size, old.memory_pages, 1e-9, None, old.device, start
                 )
-                cold.device.truncate(start)
-                self._cold_index.clear()
                 self._cold_cache.clear()
                 self._n_cold_records = 0
+                hlog = self._log
+                hot_start = ((hlog.tail_address >> hlog.page_bits) + 1) << hlog.page_bits
+            # Valid for any hot log that begins where the hot clear starts it or later: until
+            # the cleared hot store is committed, recovery takes the previous manifest, whose
+            # cold files stay until both manifests name the cleared state.
+            self._persist_cold(hot_start, MAX_ADDRESS)
             FasterKv.clear(self)
             self._n_hot_records = 0
+            self.commit()
+            begin = self._log.begin_address
+            self._persist_cold(begin, begin)
 
     # -- hot/cold bookkeeping for compactions ------------------------------------------------
 
@@ -711,11 +830,11 @@ class F2Kv(FasterKv):
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         try:
-            super().close()
+            super().close()  # takes a checkpoint (self.checkpoint: both tiers)
         finally:
             try:
                 self._cold.device.close()
-                self._index_store.close()
+                self._cold_index.close()
             finally:
                 self._cold_cache.clear()
                 self.data_dir.release()
@@ -845,28 +964,47 @@ class F2Kv(FasterKv):
         return st
 
 
-def _prepare_layout(root: Path) -> None:
-    """Refuse a single-log store's directory; start fresh (with a warning) over old F2 files.
+def _geometry(
+    state_dir: Path, page: int | None, segment: int | None, memory: int
+) -> tuple[int, int]:
+    """(page size, segment size) of a store: the ones it was created with, if it exists."""
+    stored = read_geometry(state_dir / GEOMETRY_FILE)
+    if stored is None:
+        return page or default_page_size(memory), segment or DEFAULT_SEGMENT_SIZE
+    for name, given, kept in (("page_size", page, stored[0]), ("segment_size", segment, stored[1])):
+        if given is not None and given != kept:
+            raise ValueError(
+                f"{state_dir.parent} was created with {name}={kept}; it cannot be opened with"
+                f" {name}={given}"
+            )
+    return stored
 
-    F2 has no checkpoints yet, so log segments from an earlier run cannot be interpreted: they
-    are deleted rather than misread.
-    """
+
+def _prepare_layout(root: Path, fresh: bool) -> None:
+    """Refuse a single-log store's directory; make the three stores' directories. Without a
+    manifest nothing of an earlier run is recoverable (it never wrote its first manifest, or
+    it predates F2 persistence): its files are deleted, with a warning, rather than misread."""
     single = root / SINGLE_LOG_DIR
     if single.is_dir() and any(single.iterdir()):
         raise EngineError(
             f"{root} holds a single-log store ({single}); open it without tiering='f2' or use"
             " another path for an F2 store"
         )
-    for sub, name in ((HOT_DIR, HOT_NAME), (COLD_DIR, COLD_NAME), (INDEX_DIR, INDEX_NAME)):
+    for sub in (HOT_DIR, COLD_DIR, INDEX_DIR):
         d = root / sub
         d.mkdir(exist_ok=True)
-        old = sorted(d.glob(f"{name}.*"))
+        if not fresh:
+            continue
+        old = sorted(d.iterdir())
         if old:
             log.warning(
-                "%s: discarding %d F2 log segment(s) from an earlier run (F2 has no"
-                " checkpoints yet); starting empty",
+                "%s: discarding %d file(s) of an earlier F2 run that left no manifest;"
+                " starting empty",
                 d,
                 len(old),
             )
             for f in old:
-                f.unlink()
+                if f.is_dir():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()
