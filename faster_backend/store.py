@@ -11,6 +11,8 @@ from faster_backend.config import StoreConfig
 from faster_backend.engine.checkpoint import read_geometry
 from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import DEFAULT_SEGMENT_SIZE, open_device
+from faster_backend.engine.errors import EngineError
+from faster_backend.engine.f2.manifest import SLOT_NAMES as F2_MANIFESTS
 from faster_backend.engine.faster_kv import GEOMETRY_FILE, FasterKv
 from faster_backend.engine.sizes import parse_size
 
@@ -117,6 +119,10 @@ class FasterKV(FasterKv):
                                 f" it cannot be opened with {name}={given}"
                             )
                     pages, segments = stored
+                if any((self.data_dir.path / name).exists() for name in F2_MANIFESTS):
+                    raise EngineError(
+                        f"{self.data_dir.path} holds an F2 store; open it with tiering='f2'"
+                    )
                 log_dir = self.data_dir.path / LOG_DIR
                 log_dir.mkdir(exist_ok=True)
                 self._discard_unrecoverable(log_dir)
