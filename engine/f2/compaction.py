@@ -57,7 +57,9 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 if newest[key] != addr:
                     continue  # an older version inside the range
                 h = xxh3_64_intdigest(key)
-                if kv._hot_has_record_from(key, h, until):
+                # [until, head) is on the device and immutable (only this compaction
+                # truncates the hot log): a record of the key there supersedes ``addr``
+                if kv._hot_state(key, h, until) is not None:
                     continue  # superseded by a newer hot record (``addr`` is the newest below)
                 if info & TOMBSTONE:
                     found = cold.lookup(key, h)

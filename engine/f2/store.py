@@ -64,15 +64,11 @@ from faster_backend.engine.faster_kv import (
 from faster_backend.engine.hash_bucket import (
     ADDRESS_MASK,
     BUCKET,
-    HASH_TAG_SHIFT,
-    TAG_SHIFT,
     TENTATIVE,
 )
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.record import (
     EXPIRY,
-    EXPIRY_SIZE,
-    HAS_EXPIRY,
     HEADER,
     HEADER_SIZE,
     PREV_MASK,
@@ -107,6 +103,8 @@ def _size(value: int | str | None, name: str) -> int | None:
 
 class F2Kv(FasterKv):
     """A two-tier (hot/cold) FASTER store; same API as FasterKv. ``path`` is required."""
+
+    _lookup_below_begin = True  # a hot chain that ends below the hot begin goes on in the cold
 
     def __init__(
         self,
@@ -249,18 +247,15 @@ class F2Kv(FasterKv):
         self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
         self._maint_lock = threading.Lock()
         self._f2_stopping = False
-        self._f2_thread: threading.Thread | None = None
-        self._f2_wake = threading.Event()
         # Back-pressure: writers wait while the hot log is past 1.5x hot_log_size, so that the
         # compaction thread (which needs the GIL too) keeps up with them.
         self._hot_room = threading.Event()
         self._hot_room.set()
-        self._f2_error: BaseException | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._token_lock = threading.Lock()
         self._token_seq = 0
         self._pending_keys: dict[int, bytes] = {}
-        self._n_cold_reads = self._n_cold_index_reads = self._n_cold_index_by_reads = 0
+        self._n_cold_reads = self._n_cold_index_reads = 0
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
@@ -323,7 +318,7 @@ class F2Kv(FasterKv):
 
     # -- the cold tier on the read path ------------------------------------------------------
 
-    def _cold_lookup(self, key: bytes, h: int, by_read: bool = False) -> tuple[int, bytes] | None:
+    def _cold_lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
         """(-cold address, record) of ``key``'s newest cold record (maybe a tombstone)."""
         self._n_cold_reads += 1
         cache = self._cold_cache
@@ -332,94 +327,14 @@ class F2Kv(FasterKv):
             return -hit[0], hit[1]
         epoch = cache.epoch
         self._n_cold_index_reads += 1
-        if by_read:
-            self._n_cold_index_by_reads += 1
         found = self._cold.lookup(key, h)
         if found is None:
             return None
         cache.put(key, found[0], found[1], epoch)
         return -found[0], found[1]
 
-    def read(self, key: bytes) -> bytes | None:
-        """The value stored under ``key``, or None if absent, deleted or expired."""
-        h = xxh3_64_intdigest(key)
-        tag = (h >> HASH_TAG_SHIFT) or 1
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._n_reads += 1
-            ix = self._index
-            addr = 0
-            if ix.old is None:
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> TAG_SHIFT == tag:
-                            addr = e & ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-            else:
-                addr = ix.find(h)
-            hlog = self._log
-            head = hlog.head_address
-            pages = hlog.pages
-            bits = hlog.page_bits
-            pmask = hlog.page_mask
-            klen = len(key)
-            while addr >= head:
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                    if info & TOMBSTONE:
-                        return None
-                    if info & HAS_EXPIRY:
-                        size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
-                        if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _fkv._now() * 1000:  # type: ignore[arg-type]
-                            self._expire_at(addr, key, h)
-                            return None
-                    self._n_hits += 1
-                    start = off + HEADER_SIZE + kl
-                    return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
-                addr = info & PREV_MASK
-            begin = hlog.begin_address
-        finally:
-            lock.release()
-        try:
-            found = FasterKv._disk_lookup(self, key, addr) if addr >= begin else None
-            if found is None:
-                found = self._cold_lookup(key, h, True)
-        except AddressTruncatedError:
-            return self.read(key)  # a compaction moved the chain meanwhile: look again
-        if found is None:
-            return None
-        rec = found[1]
-        info, kl, vl = _unpack_header(rec, 0)
-        if info & TOMBSTONE or _fkv._expired(rec, 0, info, kl, vl):
-            return None
-        self._n_hits += 1
-        return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
-
-    def _find_live(self, key: bytes, h: int, hint: Hint | None = None) -> Found | None:
+    def _find_on_device(self, key: bytes, h: int, addr: int, hint: Hint | None) -> Found | None:
         hlog = self._log
-        addr = self._index.find(h)
-        head = hlog.head_address
-        klen = len(key)
-        while addr >= head:
-            page = hlog.pages[addr >> hlog.page_bits]
-            assert page is not None
-            off = addr & hlog.page_mask
-            info, kl, vl = _unpack_header(page, off)
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
-            addr = info & PREV_MASK
         begin = hlog.begin_address
         want = addr if addr >= begin else COLD | begin
         if hint is None or hint[0] != want:
@@ -509,67 +424,6 @@ class F2Kv(FasterKv):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
-        h = xxh3_64_intdigest(key)
-        if ttl is not None:
-            if ttl <= 0:
-                self.delete(key)
-                return
-            self._upsert_slow(key, h, value, _fkv.expiry_ms(ttl))
-            return
-        tag = (h >> HASH_TAG_SHIFT) or 1
-        lock = self._lock
-        lock.acquire()
-        try:
-            ix = self._index
-            if ix.old is None:
-                # Fast path: an in-place update in the mutable region. Everything else needs
-                # to know whether the key lives in the cold tier (for an exact len()).
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                addr = 0
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> TAG_SHIFT == tag:
-                            addr = e & ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-                hlog = self._log
-                ro = hlog.read_only_address
-                pages = hlog.pages
-                bits = hlog.page_bits
-                pmask = hlog.page_mask
-                klen = len(key)
-                vlen = len(value)
-                size = (HEADER_SIZE + klen + vlen + 7) & ~7
-                while addr >= ro:
-                    page = pages[addr >> bits]
-                    off = addr & pmask
-                    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                    if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                        if not info & (TOMBSTONE | HAS_EXPIRY) and (
-                            (HEADER_SIZE + kl + vl + 7) & ~7 == size
-                        ):
-                            start = off + HEADER_SIZE + kl
-                            page[start : start + vlen] = value  # type: ignore[index]
-                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
-                            self._n_upserts += 1
-                            self._n_in_place += 1
-                            self._after_write()
-                            return
-                        break
-                    addr = info & PREV_MASK
-        finally:
-            lock.release()
-        self._upsert_slow(key, h, value, None)
-
     def _write(
         self, key: bytes, h: int, value: bytes, expiry: int | None, found: Found | None
     ) -> None:
@@ -635,32 +489,9 @@ class F2Kv(FasterKv):
 
     # -- hot/cold bookkeeping for compactions ------------------------------------------------
 
-    def _hot_has_record_from(self, key: bytes, h: int, until: int) -> bool:
-        """Whether ``key`` has a hot record (any kind) at or above ``until``."""
-        klen = len(key)
-        with self._lock:
-            hlog = self._log
-            addr = self._index.find(h)
-            head = hlog.head_address
-            while addr >= head:
-                page = hlog.pages[addr >> hlog.page_bits]
-                assert page is not None
-                off = addr & hlog.page_mask
-                info, kl, _ = _unpack_header(page, off)
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                    return addr >= until
-                addr = info & PREV_MASK
-        # [until, head) is on the device and immutable; only this compaction truncates it.
-        while addr >= until:
-            rec = self._read_record(addr)
-            info, kl, _ = _unpack_header(rec, 0)
-            if kl == klen and rec.startswith(key, HEADER_SIZE):
-                return True
-            addr = info & PREV_MASK
-        return False
-
-    def _hot_state(self, key: bytes, h: int) -> tuple[int, bool] | None:
-        """(address, live) of ``key``'s newest hot record, or None if it has none."""
+    def _hot_state(self, key: bytes, h: int, stop: int = 0) -> tuple[int, bool] | None:
+        """(address, live) of ``key``'s newest hot record at or above ``stop`` (default: the
+        hot begin address), or None if it has none there."""
         klen = len(key)
         now_ms = _fkv._now() * 1000
         with self._lock:
@@ -673,11 +504,13 @@ class F2Kv(FasterKv):
                 off = addr & hlog.page_mask
                 info, kl, vl = _unpack_header(page, off)
                 if kl == klen and page.startswith(key, off + HEADER_SIZE):
+                    if addr < stop:
+                        return None
                     exp = _fkv._expiry_of(page, off, info, kl, vl)
                     return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
                 addr = info & PREV_MASK
         try:
-            while addr >= self._log.begin_address:
+            while addr >= max(stop, self._log.begin_address):
                 rec = self._read_record(addr)
                 info, kl, vl = _unpack_header(rec, 0)
                 if kl == klen and rec.startswith(key, HEADER_SIZE):
@@ -751,7 +584,7 @@ class F2Kv(FasterKv):
 
     def _run(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
         result = super()._run(key, h, op)
-        if not self._hot_room.is_set() and threading.current_thread() is not self._f2_thread:
+        if not self._hot_room.is_set() and threading.current_thread() is not self._maintenance:
             self._hot_room.wait(1.0)  # bounded: a stalled compaction slows writers, never stops
         return result
 
@@ -761,26 +594,7 @@ class F2Kv(FasterKv):
         if hot_over and hlog.tail_address - hlog.begin_address > self.hot_log_size * 3 // 2:
             self._hot_room.clear()  # set again by the compaction thread woken just below
         if hot_over or self._cold_over():
-            if self._f2_thread is None:
-                self._f2_thread = threading.Thread(
-                    target=self._f2_loop, name="f2-compaction", daemon=True
-                )
-                self._f2_thread.start()
-            self._f2_wake.set()
-
-    def _f2_loop(self) -> None:
-        while True:
-            self._f2_wake.wait()
-            self._f2_wake.clear()
-            if self._f2_stopping:
-                return
-            try:
-                self.run_maintenance()
-            except Exception as exc:  # kept for stats and logged; the store goes on
-                if self._f2_stopping:
-                    return
-                self._f2_error = exc
-                log.exception("F2 background compaction failed")
+            self._wake_maintenance()  # FasterKv's background thread runs run_maintenance
 
     def run_maintenance(self) -> None:
         """Run hot-cold and cold-cold compactions while the tiers exceed their sizes."""
@@ -822,11 +636,8 @@ class F2Kv(FasterKv):
         """Stop the compactions, then release both tiers' memory and files."""
         if self._closed:
             return
-        self._f2_stopping = True
+        self._f2_stopping = True  # a running compaction stops early; FasterKv.close joins it
         self._hot_room.set()
-        self._f2_wake.set()
-        if self._f2_thread is not None:
-            self._f2_thread.join()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         try:
@@ -914,7 +725,7 @@ class F2Kv(FasterKv):
             hlog = self._log
             hot_bytes = hlog.tail_address - hlog.begin_address
         cold_memory = cold.log.memory_bytes()
-        reads = max(1, self._n_reads)
+        reads = max(1, st["reads"])
         st.update(
             {
                 "tiering": "f2",
@@ -932,9 +743,9 @@ class F2Kv(FasterKv):
                 "cold_disk_reads": cold.disk_reads,
                 "cold_reads": self._n_cold_reads,
                 "cold_index_reads": self._n_cold_index_reads,
-                # blind upserts of keys not in the hot log look the cold tier up too (so that
-                # len() stays exact): counted in cold_index_reads, not per read
-                "cold_index_lookups_per_read": self._n_cold_index_by_reads / reads,
+                # every operation's cold-index lookups (an upsert of a key that is not in the
+                # hot log's memory looks the cold tier up too, for an exact len()) per read
+                "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
                 "cold_read_cache_bytes": rc.bytes,
                 "cold_read_cache_records": len(rc),
                 "cold_read_cache_hits": rc.hits,
@@ -943,7 +754,7 @@ class F2Kv(FasterKv):
                 "hot_cold_moved_records": self._n_hot_cold_moved,
                 "cold_cold_compactions": self._n_cold_cold,
                 "cold_cold_copied_records": self._n_cold_cold_copied,
-                "compaction_error": repr(self._f2_error) if self._f2_error else None,
+                "compaction_error": st["maintenance_error"],
                 "device_bytes_read": hot_dev["bytes_read"]
                 + cold_dev["bytes_read"]
                 + index_dev["bytes_read"],

@@ -16,8 +16,8 @@ from hypothesis.stateful import rule
 
 from faster_backend import FasterKV
 from faster_backend.config import ConfigError, load_config
-from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine import EngineError
+from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.checkpoint import CorruptFileError
 from faster_backend.engine.f2 import F2Kv
 from faster_backend.engine.f2.manifest import SLOT_NAMES, decode
@@ -147,9 +147,6 @@ def test_commits_without_a_checkpoint_are_recovered(tmp_path: Path) -> None:
 def abandon(kv: F2Kv) -> None:
     """Release an open store's files as a crash would: no checkpoint, nothing flushed."""
     kv._f2_stopping = True
-    kv._f2_wake.set()
-    if kv._f2_thread is not None:
-        kv._f2_thread.join()
     kv._checkpoints = None
     faster_kv_module.FasterKv.close(kv)
     kv._cold.device.close()
