@@ -35,7 +35,6 @@ def child(kind: str, workload: str, n: int, ops: int, directory: str) -> dict[st
     import random
 
     from faster_backend import FasterKV
-    from faster_backend.engine.f2 import F2Kv
 
     budget = max(4 << 20, n * RECORD // 10)
     keys = make_keys(n)
@@ -48,13 +47,14 @@ def child(kind: str, workload: str, n: int, ops: int, directory: str) -> dict[st
     kv: object
     if kind == "f2":
         # everything in the budget but the hot index, which holds hot keys only
-        kv = F2Kv(
+        kv = FasterKV(
             directory,
+            tiering="f2",
             memory_size=budget,
             index_size=1 << 10,
             hot_log_size=budget,
             cold_log_size=3 * n * RECORD,
-            cold_index_chunks=1 << max(4, (n // 32).bit_length() - 1),
+            cold_index_chunks=1 << max(4, (n // 8).bit_length() - 1),  # ~8 keys a chunk
         )
     else:
         # the same budget for the log's pages and read cache as far as the index leaves room:
