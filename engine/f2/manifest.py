@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from faster_backend.engine.checkpoint import CorruptFileError, read_checked, write_file
+from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -145,11 +146,7 @@ class ManifestSlots:
         tmp = path.with_name(path.name + ".tmp")
         write_file(tmp, m.encode())  # fsynced
         os.rename(tmp, path)
-        fd = os.open(self.root, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.root)
         self.current[slot] = m
 
     def cold_begins(self) -> list[int]:
