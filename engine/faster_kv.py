@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -511,9 +511,9 @@ class FasterKv:
 
             return call
 
-        for name in ("upsert", "rmw", "delete", "add", "expire", "clear"):
+        for name in ("upsert", "upsert_many", "rmw", "incr", "delete", "add", "expire", "clear"):
             setattr(self, name, durable(getattr(self, name)))
-        for name in ("aupsert", "armw", "adelete", "aadd", "aexpire"):
+        for name in ("aupsert", "armw", "aincr", "adelete", "aadd", "aexpire"):
             setattr(self, name, adurable(getattr(self, name)))
 
     def _in_session(self, session: Session, key: bytes, op: Callable[[Found | None, int], T]) -> T:
@@ -829,6 +829,49 @@ class FasterKv:
         self._write(key, h, new, expiry, found)
         return new
 
+    def incr(self, key: bytes, delta: int = 1, *, create: bool = True) -> int:
+        """Atomically add ``delta`` to the integer stored under ``key`` and return the sum
+        (Redis' INCRBY): the value must be a canonical decimal int64, the expiry is kept.
+
+        An absent key counts as 0 (``create=False``: KeyError). ValueError when the value is
+        not such an integer, OverflowError when the sum leaves int64; nothing is written then.
+        """
+        h = xxh3_64_intdigest(key)
+        return self._run(key, h, self._incr_op(key, h, delta, create))
+
+    def _incr_op(
+        self, key: bytes, h: int, delta: int, create: bool
+    ) -> Callable[[Found | None], int]:
+        def op(found: Found | None) -> int:
+            self._n_rmws += 1
+            if found is None:
+                if not create:
+                    raise KeyError(key)
+                new = _int64(delta)
+                self._write(key, h, b"%d" % new, None, None)
+                return new
+            _, buf, off, info, kl, vl = found
+            start = off + HEADER_SIZE + kl
+            new = _int64(_parse_int64(bytes(buf[start : start + vl])) + delta)
+            self._write(key, h, b"%d" % new, _expiry_of(buf, off, info, kl, vl), found)
+            return new
+
+        return op
+
+    def upsert_many(
+        self, items: Iterable[tuple[bytes, bytes]], ttl: float | None = None
+    ) -> None:
+        """Upsert each (key, value) with one ``ttl``; under durability "always" the whole
+        batch becomes durable with one commit before this returns."""
+        upsert = type(self).upsert
+        for key, value in items:
+            upsert(self, key, value, ttl)
+
+    def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        """``read`` of each key, in order."""
+        read = self.read
+        return [read(key) for key in keys]
+
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
         h = xxh3_64_intdigest(key)
@@ -928,6 +971,10 @@ class FasterKv:
     async def armw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
         h = xxh3_64_intdigest(key)
         return await self._arun(key, h, lambda found: self._rmw(key, h, updater, ttl, found))
+
+    async def aincr(self, key: bytes, delta: int = 1, *, create: bool = True) -> int:
+        h = xxh3_64_intdigest(key)
+        return await self._arun(key, h, self._incr_op(key, h, delta, create))
 
     async def adelete(self, key: bytes) -> bool:
         h = xxh3_64_intdigest(key)
@@ -1566,6 +1613,29 @@ def _expiry_of(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) ->
 def _expired(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) -> bool:
     exp = _expiry_of(buf, off, info, kl, vl)
     return exp is not None and exp <= _now() * 1000
+
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _parse_int64(raw: bytes) -> int:
+    """Redis' string2ll: only the canonical decimal form of an int64 (no sign, space or 0s)."""
+    if 0 < len(raw) <= 20:
+        try:
+            value = int(raw)
+        except ValueError:
+            pass
+        else:
+            if _INT64_MIN <= value <= _INT64_MAX and b"%d" % value == raw:
+                return value
+    raise ValueError("value is not an integer or out of range")
+
+
+def _int64(value: int) -> int:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise OverflowError("increment or decrement would overflow")
+    return value
 
 
 def _is_found(found: Found | None) -> bool:
