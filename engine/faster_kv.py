@@ -199,6 +199,8 @@ class FasterKv:
         self._live = 0
         self._writes = 0
         self._sweep_cursor = 0
+        # Whether a record with an expiry may exist: until one does, the sweep has nothing to do.
+        self._ttl_seen = False
         self._grow_at = int(index_size * index_load_factor)
         self._sessions: dict[str, Session] = {}
         self._closed = False
@@ -247,6 +249,7 @@ class FasterKv:
             self._checkpoints = CheckpointDir(Path(state_dir) / "checkpoints")
             commits = Path(state_dir) / "commits"
             self.recovery = recover(self, self._checkpoints, commits)
+            self._ttl_seen = self._log.tail_address > self._log.begin_address
             self._commit_log = CommitLog(commits)
             self._checkpoint_begins = self._checkpoints.begins()
             self._release_segments()  # finish a truncation that a crash interrupted
@@ -685,6 +688,7 @@ class FasterKv:
                 if expiry is not None:
                     size += EXPIRY_SIZE
                     flags = HAS_EXPIRY
+                    self._ttl_seen = True
                 prev = 0
                 if slot >= 0:
                     prev = table.words[slot] & ADDRESS_MASK
@@ -837,7 +841,72 @@ class FasterKv:
         not such an integer, OverflowError when the sum leaves int64; nothing is written then.
         """
         h = xxh3_64_intdigest(key)
+        lock = self._lock
+        lock.acquire()
+        try:
+            addr = self._locate(key, h)
+            hlog = self._log
+            if addr >= hlog.read_only_address:  # mutable: update in place when it still fits
+                bits = hlog.page_bits
+                page = hlog.pages[addr >> bits]
+                off = addr & hlog.page_mask
+                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                if not info & TOMBSTONE and not (
+                    info & HAS_EXPIRY and _expired(page, off, info, kl, vl)  # type: ignore[arg-type]
+                ):
+                    start = off + HEADER_SIZE + kl
+                    new = _int64(_parse_int64(bytes(page[start : start + vl])) + delta)  # type: ignore[index]
+                    raw = b"%d" % new
+                    n = len(raw)
+                    if (kl + n + HEADER_SIZE + 7) & ~7 == (kl + vl + HEADER_SIZE + 7) & ~7:
+                        page[start : start + n] = raw  # type: ignore[index]
+                        _pack_vlen(page, off + 12, n)  # type: ignore[arg-type]
+                        hlog.dirty.add(addr >> bits)
+                        self._n_rmws += 1
+                        self._n_in_place += 1
+                        self._after_write()
+                        return new
+        finally:
+            lock.release()
         return self._run(key, h, self._incr_op(key, h, delta, create))
+
+    def _locate(self, key: bytes, h: int) -> int:
+        """Under the latch: the address of ``key``'s newest record when it is in memory, else
+        the first address of its chain below the head (0: no chain; else on the device)."""
+        ix = self._index
+        if ix.old is None:
+            table = ix.cur
+            buf = table.buf
+            b = h & table.mask
+            tag = (h >> HASH_TAG_SHIFT) or 1
+            addr = 0
+            while True:
+                words = _unpack_bucket(buf, b << 6)
+                for e in words:
+                    if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
+                        addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
+                        break
+                else:
+                    b = words[7]
+                    if b:
+                        continue
+                break
+        else:
+            addr = ix.find(h)
+        hlog = self._log
+        head = hlog.head_address
+        pages = hlog.pages
+        bits = hlog.page_bits
+        pmask = hlog.page_mask
+        klen = len(key)
+        while addr >= head:
+            page = pages[addr >> bits]
+            off = addr & pmask
+            info, kl, _ = _unpack_header(page, off)  # type: ignore[arg-type]
+            if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                return addr
+            addr = info & PREV_MASK
+        return addr
 
     def _incr_op(
         self, key: bytes, h: int, delta: int, create: bool
@@ -928,6 +997,7 @@ class FasterKv:
             self._index = HashTable(self._index.size, self._resolve)
             self._live = 0
             self._sweep_cursor = 0
+            self._ttl_seen = False
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -1341,7 +1411,10 @@ class FasterKv:
         words = table.words
         page = hlog.pages[new_addr >> hlog.page_bits]
         assert page is not None
-        flags = HAS_EXPIRY if expiry is not None else 0
+        flags = 0
+        if expiry is not None:
+            flags = HAS_EXPIRY
+            self._ttl_seen = True
         write_record(
             page,
             new_addr & hlog.page_mask,
@@ -1462,39 +1535,38 @@ class FasterKv:
             pass  # compacted meanwhile: its live records were copied to the tail
 
     def _sweep(self, max_buckets: int) -> int:
-        """Tombstone expired newest-version records (in memory) in the next index buckets."""
+        """Tombstone expired records (in memory) that index entries of the next buckets point
+        to. Only each entry's newest record is looked at: older versions are dead anyway, and a
+        rare tag-sharing key further down a chain still expires when it is read or compacted."""
         ix = self._index
-        if ix.growing:
+        if ix.growing or not self._ttl_seen:
             return 0
         table = ix.cur
         hlog = self._log
+        head = hlog.head_address
+        pages = hlog.pages
+        bits = hlog.page_bits
+        pmask = hlog.page_mask
         now_ms = _now() * 1000
-        removed = 0
+        expired: list[tuple[int, bytes]] = []
         for _ in range(min(max_buckets, table.size)):
             bucket = self._sweep_cursor & table.mask
             self._sweep_cursor = bucket + 1
             for _, entry in table.entries(bucket):
                 addr = entry & ADDRESS_MASK
-                seen: set[bytes] = set()
-                expired: list[tuple[int, bytes]] = []
-                head = hlog.head_address
-                while addr >= head:
-                    page = hlog.pages[addr >> hlog.page_bits]
-                    assert page is not None
-                    off = addr & hlog.page_mask
-                    info, kl, vl = _unpack_header(page, off)
-                    key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
-                    if key not in seen:
-                        seen.add(key)
-                        if info & HAS_EXPIRY and not info & TOMBSTONE:
-                            exp = _expiry_of(page, off, info, kl, vl)
-                            if exp is not None and exp <= now_ms:
-                                expired.append((addr, key))
-                    addr = info & PREV_MASK
-                for addr, key in expired:
-                    self._expire_at(addr, key, xxh3_64_intdigest(key))
-                    removed += 1
-        return removed
+                if addr < head:
+                    continue
+                page = pages[addr >> bits]
+                off = addr & pmask
+                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                if info & HAS_EXPIRY and not info & TOMBSTONE:
+                    exp = _expiry_of(page, off, info, kl, vl)  # type: ignore[arg-type]
+                    if exp is not None and exp <= now_ms:
+                        key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])  # type: ignore[index]
+                        expired.append((addr, key))
+        for addr, key in expired:
+            self._expire_at(addr, key, xxh3_64_intdigest(key))
+        return len(expired)
 
     def _resolve(self, addr: int) -> tuple[int, int] | None:
         """(key hash, previous address) of an in-memory record, for index growth."""
