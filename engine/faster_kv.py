@@ -651,7 +651,7 @@ class FasterKv:
             if ttl <= 0:
                 self.delete(key)
                 return
-            expiry = int((_now() + min(ttl, _MAX_TTL)) * 1000)
+            expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
@@ -670,7 +670,7 @@ class FasterKv:
                 while True:
                     words = _unpack_bucket(buf, b << 6)
                     for e in words:
-                        if e >> TAG_SHIFT == tag:
+                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
                             slot = (b << 3) + words.index(e)
                             break
                     else:
@@ -718,7 +718,11 @@ class FasterKv:
                                 _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
                             hlog.dirty.add(addr >> bits)
                             self._n_in_place += 1
-                            self._after_write()
+                            # _after_write() minus index growth: an in-place update adds no key
+                            self._writes = writes = self._writes + 1
+                            if not writes & (_SWEEP_EVERY - 1):
+                                self._sweep(_SWEEP_BUCKETS)
+                                self._check_maintenance()
                             return
                         addr = info & PREV_MASK
                     else:
