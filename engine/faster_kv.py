@@ -707,8 +707,7 @@ class FasterKv:
                                 or info & HAS_EXPIRY != flags
                                 or addr < hlog.read_only_address
                                 or (HEADER_SIZE + kl + vl + 7) & ~7 != base
-                                or vlen > MAX_FIELD
-                            ):
+                            ):  # (the same size as a record in a page: vlen needs no bound check)
                                 slow = True  # deleted, or not updatable in place
                                 break
                             start = off + HEADER_SIZE + kl
