@@ -1239,17 +1239,13 @@ class FasterKv:
         """The live record of ``key``; raises _NeedsIO when the chain continues on the device
         at an address that ``hint`` does not cover. Expired records are tombstoned here."""
         hlog = self._log
-        addr = self._index.find(h)
-        head = hlog.head_address
-        klen = len(key)
-        while addr >= head:
+        addr = self._locate(key, h)
+        if addr >= hlog.head_address:
             page = hlog.pages[addr >> hlog.page_bits]
             assert page is not None
             off = addr & hlog.page_mask
             info, kl, vl = _unpack_header(page, off)
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
-            addr = info & PREV_MASK
+            return self._live_or_none(addr, page, off, info, kl, vl, key, h)
         if addr < hlog.begin_address:
             return None
         if hint is None or hint[0] != addr:
