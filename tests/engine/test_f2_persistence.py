@@ -307,3 +307,17 @@ def test_config_tiering_key(tmp_path: Path) -> None:
     kv = FasterKV.from_config(config.store)
     assert kv.read(b"a") == b"b"
     kv.close()
+
+
+def test_batch_and_counter_operations_reach_the_cold_tier(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    kv.upsert_many((b"n%d" % i, b"%d" % i) for i in range(3000))
+    kv.compact(kv.stats()["log_head_address"])  # the oldest counters go cold
+    assert kv.stats()["cold_log_records"] > 100
+    assert kv.incr(b"n1", 5) == 6 and kv.incr(b"new", 2) == 2
+    assert kv.read_many([b"n1", b"n2", b"absent", b"new"]) == [b"6", b"2", None, b"2"]
+    assert len(kv) == 3001
+    kv.close()
+    kv = f2_store(tmp_path)
+    assert kv.read_many([b"n1", b"n2999", b"new"]) == [b"6", b"2999", b"2"] and len(kv) == 3001
+    kv.close()
