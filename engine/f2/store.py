@@ -725,6 +725,9 @@ class F2Kv(FasterKv):
             hlog = self._log
             hot_bytes = hlog.tail_address - hlog.begin_address
         cold_memory = cold.log.memory_bytes()
+        manifest = max(
+            (m for m in self._manifests.current if m is not None), key=lambda m: m.seq, default=None
+        )
         reads = max(1, st["reads"])
         st.update(
             {
@@ -740,6 +743,8 @@ class F2Kv(FasterKv):
                 "cold_log_begin_address": cold.begin_address,
                 "cold_log_tail_address": cold.tail_address,
                 "cold_log_memory_bytes": cold_memory,
+                "cold_log_durable_tail": manifest.cold_tail if manifest else 0,
+                "f2_manifest_seq": manifest.seq if manifest else 0,
                 "cold_disk_reads": cold.disk_reads,
                 "cold_reads": self._n_cold_reads,
                 "cold_index_reads": self._n_cold_index_reads,
