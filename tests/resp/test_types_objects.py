@@ -20,6 +20,7 @@ from faster_backend.integrations.resp.objects import (
     Stream,
     ZSet,
     deserialize,
+    estimate,
     serialize,
 )
 
@@ -85,12 +86,13 @@ def test_corruption_is_detected() -> None:
 
 def test_eviction_writes_back_and_reads_back() -> None:
     store = ObjectStore(None, None)
-    store.max_live = 8
+    one = estimate(HASH, {b"i": b"10"})
+    store.max_bytes = 8 * one
     for i in range(40):
         store.create(b"h%d" % i, HASH, {b"i": b"%d" % i})
     assert store.live == 40  # nothing is evicted during a command
-    store.sweep()  # the once-a-second job evicts
-    assert store.live <= 8
+    store.sweep()  # the once-a-second job accounts for the new objects and evicts
+    assert store.live <= 8 and store.live_bytes <= store.max_bytes
     evicted = [k for k, e in store.items() if e.obj is None]
     assert len(evicted) >= 30 and store.write_backs >= 30
     # Every object is still there: evicted ones come back from the object log.
@@ -102,7 +104,7 @@ def test_eviction_writes_back_and_reads_back() -> None:
     e = store.entry(b"h0")
     assert e is not None
     e.obj[b"new"] = b"1"
-    e.dirty = True
+    store.mark(b"h0", e)
     assert store.flush() >= 1
     assert store.kv is not None
     assert deserialize(store.kv.read(b"h0") or b"")[1] == {b"i": b"0", b"new": b"1"}
@@ -115,13 +117,14 @@ def test_large_objects_are_chunked_and_read_back() -> None:
     store.create(b"big", LIST, big)
     store.flush()
     assert store.chunks is not None and len(store.chunks) > 1
-    store[b"big"].obj = None
-    store.live -= 1
+    store.max_bytes = 0
+    store.evict()
+    assert store[b"big"].obj is None and store.live == 0 and store.live_bytes == 0
     e = store.entry(b"big")
     assert e is not None and list(e.obj) == list(big)
     # Shrinking it drops the chunks it no longer needs.
     e.obj = deque([b"small"])
-    e.dirty = True
+    store.mark(b"big", e)
     store.flush()
     assert len(store.chunks) == 0
     store.delete(b"big")

@@ -7,7 +7,6 @@ import os
 import platform
 import resource
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -344,25 +343,19 @@ def time_(client: Client, argv: list[bytes]) -> list[bytes]:
     return [b"%d" % sec, b"%d" % int((now - sec) * 1_000_000)]
 
 
-def checkpoint(state: ServerState) -> None:
-    """Checkpoint every open database, or raise the error reply saying why that is impossible."""
+def _need_data_dir(state: ServerState) -> None:
     if state.config.store.path is None:
         raise RespError(
             "ERR checkpoints need a data directory: this server keeps its data in memory"
             " (start it with --data-dir)"
         )
-    dbs = state.open_dbs()
-    for ks in dbs:  # live objects are written back into their object logs first
-        ks.objects.checkpoint()
-    for ks in dbs:
-        ks.kv.checkpoint()
-    state.lastsave = int(time.time())
 
 
 @command("save", 1, "admin noscript no_multi", group="server")
 def save(client: Client, argv: list[bytes]) -> Any:
     """Synchronously checkpoint the databases"""
-    checkpoint(client.state)
+    _need_data_dir(client.state)
+    client.state.save()
     return OK
 
 
@@ -374,23 +367,8 @@ def bgsave(client: Client, argv: list[bytes]) -> Any:
     state = client.state
     if state.bgsave is not None and state.bgsave.is_alive():
         raise RespError("ERR Background save already in progress")
-    if state.config.store.path is None:
-        checkpoint(state)  # raises the reply that says why
-    dbs = state.open_dbs()
-    for ks in dbs:  # objects are written back on the loop thread, the checkpoint runs beside
-        ks.objects.checkpoint()
-
-    def run() -> None:
-        try:
-            for ks in dbs:
-                ks.kv.checkpoint()
-            state.lastsave = int(time.time())
-            log.info("BGSAVE done")
-        except Exception:
-            log.exception("BGSAVE failed")
-
-    state.bgsave = threading.Thread(target=run, name="bgsave", daemon=True)
-    state.bgsave.start()
+    _need_data_dir(state)
+    state.bgsave = state.bgsave_start()
     return SimpleString("Background saving started")
 
 
