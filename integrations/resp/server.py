@@ -30,6 +30,7 @@ from faster_backend.integrations.resp.types import OK
 log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
+_NO_LIMIT = 1 << 62  # client-output-buffer-limit 0: none, as in Redis
 _perf = time.perf_counter
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"
@@ -268,7 +269,8 @@ class Connection(asyncio.Protocol):
             if client.closing:
                 transport.close()
                 return
-            if transport.get_write_buffer_size() > state.config.server.client_output_buffer_limit:
+            limit = state.config.server.client_output_buffer_limit or _NO_LIMIT
+            if transport.get_write_buffer_size() > limit:
                 log.warning(
                     "client %d (%s) closed: output buffer over client-output-buffer-limit",
                     client.id,

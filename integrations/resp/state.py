@@ -45,6 +45,9 @@ class ServerState:
         self.config_epoch = 0  # bumped by CONFIG SET so connections re-read their limits
         self.request_shutdown: Callable[[], None] | None = None  # set by the server
         self.bgsave: threading.Thread | None = None  # the running BGSAVE, if any
+        # CONFIG SET client-output-buffer-limit "replica ...": kept and printed back only
+        # (there are no replicas)
+        self.replica_output_limits = (256 << 20, 64 << 20, 60)
         # durability=always: the server calls ``sync()`` before the replies of every command
         # batch leave, so an acknowledged write to an object is durable (strings are durable
         # per write in their own store).

@@ -188,3 +188,30 @@ def test_bgsave_is_one_point_for_strings_and_objects(tmp_path: Path) -> None:
         assert (r2.get("s2"), r2.lrange("l", 0, -1)) == (b"1", [b"1"])
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_object_cache_is_bounded_by_estimated_bytes(tmp_path: Path) -> None:
+    """CONFIG SET object-cache-size: beyond it the oldest objects are written back, dropped
+    from memory (INFO memory object_cache_bytes) and read back intact on use."""
+    srv = start_server(tmp_path)
+    try:
+        r = redis.Redis(port=srv.port)
+        assert int(r.config_get("object-cache-size")["object-cache-size"]) == 256 << 20
+        assert r.config_set("object-cache-size", "1mb")
+        for i in range(30):  # about 3 MiB of hashes
+            r.hset(f"h{i}", mapping={f"f{j}": f"{i}-{j}-" + "x" * 80 for j in range(800)})
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            info = r.info("memory")
+            if 0 < info["object_cache_bytes"] <= 1 << 20:
+                break
+            time.sleep(0.1)
+        assert 0 < info["object_cache_bytes"] <= 1 << 20, info
+        assert info["live_objects"] < 30
+        assert r.info("stats")["object_write_backs"] >= 20
+        for i in range(30):
+            h = r.hgetall(f"h{i}")
+            assert len(h) == 800 and h[b"f7"] == f"{i}-7-".encode() + b"x" * 80
+        assert r.info("stats")["object_read_backs"] >= 20
+    finally:
+        assert srv.stop() == 0, srv.log()
