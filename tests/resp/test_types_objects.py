@@ -140,3 +140,72 @@ def test_expired_objects_vanish() -> None:
     store.create(b"t", SET, {b"a"})
     store.set_expiry(b"t", 1.0)
     assert store.sweep() == 1 and b"t" not in store
+
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["set", "add", "del", "expire", "drain", "sweep", "flush", "read"]),
+        st.integers(0, 5),
+        st.binary(min_size=1, max_size=300),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(ops, st.booleans(), st.integers(0, 3000))
+def test_store_accounting_matches_a_model(
+    steps: list[tuple[str, int, bytes]], write_through: bool, budget: int
+) -> None:
+    """Random writes, deletes, drains, evictions and flushes against a dict model: reads see
+    the model; an entry in neither ``changed`` nor ``dirty`` is what the object log holds;
+    ``live`` and ``live_bytes`` are the sums over the live entries."""
+    store = ObjectStore(None, None)
+    store.write_through = write_through
+    store.max_bytes = budget
+    model: dict[bytes, dict[bytes, bytes]] = {}
+    for op, k, v in steps:
+        key = b"k%d" % k
+        if op in ("set", "add"):
+            e = store.entry(key)
+            if e is None:
+                e = store.create(key, HASH, {})
+            if op == "set":
+                e.obj.clear()
+                model[key] = {}
+            e.obj[v[:8]] = v
+            model.setdefault(key, {})[v[:8]] = v
+            store.mark(key, e)
+        elif op == "del":
+            assert store.alive(key) == (key in model)  # as DEL asks (an expired key is gone)
+            store.delete(key)
+            model.pop(key, None)
+        elif op == "expire" and key in model:
+            store.set_expiry(key, 1.0)  # long past: gone at the next access or sweep
+            del model[key]
+        elif op == "drain":
+            store.drain(write=write_through)
+        elif op == "sweep":
+            store.sweep()
+        elif op == "flush":
+            store.flush()
+        else:
+            e = store.entry(key)
+            assert (e is None) == (key not in model)
+            if e is not None:
+                assert e.obj == model[key]
+        live = [(k2, e2) for k2, e2 in store.items() if e2.obj is not None]
+        assert store.live == len(live)
+        assert store.live_bytes == sum(e2.size for _k, e2 in live)
+        for k2, e2 in store.items():
+            if k2 not in store.changed and k2 not in store.dirty and e2.expires is None:
+                assert store.kv is not None
+                image = store.kv.read(k2)
+                assert image is not None and deserialize(image)[1] == model[k2]
+    store.sweep()
+    assert store.live_bytes <= budget
+    for key, want in model.items():
+        e = store.entry(key)
+        assert e is not None and e.obj == want
+    assert set(store.live_keys()) == set(model)
+    store.close()

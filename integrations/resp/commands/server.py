@@ -92,7 +92,10 @@ def _obl_parse(raw: bytes) -> list[tuple[str, int, int, int]]:
     """Redis' checks and texts; a single size is the normal class' hard limit (shorthand)."""
     words = raw.decode("utf-8", "replace").split()
     if len(words) == 1:
-        return [("normal", _memory(words[0]), 0, 0)]
+        try:
+            return [("normal", _memory(words[0]), 0, 0)]
+        except ValueError:
+            pass  # not a size: Redis' error below
     if not words or len(words) % 4:
         raise ValueError("Wrong number of arguments in buffer limit configuration.")
     out = []
