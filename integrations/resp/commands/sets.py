@@ -33,8 +33,10 @@ def sadd(client: Client, argv: list[bytes]) -> int:
         s.add(argv[2])
     else:
         s.update(argv[2:])
-    client.keyspace.objects.mark(argv[1], e)
-    return len(s) - before
+    added = len(s) - before
+    if added:  # members already there change nothing: nothing to write back
+        client.keyspace.objects.mark(key, e)
+    return added
 
 
 @command("srem", -3, "write fast", 1, 1, 1, group=S)

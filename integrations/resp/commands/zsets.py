@@ -133,7 +133,8 @@ def zadd(client: Client, argv: list[bytes]) -> Any:
         if new != old:
             z.add(member, new)
             changed += 1
-    done(client, key, e)
+    if added or changed or not z:  # an unchanged set has nothing to write back
+        done(client, key, e)
     if incr:
         return None if result is None else _score_reply(client, result)
     return added + changed if ch else added
