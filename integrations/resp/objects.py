@@ -276,7 +276,7 @@ class ObjectStore(dict[bytes, Entry]):
         self.kv: FasterKV | None = None  # the object log, opened on first write-back
         self.chunks: FasterKV | None = None  # records of images larger than a page allows
         # durability=always: the object logs run without their own per-write commits; ``sync``
-        # commits them once per command batch instead (see state.ServerState.sync_objects).
+        # commits them once per command batch instead (see state.ServerState.sync_writes).
         self.synchronous = config is not None and config.durability == "always"
         self.write_through = config is not None and config.durability != "none"
         self.live = 0

@@ -260,7 +260,7 @@ class Connection(asyncio.Protocol):
                 proto = client.proto
             state.commands_processed += done
             client.last_cmd = argv[0].decode("latin-1").lower()
-            if state.sync_objects:  # durability=always: objects are durable before any reply
+            if state.sync_writes:  # durability=always: the batch is durable before its replies
                 state.sync()
             payload = b"".join(out)
             if payload:
@@ -305,7 +305,7 @@ class Connection(asyncio.Protocol):
         client, transport = self.client, self.transport
         if client is None or transport is None or transport.is_closing():
             return
-        if self.state.sync_objects:  # the pop that served it is durable before the reply
+        if self.state.sync_writes:  # the pop that served it is durable before the reply
             self.state.sync()
         payload = encode(reply, client.proto)
         transport.write(payload)

@@ -48,10 +48,10 @@ class ServerState:
         # CONFIG SET client-output-buffer-limit "replica ...": kept and printed back only
         # (there are no replicas)
         self.replica_output_limits = (256 << 20, 64 << 20, 60)
-        # durability=always: the server calls ``sync()`` before the replies of every command
-        # batch leave, so an acknowledged write to an object is durable (strings are durable
-        # per write in their own store).
-        self.sync_objects = config.store.durability == "always" and config.store.path is not None
+        # durability=always: the stores run without their own per-write commits and the server
+        # calls ``sync()`` before the replies of every command batch leave: one commit per
+        # store that changed makes every write of the batch durable, strings and objects.
+        self.sync_writes = config.store.durability == "always" and config.store.path is not None
 
     def db(self, index: int) -> Keyspace:
         ks = self.dbs[index]
@@ -60,7 +60,10 @@ class ServerState:
             path: str | None = None
             if store.path is not None:
                 path = store.path if index == 0 else str(Path(store.path) / f"db{index}")
-            kv = FasterKV.from_config(store, path=path)
+            if self.sync_writes:  # committed per command batch by sync()
+                kv = FasterKV.from_config(store, path=path, durability="none")
+            else:
+                kv = FasterKV.from_config(store, path=path)
             objects = ObjectStore(path, store)
             objects.max_bytes = self.object_cache_size()
             ks = self.dbs[index] = Keyspace(index, kv, objects)
@@ -76,13 +79,15 @@ class ServerState:
         return self.config.store.memory_size if size is None else size
 
     def sync(self) -> None:
-        """durability=always, at the end of a command batch: write back the objects it changed
-        and commit their logs (one commit per object log that changed)."""
+        """durability=always, at the end of a command batch: write back the objects it changed,
+        commit their logs, and commit the string stores (a commit of a store that did not
+        change since its last commit costs no I/O)."""
         for ks in self.dbs:
             if ks is not None:
                 objs = ks.objects
                 if objs.changed or objs.unsynced:
                     objs.sync()
+                ks.kv.commit()
 
     def tick(self) -> None:
         """Once a second: incremental expiry; objects are accounted, written back (periodic

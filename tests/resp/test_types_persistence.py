@@ -92,8 +92,9 @@ def test_periodic_durability_covers_objects_without_save(tmp_path: Path) -> None
 
 
 def test_always_durability_keeps_every_acknowledged_object_write(tmp_path: Path) -> None:
-    """With --durability always an acknowledged HSET / RPUSH / SADD / ZADD (and LPOP) survives
-    a kill -9 that comes right after its reply: no write-back second to wait for."""
+    """With --durability always an acknowledged HSET / RPUSH / SADD / ZADD / RPOP (and SET /
+    INCR) survives a kill -9 that comes right after its reply: no write-back second to wait
+    for."""
     import threading
 
     data = tmp_path / "data"
@@ -114,6 +115,8 @@ def test_always_durability_keeps_every_acknowledged_object_write(tmp_path: Path)
                     p.zadd("z", {f"m{j}": j})
                     p.rpush("q", j, "gone")
                     p.rpop("q")
+                    p.set(f"s{j}", j)
+                    p.incr("n")
                 p.execute()
                 acked.extend(range(i, i + 1 + i % 4))
                 i += 1 + i % 4
@@ -140,6 +143,8 @@ def test_always_durability_keeps_every_acknowledged_object_write(tmp_path: Path)
         members = r.smembers("s")
         z = r.zrange("z", 0, -1, withscores=True)
         q = r.lrange("q", 0, -1)
+        strings = r.mget([f"s{j}" for j in acked])
+        n_incr = int(r.get("n") or 0)
     finally:
         assert srv.stop() == 0, srv.log()
     n = len(acked)
@@ -150,6 +155,7 @@ def test_always_durability_keeps_every_acknowledged_object_write(tmp_path: Path)
     assert {b"%d" % j for j in acked} <= members
     assert [(b"m%d" % j, float(j)) for j in acked] == z[:n]
     assert [int(v) for v in q[:n]] == acked and b"gone" not in q[:n]
+    assert strings == [b"%d" % j for j in acked] and n_incr >= n
 
 
 def test_bgsave_is_one_point_for_strings_and_objects(tmp_path: Path) -> None:
