@@ -209,3 +209,24 @@ def test_store_accounting_matches_a_model(
         assert e is not None and e.obj == want
     assert set(store.live_keys()) == set(model)
     store.close()
+
+
+def test_size_estimates_are_close_to_the_real_memory() -> None:
+    import tracemalloc
+
+    def measured(make: Any) -> tuple[Any, int]:
+        tracemalloc.start()
+        try:
+            obj = make()
+            return obj, tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+
+    for kind, make in (
+        (HASH, lambda: {b"field%05d" % i: b"v" * (i % 50) for i in range(3000)}),
+        (LIST, lambda: deque(b"item-%07d" % i for i in range(3000))),
+        (SET, lambda: {b"member-%06d" % i for i in range(3000)}),
+        (ZSET, lambda: _zset({b"m%06d" % i: float(i) for i in range(3000)})),
+    ):
+        obj, real = measured(make)
+        assert 0.6 < estimate(kind, obj) / real < 1.6, kind
