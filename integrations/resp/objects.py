@@ -533,9 +533,12 @@ class ObjectStore(dict[bytes, Entry]):
 
     def sync(self) -> None:
         """durability=always: write back what changed, then commit the object logs (chunks
-        first), so an acknowledged write is durable before its reply leaves."""
+        first), so an acknowledged write is durable before its reply leaves. Between two
+        batches no command holds a live object, so the cache bound is enforced here too."""
         if self.changed:
             self.drain(write=True)
+            if self.live_bytes > self.max_bytes:
+                self.evict()  # everything is clean now: this only drops objects
         if self.unsynced:
             for kv in self.logs():
                 kv.commit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import redis
 
 from resp.harness import start_server
@@ -196,16 +197,22 @@ def test_bgsave_is_one_point_for_strings_and_objects(tmp_path: Path) -> None:
         assert srv.stop() == 0, srv.log()
 
 
-def test_object_cache_is_bounded_by_estimated_bytes(tmp_path: Path) -> None:
+@pytest.mark.parametrize("always", [False, True], ids=["in-memory", "always"])
+def test_object_cache_is_bounded_by_estimated_bytes(tmp_path: Path, always: bool) -> None:
     """CONFIG SET object-cache-size: beyond it the oldest objects are written back, dropped
-    from memory (INFO memory object_cache_bytes) and read back intact on use."""
-    srv = start_server(tmp_path)
+    from memory (INFO memory object_cache_bytes) and read back intact on use; once a second,
+    and with --durability always at the end of every batch."""
+    args = ["--data-dir", str(tmp_path / "data"), "--durability", "always"] if always else []
+    srv = start_server(tmp_path, *args)
     try:
         r = redis.Redis(port=srv.port)
         assert int(r.config_get("object-cache-size")["object-cache-size"]) == 256 << 20
         assert r.config_set("object-cache-size", "1mb")
         for i in range(30):  # about 3 MiB of hashes
             r.hset(f"h{i}", mapping={f"f{j}": f"{i}-{j}-" + "x" * 80 for j in range(800)})
+        if always:  # no second to wait for
+            info = r.info("memory")
+            assert 0 < info["object_cache_bytes"] <= 1 << 20, info
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             info = r.info("memory")

@@ -239,6 +239,8 @@ def config_set(client: Client, argv: list[bytes]) -> Any:
             continue
         assert p.field is not None
         setattr(server, p.field, value)
+    for ks in client.state.open_dbs():  # object-cache-size applies from the next batch on
+        ks.objects.max_bytes = client.state.object_cache_size()
     client.state.config_epoch += 1
     return OK
 
