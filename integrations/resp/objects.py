@@ -552,7 +552,7 @@ class ObjectStore(dict[bytes, Entry]):
             n += 1
         return n
 
-    def evict(self, keep: bytes | None = None) -> None:
+    def evict(self) -> None:
         """Write back and drop the oldest live objects (key creation order) until their
         estimated size is under three quarters of ``max_bytes``."""
         self.drain(write=self.write_through)
@@ -560,7 +560,7 @@ class ObjectStore(dict[bytes, Entry]):
         for key, e in list(self.items()):
             if self.live_bytes <= target:
                 break
-            if e.obj is None or key == keep:
+            if e.obj is None:
                 continue
             if key in self.dirty:
                 self._write(key, e)
