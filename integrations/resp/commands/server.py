@@ -459,8 +459,11 @@ def _need_data_dir(state: ServerState) -> None:
 @command("save", 1, "admin noscript no_multi", group="server")
 def save(client: Client, argv: list[bytes]) -> Any:
     """Synchronously checkpoint the databases"""
-    _need_data_dir(client.state)
-    client.state.save()
+    state = client.state
+    _need_data_dir(state)
+    if state.bgsave is not None and state.bgsave.is_alive():
+        raise RespError("ERR Background save already in progress")  # as Redis
+    state.save()
     return OK
 
 
