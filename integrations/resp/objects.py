@@ -468,7 +468,12 @@ class ObjectStore(dict[bytes, Entry]):
         return True
 
     def set_expiry(self, key: bytes, when: float | None) -> None:
-        e = self[key]
+        e: Entry | None = self[key]
+        if e is not None and e.obj is None:
+            # Evicted: read it back, so that the next write-back stores the new expiry with it.
+            e = self.entry(key)
+        if e is None:
+            return
         e.expires = when
         self.changed[key] = e
         if when is None:

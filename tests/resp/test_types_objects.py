@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any
 
@@ -144,7 +145,9 @@ def test_expired_objects_vanish() -> None:
 
 ops = st.lists(
     st.tuples(
-        st.sampled_from(["set", "add", "del", "expire", "drain", "sweep", "flush", "read"]),
+        st.sampled_from(
+            ["set", "add", "del", "expire", "ttl", "drain", "sweep", "flush", "read", "evict"]
+        ),
         st.integers(0, 5),
         st.binary(min_size=1, max_size=300),
     ),
@@ -183,6 +186,12 @@ def test_store_accounting_matches_a_model(
         elif op == "expire" and key in model:
             store.set_expiry(key, 1.0)  # long past: gone at the next access or sweep
             del model[key]
+        elif op == "ttl" and key in model:  # maybe on an evicted entry
+            store.set_expiry(key, time.time() + 1000 + k)
+        elif op == "evict":
+            saved, store.max_bytes = store.max_bytes, 0
+            store.evict()
+            store.max_bytes = saved
         elif op == "drain":
             store.drain(write=write_through)
         elif op == "sweep":
@@ -198,10 +207,14 @@ def test_store_accounting_matches_a_model(
         assert store.live == len(live)
         assert store.live_bytes == sum(e2.size for _k, e2 in live)
         for k2, e2 in store.items():
-            if k2 not in store.changed and k2 not in store.dirty and e2.expires is None:
+            if k2 not in store.changed and k2 not in store.dirty and k2 in model:
                 assert store.kv is not None
-                image = store.kv.read(k2)
-                assert image is not None and deserialize(image)[1] == model[k2]
+                found = store.kv.read_with_expiry(k2)
+                assert found is not None and deserialize(found[0])[1] == model[k2]
+                if e2.expires is None:
+                    assert found[1] is None
+                else:
+                    assert found[1] is not None and abs(found[1] - e2.expires) < 5
     store.sweep()
     assert store.live_bytes <= budget
     for key, want in model.items():
