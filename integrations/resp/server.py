@@ -30,6 +30,7 @@ from faster_backend.integrations.resp.types import OK
 log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
+_NO_LIMIT = 1 << 62  # client-output-buffer-limit 0: none, as in Redis
 _perf = time.perf_counter
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"
@@ -259,6 +260,8 @@ class Connection(asyncio.Protocol):
                 proto = client.proto
             state.commands_processed += done
             client.last_cmd = argv[0].decode("latin-1").lower()
+            if state.sync_writes:  # durability=always: the batch is durable before its replies
+                state.sync()
             payload = b"".join(out)
             if payload:
                 transport.write(payload)
@@ -266,7 +269,8 @@ class Connection(asyncio.Protocol):
             if client.closing:
                 transport.close()
                 return
-            if transport.get_write_buffer_size() > state.config.server.client_output_buffer_limit:
+            limit = state.config.server.client_output_buffer_limit or _NO_LIMIT
+            if transport.get_write_buffer_size() > limit:
                 log.warning(
                     "client %d (%s) closed: output buffer over client-output-buffer-limit",
                     client.id,
@@ -301,6 +305,8 @@ class Connection(asyncio.Protocol):
         client, transport = self.client, self.transport
         if client is None or transport is None or transport.is_closing():
             return
+        if self.state.sync_writes:  # the pop that served it is durable before the reply
+            self.state.sync()
         payload = encode(reply, client.proto)
         transport.write(payload)
         self.state.net_output_bytes += len(payload)
@@ -385,12 +391,9 @@ class RespServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-        for ks in self.state.open_dbs():
-            try:  # live objects go back into their object log (and it checkpoints, if it can)
-                ks.objects.checkpoint()
-            except Exception:
-                log.exception("writing back the objects of database %d failed", ks.index)
-        self.state.close()  # a store with a data directory checkpoints as it closes
+        # Objects are written back, then every store checkpoints as it closes (with a data
+        # directory): one point for all of them.
+        self.state.close()
         log.info("server stopped")
 
     async def _cron(self) -> None:
@@ -405,14 +408,7 @@ class RespServer:
                     if c is not None and c.last_interaction < limit:
                         log.info("client %d (%s) closed: idle timeout", c.id, c.addr)
                         conn.kill()
-            durable = self.config.store.durability != "none"
-            for ks in self.state.open_dbs():
-                try:
-                    ks.kv.sweep_expired(256)
-                    ks.objects.sweep(256)
-                    if durable:
-                        # Dirty live objects go to their object log every second, whose own
-                        # commits then make them durable (see docs/resp.md, "Object store").
-                        ks.objects.flush()
-                except Exception:  # pragma: no cover - a closed store during shutdown
-                    break
+            try:
+                self.state.tick()
+            except Exception:  # pragma: no cover - a closed store during shutdown
+                log.exception("periodic housekeeping failed")
