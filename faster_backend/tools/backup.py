@@ -16,8 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from faster_backend.engine.checkpoint import CommitLog, CorruptFileError, decode_info
+from faster_backend.engine.checkpoint import (
+    CommitLog,
+    CorruptFileError,
+    decode_info,
+    write_geometry,
+)
 from faster_backend.engine.data_dir import DataDir, DataDirLockedError
+from faster_backend.engine.faster_kv import GEOMETRY_FILE
 from faster_backend.engine.recovery import merged_page_sums
 from faster_backend.tools.check import CheckReport, check_store
 from faster_backend.tools.layout import (
@@ -128,6 +134,8 @@ def _backup_once(
             copied += _copy_file(sp.log_dir / name, dp.log_dir / name, length)
         except FileNotFoundError:
             raise VanishedError(f"log segment {name} was removed (compaction)") from None
+    # The copy is opened without sizes like any store: it needs the sizes it was written with.
+    write_geometry(dp.root / GEOMETRY_FILE, geo.page_size, seg_size)
     commits = CommitLog(dp.commits)
     try:
         commits.rewrite(point)
