@@ -36,6 +36,7 @@ from faster_backend.tools.layout import (
     infer_geometry,
     load_checkpoint,
     lock_holder,
+    refuse_f2,
 )
 
 log = logging.getLogger(__name__)
@@ -74,6 +75,7 @@ def backup_store(
     sp, dp = StorePaths(Path(src)), StorePaths(Path(dest))
     if not sp.root.is_dir():
         raise ToolError(f"{sp.root}: no such directory")
+    refuse_f2(sp.root, "backup")
     if dp.root.exists() and any(dp.root.iterdir()):
         raise ToolError(f"{dp.root} exists and is not empty; back up into a new directory")
     last_error: Exception | None = None

@@ -30,6 +30,7 @@ from faster_backend.engine.checkpoint import (
     decode_snapshot,
 )
 from faster_backend.engine.data_dir import LOCK_NAME
+from faster_backend.engine.f2.manifest import SLOT_NAMES as F2_MANIFESTS
 from faster_backend.engine.faster_kv import GEOMETRY_FILE
 from faster_backend.engine.record import HEADER, HEADER_SIZE, size_from_header
 from faster_backend.engine.recovery import merged_page_sums
@@ -548,6 +549,15 @@ def infer_geometry(
             " (pass --page-size and --segment-size as the store was opened with)"
         )
     return Geometry(best[1], best[2], "inferred")
+
+
+def refuse_f2(root: Path, tool: str) -> None:
+    """The tools read single-log stores; an F2 directory holds three stores and manifests."""
+    if any((root / name).exists() for name in F2_MANIFESTS):
+        raise ToolError(
+            f"{root} is an F2 store (tiering='f2'): {tool} handles single-log stores only"
+            " (an F2 store checks its manifest, cold pages and checkpoints when it opens)"
+        )
 
 
 def recorded_geometry(paths: StorePaths) -> tuple[int, int] | None:

@@ -295,3 +295,16 @@ def test_geometry_is_inferred_when_the_store_has_no_geometry_file(
     code, out = run_cli(capsys, "check", str(store))
     assert code == 0, out
     assert "geometry (inferred): page size 4096, segment size 32768" in out
+
+
+def test_the_tools_refuse_an_f2_store_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f2 = tmp_path / "f2"
+    with FasterKV(f2, tiering="f2", memory_size="4MiB") as kv:
+        kv.upsert(b"k", b"v")
+    for argv in (["check", str(f2)], ["repair", str(f2)], ["backup", str(f2), str(tmp_path / "b")]):
+        code, out = run_cli(capsys, *argv)
+        assert code != 0, argv
+        assert "is an F2 store (tiering='f2')" in out, out
+    assert not (tmp_path / "b").exists()
