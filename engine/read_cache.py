@@ -7,12 +7,23 @@ chance). This one keeps that policy but is keyed by the record's log address ins
 spliced into the hash chains: records below the head address never change, so an address is a
 complete cache key and the index needs no read-cache bit handling. The main log never grows
 because of reads.
+
+Admission differs from FASTER: a record enters the cache on its *second* device read within a
+recent window, not its first. With skewed keys most records read from the device are read once
+(FASTER copies every one of them, pushing the hot ones out); a small "seen once" filter of
+recently read addresses lets only repeatedly read records in, so the cache holds hot records and
+most device reads cost no insert at all.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import OrderedDict
+
+# The "seen once" filter has one 4-byte slot per this many bytes of cache capacity (a
+# direct-mapped table of recently read addresses, 1/16 of the capacity in memory).
+_BYTES_PER_SLOT = 64
 
 
 class ReadCache:
@@ -29,10 +40,19 @@ class ReadCache:
         self._tail = 0  # logical bytes ever inserted
         self._head = 0  # logical position of the oldest record (a lower bound)
         self._second_chance_bytes = capacity_bytes * second_chance_fraction
+        slots = 1 << max(0, capacity_bytes // _BYTES_PER_SLOT - 1).bit_length()
+        self._seen = array("I", bytes(4 * slots)) if capacity_bytes > 0 else array("I")
+        self._seen_mask = slots - 1
         self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.copies = 0
+        self.admitted = 0
+
+    @property
+    def filter_bytes(self) -> int:
+        """Memory of the "seen once" filter (not counted in ``bytes``)."""
+        return len(self._seen) * self._seen.itemsize
 
     def get(self, address: int) -> bytes | None:
         # A plain dict lookup (atomic under the GIL): the hit path takes no lock.
@@ -41,26 +61,41 @@ class ReadCache:
             self.misses += 1
             return None
         self.hits += 1
-        record, position = entry
-        if position < self._head + self._second_chance_bytes:
+        if entry[1] < self._head + self._second_chance_bytes:
             # Near the head: copy to the tail so that a hot record is not evicted.
-            with self._lock:
-                if address in self._entries:
-                    self._entries.move_to_end(address)
-                    self._entries[address] = (record, self._tail)
-                    self._tail += len(record)
-                    self.copies += 1
-        return record
+            self._second_chance(address, entry[0])
+        return entry[0]
+
+    def _second_chance(self, address: int, record: bytes) -> None:
+        with self._lock:
+            if address in self._entries:
+                self._entries.move_to_end(address)
+                self._entries[address] = (record, self._tail)
+                self._tail += len(record)
+                self.copies += 1
 
     def put(self, address: int, record: bytes) -> None:
+        """Offer ``record``, just read from the device at ``address``.
+
+        The first offer of an address only remembers it (in a slot of the "seen once" filter,
+        which a later address may take over); an offer while it is remembered inserts it.
+        """
         if self.capacity <= 0 or len(record) > self.capacity:
             return
+        seen = self._seen
+        tag = (address >> 3) & 0xFFFFFFFF  # records are 8-byte aligned
+        slot = tag & self._seen_mask
+        if seen[slot] != tag:
+            seen[slot] = tag  # a race with another thread only loses one admission
+            return
+        seen[slot] = 0
         with self._lock:
             if address in self._entries:
                 return
             self._entries[address] = (record, self._tail)
             self._tail += len(record)
             self.bytes += len(record)
+            self.admitted += 1
             while self.bytes > self.capacity:
                 _, (old, position) = self._entries.popitem(last=False)
                 self.bytes -= len(old)
@@ -77,6 +112,10 @@ class ReadCache:
         with self._lock:
             self._entries.clear()
             self.bytes = 0
+            self._seen = array("I", bytes(len(self._seen) * self._seen.itemsize))
+
+    def __contains__(self, address: int) -> bool:
+        return address in self._entries
 
     def __len__(self) -> int:
         return len(self._entries)
