@@ -21,9 +21,11 @@ import threading
 from array import array
 from collections import OrderedDict
 
-# The "seen once" filter has one 4-byte slot per this many bytes of cache capacity (a
-# direct-mapped table of recently read addresses, 1/16 of the capacity in memory).
-_BYTES_PER_SLOT = 64
+# The "seen once" filter: a direct-mapped table of recently read addresses, at most one 2-byte
+# slot per this many bytes of the budget (so at most 1/8 of it, taken from the records' share).
+# That remembers about eight times as many addresses as the cache holds 128-byte records: a
+# window of device reads long enough for a lukewarm record to be read twice in it.
+_BYTES_PER_SLOT = 16
 
 
 class ReadCache:
@@ -32,17 +34,19 @@ class ReadCache:
             raise ValueError(
                 f"second_chance_fraction must be in [0, 1], got {second_chance_fraction}"
             )
-        self.capacity = capacity_bytes
+        self.capacity = capacity_bytes  # the budget: records plus the filter
         self.second_chance = second_chance_fraction
         # address -> (record bytes, position in the cache's own logical log)
         self._entries: OrderedDict[int, tuple[bytes, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._tail = 0  # logical bytes ever inserted
         self._head = 0  # logical position of the oldest record (a lower bound)
-        self._second_chance_bytes = capacity_bytes * second_chance_fraction
-        slots = 1 << max(0, capacity_bytes // _BYTES_PER_SLOT - 1).bit_length()
-        self._seen = array("I", bytes(4 * slots)) if capacity_bytes > 0 else array("I")
-        self._seen_mask = slots - 1
+        bits = max(0, (capacity_bytes // _BYTES_PER_SLOT).bit_length() - 1)
+        self._seen = array("H", bytes(2 << bits)) if capacity_bytes > 0 else array("H")
+        self._seen_bits = bits
+        self._seen_mask = (1 << bits) - 1
+        self.record_capacity = max(0, capacity_bytes - self.filter_bytes)
+        self._second_chance_bytes = self.record_capacity * second_chance_fraction
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -51,7 +55,7 @@ class ReadCache:
 
     @property
     def filter_bytes(self) -> int:
-        """Memory of the "seen once" filter (not counted in ``bytes``)."""
+        """Memory of the "seen once" filter, part of ``capacity`` (``bytes`` counts records)."""
         return len(self._seen) * self._seen.itemsize
 
     def get(self, address: int) -> bytes | None:
@@ -80,11 +84,14 @@ class ReadCache:
         The first offer of an address only remembers it (in a slot of the "seen once" filter,
         which a later address may take over); an offer while it is remembered inserts it.
         """
-        if self.capacity <= 0 or len(record) > self.capacity:
+        if len(record) > self.record_capacity or not self.record_capacity:
             return
         seen = self._seen
-        tag = (address >> 3) & 0xFFFFFFFF  # records are 8-byte aligned
-        slot = tag & self._seen_mask
+        a = address >> 3  # records are 8-byte aligned
+        slot = a & self._seen_mask
+        # The next 15 address bits, with the top bit set so that no tag equals an empty slot; a
+        # false match (two addresses alike in all those bits) only admits a record early.
+        tag = 0x8000 | ((a >> self._seen_bits) & 0x7FFF)
         if seen[slot] != tag:
             seen[slot] = tag  # a race with another thread only loses one admission
             return
@@ -96,7 +103,7 @@ class ReadCache:
             self._tail += len(record)
             self.bytes += len(record)
             self.admitted += 1
-            while self.bytes > self.capacity:
+            while self.bytes > self.record_capacity:
                 _, (old, position) = self._entries.popitem(last=False)
                 self.bytes -= len(old)
                 self._head = position + len(old)  # the oldest position still cached, at most
@@ -112,7 +119,7 @@ class ReadCache:
         with self._lock:
             self._entries.clear()
             self.bytes = 0
-            self._seen = array("I", bytes(len(self._seen) * self._seen.itemsize))
+            self._seen = array("H", bytes(len(self._seen) * self._seen.itemsize))
 
     def __contains__(self, address: int) -> bool:
         return address in self._entries

@@ -340,12 +340,15 @@ def _admit(rc: ReadCache, address: int, record: bytes) -> None:
 
 def test_read_cache_admits_on_the_second_offer() -> None:
     rc = ReadCache(1000)
+    # the filter's memory comes out of the budget: at most 1/8 of it
+    assert 0 < rc.filter_bytes <= 1000 // 8
+    assert rc.record_capacity == 1000 - rc.filter_bytes
     rc.put(64, b"a" * 100)
     assert rc.get(64) is None and len(rc) == 0 and rc.bytes == 0
     rc.put(64, b"a" * 100)
     assert rc.get(64) == b"a" * 100 and rc.admitted == 1 and rc.bytes == 100
     # an address remembered once is forgotten when another address takes its filter slot
-    slots = rc.filter_bytes // 4
+    slots = rc.filter_bytes // 2
     rc.put(128, b"b" * 100)
     rc.put(128 + 8 * slots, b"c" * 100)  # the same slot
     rc.put(128, b"b" * 100)
@@ -355,7 +358,8 @@ def test_read_cache_admits_on_the_second_offer() -> None:
 
 
 def test_read_cache_second_chance() -> None:
-    rc = ReadCache(1000, second_chance_fraction=0.3)
+    rc = ReadCache(1128, second_chance_fraction=0.3)
+    assert rc.record_capacity == 1000  # and a filter of 64 slots of 2 bytes
     for a in range(10):  # 10 records of 100 bytes: full
         _admit(rc, a * 100, bytes([a]) * 100)
     assert rc.bytes == 1000 and len(rc) == 10
