@@ -204,7 +204,11 @@ class IoUringDevice(StorageDevice):
         prep_read = uring.io_uring_prep_read
         prep_write = uring.io_uring_prep_write
         prep_fsync = uring.io_uring_prep_fsync
+        part: _Part | None = None
         while True:
+            # The last part handled holds its Segment: let it go before sleeping, or a
+            # truncated segment's file would stay open until the next operation.
+            part = None
             os.eventfd_read(efd)
             while True:
                 submitted = 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -231,7 +231,8 @@ def test_truncate_closes_a_segment_only_when_no_reader_holds_it(
     device: StorageDevice, tmp_path: Path
 ) -> None:
     data = os.urandom(2 * SEGMENT)
-    device.write(0, data)
+    device.write(SEGMENT, data[SEGMENT:])
+    device.write(0, data[:SEGMENT])  # segment 0 is the last one a device thread handled
     files = device.files  # type: ignore[attr-defined]
     held = files.get(0)  # what a read in progress holds while its pread runs
     fd = held.fd
@@ -241,9 +242,19 @@ def test_truncate_closes_a_segment_only_when_no_reader_holds_it(
     assert stat.st_nlink == 0 and stat.st_size == SEGMENT
     with pytest.raises(AddressTruncatedError):
         device.read(0, 10)
-    del held  # the last reference: the descriptor is closed now
-    with contextlib.suppress(FileNotFoundError):  # or the number was reused elsewhere
-        assert not os.readlink(f"/proc/self/fd/{fd}").endswith("log.0 (deleted)")
+    del held  # the last reference: the descriptor is closed now (io_uring: once its ring
+    # thread has let go of the last write it completed, which it does before sleeping)
+
+    def still_open() -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}").endswith("log.0 (deleted)")
+        except FileNotFoundError:
+            return False  # closed (or the number was reused for another file)
+
+    deadline = time.monotonic() + 10
+    while still_open() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not still_open()
 
 
 def test_reads_racing_truncation_are_right_or_truncated(device: StorageDevice) -> None:
