@@ -8,13 +8,16 @@ same workload on a store that holds everything in memory.
 Stores, each loaded with the same keys and run on the same operation sequence:
 
 - ``in memory``: ``FasterKV(path=None)`` with a memory budget larger than the dataset;
-- ``file``: ``device="file"`` with the default read cache (``memory_size / 8``);
+- ``file``: ``device="file"`` with the default read cache (``memory_size / 8``, admitting a
+  record on its second device read): the default configuration, the one the 0.5x target is for;
 - ``file, no read cache``: ``read_cache_size=0``, so the read cache's effect is visible;
-- ``io_uring``: ``device="io_uring"`` with the default read cache (where io_uring is usable);
+- ``io_uring``: ``device="io_uring"`` with the default read cache (where io_uring is usable).
+  Its blocking reads are ``pread`` calls like ``file``'s (see docs/devices.md); its flushes go
+  through the ring;
 - ``file, read cache 1/2``: half of the budget as read cache (``--read-cache-fraction``).
 
 With ``--asyncio`` a third workload, ``C async``, runs the reads through ``await kv.aread`` with
-32 in flight on one event loop (where io_uring's batching could matter).
+32 in flight on one event loop (where io_uring's ring and batching are used).
 
 Printed per store and workload: ops/s and the ratio to the in-memory store (target >= 0.5x);
 the same per second of process CPU time (device threads included), which a shared, loaded

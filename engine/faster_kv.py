@@ -614,7 +614,7 @@ class FasterKv:
             return None
         rec = found[1]
         info, kl, vl = _unpack_header(rec, 0)
-        if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
+        if info & TOMBSTONE or (info & HAS_EXPIRY and _expired(rec, 0, info, kl, vl)):
             self._n_misses += 1
             return None
         self._n_read_hits += 1
@@ -1291,24 +1291,43 @@ class FasterKv:
         cached = self._read_cache.get(addr)
         if cached is not None:
             return cached
+        return self._device_record(addr)
+
+    def _device_record(self, addr: int) -> bytes:
+        """The whole record at a device address, read from the device."""
         self._n_disk_reads += 1
-        page_end = ((addr >> self._log.page_bits) + 1) << self._log.page_bits
-        data = self.device.read(addr, min(_FIRST_READ, page_end - addr))
+        bits = self._log.page_bits
+        room = (((addr >> bits) + 1) << bits) - addr  # a record never crosses its page's end
+        device = self.device
+        data = device.read(addr, _FIRST_READ if room > _FIRST_READ else room)
         info, kl, vl = _unpack_header(data, 0)
-        size = size_from_header(info, kl, vl)
+        size = (HEADER_SIZE + kl + vl + 7) & ~7  # record_size, inlined: this path is hot
+        if info & HAS_EXPIRY:
+            size += EXPIRY_SIZE
         if size > len(data):
-            data += self.device.read(addr + len(data), size - len(data))
+            return data + device.read(addr + len(data), size - len(data))
         return data[:size]
 
     def _disk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
-        """Follow a hash chain on the device: (address, record) of ``key``'s newest record."""
+        """Follow a hash chain on the device: (address, record) of ``key``'s newest record.
+
+        The record found is offered to the read cache when it came from the device (the cache
+        admits it on its second read); records of other keys on the chain are not."""
+        hlog = self._log
+        cache = self._read_cache
         klen = len(key)
-        while addr >= self._log.begin_address:
-            rec = self._read_record(addr)
-            info, kl, _ = _unpack_header(rec, 0)
-            if kl == klen and rec.startswith(key, HEADER_SIZE):
-                self._read_cache.put(addr, rec)
-                return addr, rec
+        while addr >= hlog.begin_address:
+            rec = cache.get(addr)
+            if rec is None:
+                rec = self._device_record(addr)
+                info, kl, _ = _unpack_header(rec, 0)
+                if kl == klen and rec.startswith(key, HEADER_SIZE):
+                    cache.put(addr, rec)
+                    return addr, rec
+            else:
+                info, kl, _ = _unpack_header(rec, 0)
+                if kl == klen and rec.startswith(key, HEADER_SIZE):
+                    return addr, rec
             addr = info & PREV_MASK
         return None
 
@@ -1317,6 +1336,7 @@ class FasterKv:
         hlog = self._log
         while addr >= hlog.begin_address:
             rec = self._read_cache.get(addr)
+            cached = rec is not None
             if rec is None:
                 self._n_disk_reads += 1
                 page_end = ((addr >> hlog.page_bits) + 1) << hlog.page_bits
@@ -1328,7 +1348,8 @@ class FasterKv:
                 rec = rec[:size]
             info, kl, _ = _unpack_header(rec, 0)
             if kl == klen and rec.startswith(key, HEADER_SIZE):
-                self._read_cache.put(addr, rec)
+                if not cached:
+                    self._read_cache.put(addr, rec)
                 return addr, rec
             addr = info & PREV_MASK
         return None
@@ -1378,7 +1399,8 @@ class FasterKv:
             if nxt >= self._log.begin_address:
                 return "next", nxt
             return ("restart", None) if self._log.begin_address != begin else ("not_found", None)
-        self._read_cache.put(address, rec)
+        if address not in self._read_cache:  # a read-cache hit is not offered again
+            self._read_cache.put(address, rec)
         if info & TOMBSTONE or _expired(rec, 0, info, kl, vl):
             return "not_found", None
         self._n_hits += 1

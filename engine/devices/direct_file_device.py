@@ -67,22 +67,23 @@ class DirectFileDevice(FileDevice):
         end = -(-(offset + length) // sector) * sector
         return start, end
 
+    def read(self, address: int, length: int) -> bytes:
+        self._check_open()
+        return self._read_parts(address, length)  # every read needs the aligned bounce buffer
+
     def _read_segment(self, segment: int, offset: int, length: int) -> bytes:
         if length == 0:
             return b""
-        fd = self.files.acquire(segment, create=False)
-        if fd is None:
+        seg = self.files.get(segment)
+        if seg is None:
             return bytes(length)
+        start, end = self._span(offset, length)
+        buf = mmap.mmap(-1, end - start)
         try:
-            start, end = self._span(offset, length)
-            buf = mmap.mmap(-1, end - start)
-            try:
-                self._pread_aligned(fd, buf, start, segment)
-                return buf[offset - start : offset - start + length]
-            finally:
-                buf.close()
+            self._pread_aligned(seg.fd, buf, start, segment)
+            return buf[offset - start : offset - start + length]
         finally:
-            self.files.release()
+            buf.close()
 
     def _pread_aligned(self, fd: int, buf: mmap.mmap, start: int, segment: int) -> None:
         """Fill ``buf`` from ``start``; the part beyond the end of the file stays zero."""
@@ -104,26 +105,23 @@ class DirectFileDevice(FileDevice):
     def _write_segment(self, segment: int, offset: int, data: memoryview) -> None:
         if not data:
             return
-        fd = self.files.acquire(segment, create=True)
-        assert fd is not None
+        seg = self.files.acquire(segment, create=True)
+        assert seg is not None
+        start, end = self._span(offset, len(data))
+        buf = mmap.mmap(-1, end - start)
         try:
-            start, end = self._span(offset, len(data))
-            buf = mmap.mmap(-1, end - start)
-            try:
-                aligned = start == offset and end == offset + len(data)
-                if aligned:
-                    buf[:] = data
-                    self._pwrite_aligned(fd, buf, start, segment)
-                else:
-                    with self._rmw_lock:
-                        # the edge sectors keep their other bytes: read them first
-                        self._pread_aligned(fd, buf, start, segment)
-                        buf[offset - start : offset - start + len(data)] = data
-                        self._pwrite_aligned(fd, buf, start, segment)
-            finally:
-                buf.close()
+            aligned = start == offset and end == offset + len(data)
+            if aligned:
+                buf[:] = data
+                self._pwrite_aligned(seg.fd, buf, start, segment)
+            else:
+                with self._rmw_lock:
+                    # the edge sectors keep their other bytes: read them first
+                    self._pread_aligned(seg.fd, buf, start, segment)
+                    buf[offset - start : offset - start + len(data)] = data
+                    self._pwrite_aligned(seg.fd, buf, start, segment)
         finally:
-            self.files.release()
+            buf.close()
 
     def _pwrite_aligned(self, fd: int, buf: mmap.mmap, start: int, segment: int) -> None:
         try:

@@ -16,7 +16,7 @@ from faster_backend.engine.devices.base import (
     WriteCallback,
 )
 from faster_backend.engine.devices.errors import DeviceClosedError, DeviceIOError
-from faster_backend.engine.devices.segment_files import SegmentFiles
+from faster_backend.engine.devices.segment_files import Segment, SegmentFiles, pread_rest
 from faster_backend.engine.devices.workers import WorkerPool
 
 
@@ -53,22 +53,37 @@ class FileDevice(StorageDevice):
         else:
             for segment, offset, start, length in self.split(address, size):
                 self._write_segment(segment, offset, view[start : start + length])
-        with self._stats_lock:
-            self.stats.writes += 1
-            self.stats.bytes_written += size
+        self._count(writes=1, nwritten=size)
 
     def read(self, address: int, length: int) -> bytes:
         if self._closed:
             self._check_open()
         segment, offset = divmod(address, self.segment_size)
-        if offset + length <= self.segment_size and address >= 0 and length >= 0:
-            data = self._read_segment(segment, offset, length)
+        if offset + length > self.segment_size or address < 0 or length < 0:
+            return self._read_parts(address, length)
+        # The common case, kept lean (the hybrid log's disk reads are one call each): one
+        # segment, a lock-free lookup of its open file, one pread, one lock for the counters.
+        seg = self.files.open.get(segment) or self.files.get(segment)
+        if seg is None:
+            data = bytes(length)
         else:
-            parts = [self._read_segment(s, o, n) for s, o, _, n in self.split(address, length)]
-            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            try:
+                data = os.pread(seg.fd, length, offset)
+            except OSError as exc:
+                raise self._io_error(exc, "reading", segment, offset) from exc
+            if len(data) < length:
+                data = self._pread_rest(seg, data, offset, length)
         with self._stats_lock:
-            self.stats.reads += 1
-            self.stats.bytes_read += length
+            stats = self.stats
+            stats.reads += 1
+            stats.bytes_read += length
+        return data
+
+    def _read_parts(self, address: int, length: int) -> bytes:
+        """``read`` through ``_read_segment``, split at segment borders."""
+        parts = [self._read_segment(s, o, n) for s, o, _, n in self.split(address, length)]
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        self._count(reads=1, nread=length)
         return data
 
     def read_into(self, address: int, buffer: bytearray | memoryview) -> None:
@@ -80,33 +95,26 @@ class FileDevice(StorageDevice):
         if offset + length > self.segment_size or address < 0:
             super().read_into(address, buffer)
             return
-        fd = self.files.acquire(segment, create=False)
-        if fd is None:
+        seg = self.files.get(segment)
+        if seg is None:
             view[:] = bytes(length)
         else:
             try:
-                done = os.preadv(fd, [view], offset)
+                done = os.preadv(seg.fd, [view], offset)
                 while done < length:
-                    n = os.preadv(fd, [view[done:]], offset + done)
+                    n = os.preadv(seg.fd, [view[done:]], offset + done)
                     if n == 0:  # end of file: never written
                         view[done:] = bytes(length - done)
                         break
                     done += n
             except OSError as exc:
                 raise self._io_error(exc, "reading", segment, offset) from exc
-            finally:
-                self.files.release()
-        with self._stats_lock:
-            self.stats.reads += 1
-            self.stats.bytes_read += length
+        self._count(reads=1, nread=length)
 
     def _write_segment(self, segment: int, offset: int, data: memoryview) -> None:
-        fd = self.files.acquire(segment, create=True)
-        assert fd is not None
-        try:
-            self._pwrite_all(fd, data, segment, offset)
-        finally:
-            self.files.release()
+        seg = self.files.acquire(segment, create=True)
+        assert seg is not None
+        self._pwrite_all(seg.fd, data, segment, offset)
 
     def _pwrite_all(self, fd: int, data: memoryview, segment: int, offset: int) -> None:
         done = 0
@@ -126,22 +134,20 @@ class FileDevice(StorageDevice):
             done += n  # a short write is continued, as POSIX allows
 
     def _read_segment(self, segment: int, offset: int, length: int) -> bytes:
-        files = self.files
-        fd = files.acquire(segment, create=False)
-        if fd is None:
+        seg = self.files.get(segment)
+        if seg is None:
             return bytes(length)
         try:
-            data = os.pread(fd, length, offset)
-            while len(data) < length:
-                more = os.pread(fd, length - len(data), offset + len(data))
-                if not more:  # end of file: never written
-                    return data + bytes(length - len(data))
-                data += more
-            return data
+            data = os.pread(seg.fd, length, offset)
         except OSError as exc:
             raise self._io_error(exc, "reading", segment, offset) from exc
-        finally:
-            files.release()
+        return data if len(data) == length else self._pread_rest(seg, data, offset, length)
+
+    def _pread_rest(self, seg: Segment, data: bytes, offset: int, length: int) -> bytes:
+        try:
+            return pread_rest(seg.fd, data, length, offset)
+        except OSError as exc:
+            raise self._io_error(exc, "reading", seg.number, offset) from exc
 
     def _io_error(self, exc: OSError, doing: str, segment: int, offset: int) -> DeviceIOError:
         path = self.files.path(segment)
@@ -203,10 +209,10 @@ class FileDevice(StorageDevice):
 
     def flush(self) -> None:
         self._check_open()
-        fds, dir_dirty = self.files.take_dirty()
+        segments, dir_dirty = self.files.take_dirty()
         try:
-            for fd in fds:
-                os.fsync(fd)
+            for seg in segments:
+                os.fsync(seg.fd)
             if dir_dirty:
                 self.files.sync_directory()
         except OSError as exc:
@@ -214,10 +220,7 @@ class FileDevice(StorageDevice):
             raise DeviceIOError(
                 exc.errno or errno.EIO, f"fsync failed on {self.describe()}: {exc}"
             ) from exc
-        finally:
-            for _ in fds:
-                self.files.release()
-        self._count_fsyncs(len(fds) + int(dir_dirty))
+        self._count_fsyncs(len(segments) + int(dir_dirty))
 
     def truncate(self, below_address: int) -> int:
         self._check_open()

@@ -6,6 +6,7 @@ import errno
 import os
 import struct
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import xxhash
@@ -20,12 +21,48 @@ _BEGIN_MAGIC = b"FBDEVBEG"
 _BEGIN = struct.Struct("<8sIQQ")  # magic, version, begin segment, xxh3 of the rest
 
 
-class SegmentFiles:
-    """File descriptors of ``<directory>/<name>.<n>``, opened on first use.
+class Segment:
+    """One open segment file. Its descriptor is closed when the last reference goes away.
 
-    Every I/O brackets its use of a descriptor with ``acquire``/``release``. ``truncate``
-    unlinks files at once but closes their descriptors only when no I/O is in flight, so a
-    descriptor number is never reused under a running ``pread`` (which would read another file).
+    Whoever uses ``fd`` holds the ``Segment`` for the duration of the call, so the descriptor
+    number cannot be closed and reused for another file under a running ``pread`` (which would
+    read, or worse write, the wrong file) even when ``truncate`` dropped the segment meanwhile.
+    CPython's reference counting makes that the bookkeeping: no lock, no in-flight counter.
+    """
+
+    __slots__ = ("fd", "number")
+
+    def __init__(self, number: int, fd: int) -> None:
+        self.number = number
+        self.fd = fd
+
+    def close(self, _close: Callable[[int], None] = os.close) -> None:
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            _close(fd)
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def pread_rest(fd: int, data: bytes, length: int, offset: int) -> bytes:
+    """Continue a short ``pread`` of ``length`` bytes at ``offset`` that returned ``data``.
+
+    A short read is the end of the file: the rest was never written and reads as zeros.
+    """
+    while len(data) < length:
+        more = os.pread(fd, length - len(data), offset + len(data))
+        if not more:
+            return data + bytes(length - len(data))
+        data += more
+    return data
+
+
+class SegmentFiles:
+    """The segment files ``<directory>/<name>.<n>``, opened on first use.
+
+    ``get`` (reads) is lock-free: a dict lookup of an already open segment. Opening, marking
+    written segments dirty and truncating take the lock.
     """
 
     def __init__(self, directory: Path, name: str, extra_flags: int = 0) -> None:
@@ -33,12 +70,11 @@ class SegmentFiles:
         self.name = name
         self.extra_flags = extra_flags
         directory.mkdir(parents=True, exist_ok=True)
-        self._fds: dict[int, int] = {}
+        # Open segments by number; readers look them up without the lock (``get``).
+        self.open: dict[int, Segment] = {}
         self._dirty: set[int] = set()
         self._dir_dirty = False
         self._lock = threading.Lock()
-        self._in_flight = 0
-        self._retired: list[int] = []
         self.begin_segment = self._load_begin()
         if any(segment < self.begin_segment for segment in self.existing()):
             self.truncate(self.begin_segment, persist=False)  # finish an interrupted truncate
@@ -54,25 +90,36 @@ class SegmentFiles:
                 found.append(int(entry.name[len(prefix) :]))
         return sorted(found)
 
-    def acquire(self, segment: int, create: bool) -> int | None:
-        """The descriptor of ``segment`` (``None`` if it has no file and ``create`` is false)."""
+    def get(self, segment: int) -> Segment | None:
+        """The open segment for reading (``None`` if it has no file); hold it while using ``fd``.
+
+        ``AddressTruncatedError`` below the begin segment. A segment truncated after this call
+        stays readable through the returned object (its file is unlinked, its bytes intact).
+        """
+        found = self.open.get(segment)  # a dict lookup is atomic under the GIL: no lock
+        if found is not None:
+            return found
+        return self.acquire(segment, create=False)
+
+    def acquire(self, segment: int, create: bool) -> Segment | None:
+        """The segment (``None`` if it has no file and ``create`` is false); writers pass
+        ``create=True``, which also marks it dirty for the next ``take_dirty``."""
         with self._lock:
             if segment < self.begin_segment:
                 raise AddressTruncatedError(
                     f"segment {segment} ({self.path(segment)}) was truncated; the device"
                     f" begins at segment {self.begin_segment}"
                 )
-            fd = self._fds.get(segment)
-            if fd is None:
-                fd = self._open(segment, create)
-                if fd is None:
+            found = self.open.get(segment)
+            if found is None:
+                found = self._open(segment, create)
+                if found is None:
                     return None
-            self._in_flight += 1
             if create:
                 self._dirty.add(segment)
-            return fd
+            return found
 
-    def _open(self, segment: int, create: bool) -> int | None:
+    def _open(self, segment: int, create: bool) -> Segment | None:
         path = self.path(segment)
         flags = os.O_RDWR | os.O_CLOEXEC | self.extra_flags
         try:
@@ -88,36 +135,23 @@ class SegmentFiles:
         except OSError as exc:
             message = f"cannot open segment file {path}: {exc.strerror}"
             raise DeviceIOError(exc.errno or errno.EIO, message, str(path)) from exc
-        self._fds[segment] = fd
-        return fd
+        found = Segment(segment, fd)
+        self.open[segment] = found
+        return found
 
-    def release(self) -> None:
+    def take_dirty(self) -> tuple[list[Segment], bool]:
+        """Segments written since the last call and whether the directory has new entries."""
         with self._lock:
-            self._in_flight -= 1
-            if self._in_flight == 0 and self._retired:
-                self._close_retired()
-
-    def mark_dirty(self, segment: int) -> None:
-        with self._lock:
-            self._dirty.add(segment)
-
-    def take_dirty(self) -> tuple[list[int], bool]:
-        """Descriptors written since the last call (held in flight) and whether the dir is new.
-
-        The caller fsyncs them and then calls ``release`` once per descriptor.
-        """
-        with self._lock:
-            fds = [self._fds[s] for s in self._dirty if s in self._fds]
-            self._in_flight += len(fds)
+            found = [self.open[s] for s in self._dirty if s in self.open]
             self._dirty.clear()
             dir_dirty, self._dir_dirty = self._dir_dirty, False
-            return fds, dir_dirty
+            return found, dir_dirty
 
     def restore_dirty(self, segments_dir_dirty: bool) -> None:
         """After a failed fsync: the next flush must try the directory again."""
         with self._lock:
             self._dir_dirty = self._dir_dirty or segments_dir_dirty
-            self._dirty.update(self._fds)
+            self._dirty.update(self.open)
 
     def sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | os.O_CLOEXEC)
@@ -175,9 +209,8 @@ class SegmentFiles:
             for segment in self.existing():
                 if segment >= below_segment:
                     break
-                fd = self._fds.pop(segment, None)
-                if fd is not None:
-                    self._retired.append(fd)
+                # Closed when no reader holds it any more (see Segment).
+                self.open.pop(segment, None)
                 self._dirty.discard(segment)
                 try:
                     self.path(segment).unlink()
@@ -185,20 +218,12 @@ class SegmentFiles:
                 except FileNotFoundError:
                     pass
             self.begin_segment = below_segment
-            if self._in_flight == 0:
-                self._close_retired()
         if deleted:
             self.sync_directory()
         return deleted
 
-    def _close_retired(self) -> None:
-        for fd in self._retired:
-            os.close(fd)
-        self._retired.clear()
-
     def close(self) -> None:
         with self._lock:
-            for fd in self._fds.values():
-                os.close(fd)
-            self._fds.clear()
-            self._close_retired()
+            for found in self.open.values():
+                found.close()
+            self.open.clear()

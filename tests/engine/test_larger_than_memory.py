@@ -150,15 +150,40 @@ def test_cache_mode_drops_oldest_segments_and_counts_exactly(tmp_path: Path) -> 
     kv.close()
 
 
-def test_read_cache_serves_hot_cold_keys(tmp_path: Path) -> None:
+def test_read_cache_admits_a_record_on_its_second_read(tmp_path: Path) -> None:
     kv = small_store(tmp_path, read_cache_size="16KiB")
     for i in range(5000):
-        kv.upsert(b"k%d" % i, b"v" * 50)
-    for _ in range(20):
-        assert kv.read(b"k7") == b"v" * 50
+        kv.upsert(b"k%d" % i, b"v%d" % i + b"." * 50)
+    before = kv.stats()
+
+    def delta(name: str) -> int:
+        return int(kv.stats()[name] - before[name])
+
+    assert kv.read(b"k7") == b"v7" + b"." * 50  # first read: from the device, only remembered
+    assert (delta("disk_reads"), delta("read_cache_hits"), kv.stats()["read_cache_records"]) == (
+        1,
+        0,
+        0,
+    )
+    assert kv.read(b"k7") == b"v7" + b"." * 50  # second read: from the device, admitted
+    assert (delta("disk_reads"), delta("read_cache_hits"), kv.stats()["read_cache_records"]) == (
+        2,
+        0,
+        1,
+    )
+    for _ in range(20):  # from then on: hits, no device reads
+        assert kv.read(b"k7") == b"v7" + b"." * 50
+    assert (delta("disk_reads"), delta("read_cache_hits")) == (2, 20)
+    # other keys read once each are not admitted and do not push k7 out
+    for i in range(100, 400):
+        assert kv.read(b"k%d" % i) == b"v%d" % i + b"." * 50
+    assert kv.stats()["read_cache_records"] == 1
+    assert kv.read(b"k7") == b"v7" + b"." * 50 and delta("read_cache_hits") == 21
+    # reads never grow the main log
     st_ = kv.stats()
-    assert st_["read_cache_hits"] >= 19
-    assert st_["log_tail_address"] == kv.stats()["log_tail_address"]  # reads never grow the log
+    assert st_["log_tail_address"] == before["log_tail_address"]
+    assert st_["log_memory_bytes"] == before["log_memory_bytes"]
+    assert st_["read_cache_bytes"] <= 16 * 1024
     kv.close()
 
 

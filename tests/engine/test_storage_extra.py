@@ -338,26 +338,51 @@ def test_background_compaction_bounds_the_log_while_writing(tmp_path: Path) -> N
     kv.close()
 
 
+def _admit(rc: ReadCache, address: int, record: bytes) -> None:
+    rc.put(address, record)  # first offer: only remembered
+    rc.put(address, record)  # second: admitted
+
+
+def test_read_cache_admits_on_the_second_offer() -> None:
+    rc = ReadCache(1000)
+    # the filter's memory comes out of the budget: at most 1/8 of it
+    assert 0 < rc.filter_bytes <= 1000 // 8
+    assert rc.record_capacity == 1000 - rc.filter_bytes
+    rc.put(64, b"a" * 100)
+    assert rc.get(64) is None and len(rc) == 0 and rc.bytes == 0
+    rc.put(64, b"a" * 100)
+    assert rc.get(64) == b"a" * 100 and rc.admitted == 1 and rc.bytes == 100
+    # an address remembered once is forgotten when another address takes its filter slot
+    slots = rc.filter_bytes // 2
+    rc.put(128, b"b" * 100)
+    rc.put(128 + 8 * slots, b"c" * 100)  # the same slot
+    rc.put(128, b"b" * 100)
+    assert rc.get(128) is None
+    rc.put(128, b"b" * 100)
+    assert rc.get(128) == b"b" * 100
+
+
 def test_read_cache_second_chance() -> None:
-    rc = ReadCache(1000, second_chance_fraction=0.3)
+    rc = ReadCache(1128, second_chance_fraction=0.3)
+    assert rc.record_capacity == 1000  # and a filter of 64 slots of 2 bytes
     for a in range(10):  # 10 records of 100 bytes: full
-        rc.put(a * 100, bytes([a]) * 100)
+        _admit(rc, a * 100, bytes([a]) * 100)
     assert rc.bytes == 1000 and len(rc) == 10
     assert rc.get(0) == bytes([0]) * 100  # in the oldest 30%: copied to the tail
     assert rc.get(900) == bytes([9]) * 100  # at the tail: a hit, not copied
     assert rc.copies == 1
-    rc.put(1000, b"n" * 100)
-    rc.put(1100, b"m" * 100)
+    _admit(rc, 1000, b"n" * 100)
+    _admit(rc, 1100, b"m" * 100)
     assert rc.get(0) is not None  # had its second chance
     assert rc.get(100) is None and rc.get(200) is None  # the oldest others were evicted
     assert rc.bytes <= 1000
-    rc.put(100, b"x" * 2000)  # larger than the cache: ignored
+    _admit(rc, 100, b"x" * 2000)  # larger than the cache: ignored
     assert rc.get(100) is None
     rc.drop_below(950)
     assert rc.get(900) is None and rc.get(0) is None and rc.get(1000) == b"n" * 100
     assert rc.bytes == sum(100 for _ in range(len(rc)))
     disabled = ReadCache(0)
-    disabled.put(8, b"a")
+    _admit(disabled, 8, b"a")
     assert disabled.get(8) is None and len(disabled) == 0
     with pytest.raises(ValueError, match="second_chance_fraction"):
         ReadCache(10, second_chance_fraction=1.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -226,6 +227,68 @@ def test_truncate_deletes_whole_segments_below(device: StorageDevice, tmp_path: 
     assert device.stats.segments_deleted == 2
 
 
+def test_truncate_closes_a_segment_only_when_no_reader_holds_it(
+    device: StorageDevice, tmp_path: Path
+) -> None:
+    data = os.urandom(2 * SEGMENT)
+    device.write(SEGMENT, data[SEGMENT:])
+    device.write(0, data[:SEGMENT])  # segment 0 is the last one a device thread handled
+    files = device.files  # type: ignore[attr-defined]
+    held = files.get(0)  # what a read in progress holds while its pread runs
+    fd = held.fd
+    assert device.truncate(SEGMENT) == 1
+    assert not (tmp_path / "log.0").exists()
+    stat = os.fstat(fd)  # still open (the number cannot be reused), the file unlinked
+    assert stat.st_nlink == 0 and stat.st_size == SEGMENT
+    with pytest.raises(AddressTruncatedError):
+        device.read(0, 10)
+    del held  # the last reference: the descriptor is closed now (io_uring: once its ring
+    # thread has let go of the last write it completed, which it does before sleeping)
+
+    def still_open() -> bool:
+        try:
+            return os.readlink(f"/proc/self/fd/{fd}").endswith("log.0 (deleted)")
+        except FileNotFoundError:
+            return False  # closed (or the number was reused for another file)
+
+    deadline = time.monotonic() + 10
+    while still_open() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not still_open()
+
+
+def test_reads_racing_truncation_are_right_or_truncated(device: StorageDevice) -> None:
+    segments = 24
+    for n in range(segments):
+        device.write(n * SEGMENT, bytes([n]) * SEGMENT)
+    wrong: list[tuple[int, bytes]] = []
+    stop = threading.Event()
+
+    def reader(seed: int) -> None:
+        n = seed
+        while not stop.is_set():
+            n = (n * 7 + 3) % segments
+            try:
+                got = device.read(n * SEGMENT + 100, 64)
+            except AddressTruncatedError:
+                continue
+            if got != bytes([n]) * 64:
+                wrong.append((n, got))
+
+    threads = [threading.Thread(target=reader, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(1, segments):
+            device.truncate(n * SEGMENT)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert wrong == []
+    assert device.read((segments - 1) * SEGMENT, 4) == bytes([segments - 1]) * 4
+
+
 def test_data_persists_across_reopen(make_device: DeviceFactory, tmp_path: Path) -> None:
     data = os.urandom(2 * SEGMENT)
     dev = make_device(tmp_path)
@@ -302,20 +365,25 @@ def test_io_uring_registers_its_ring(make_device: DeviceFactory, tmp_path: Path)
     try:
         if isinstance(dev, IoUringDevice):
             assert dev.ring_fd_registered
-            # a blocking call from a completion callback would deadlock: refused clearly
+            # In a completion callback a blocking read works (a pread, not the ring); a
+            # blocking write would deadlock waiting for the ring: refused clearly.
             done = threading.Event()
             errors: list[BaseException] = []
+            reads: list[bytes] = []
 
             def on_write(result: int | None, error: BaseException | None) -> None:
                 try:
-                    dev.read(0, 1)
+                    reads.append(dev.read(0, 2))
+                    dev.write(8, b"y")
                 except RuntimeError as exc:
                     errors.append(exc)
                 done.set()
 
             dev.write_async(0, b"x", on_write)
             assert done.wait(10)
+            assert reads == [b"x\0"]
             assert errors and "deadlock" in str(errors[0])
+            assert dev.read(8, 1) == b"\0"
     finally:
         dev.close()
 
