@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -199,6 +199,8 @@ class FasterKv:
         self._live = 0
         self._writes = 0
         self._sweep_cursor = 0
+        # Whether a record with an expiry may exist: until one does, the sweep has nothing to do.
+        self._ttl_seen = False
         self._grow_at = int(index_size * index_load_factor)
         self._sessions: dict[str, Session] = {}
         self._closed = False
@@ -247,6 +249,7 @@ class FasterKv:
             self._checkpoints = CheckpointDir(Path(state_dir) / "checkpoints")
             commits = Path(state_dir) / "commits"
             self.recovery = recover(self, self._checkpoints, commits)
+            self._ttl_seen = self._log.tail_address > self._log.begin_address
             self._commit_log = CommitLog(commits)
             self._checkpoint_begins = self._checkpoints.begins()
             self._release_segments()  # finish a truncation that a crash interrupted
@@ -511,9 +514,9 @@ class FasterKv:
 
             return call
 
-        for name in ("upsert", "rmw", "delete", "add", "expire", "clear"):
+        for name in ("upsert", "upsert_many", "rmw", "incr", "delete", "add", "expire", "clear"):
             setattr(self, name, durable(getattr(self, name)))
-        for name in ("aupsert", "armw", "adelete", "aadd", "aexpire"):
+        for name in ("aupsert", "armw", "aincr", "adelete", "aadd", "aexpire"):
             setattr(self, name, adurable(getattr(self, name)))
 
     def _in_session(self, session: Session, key: bytes, op: Callable[[Found | None, int], T]) -> T:
@@ -648,7 +651,7 @@ class FasterKv:
             if ttl <= 0:
                 self.delete(key)
                 return
-            expiry = int((_now() + min(ttl, _MAX_TTL)) * 1000)
+            expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
         tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
@@ -667,7 +670,7 @@ class FasterKv:
                 while True:
                     words = _unpack_bucket(buf, b << 6)
                     for e in words:
-                        if e >> TAG_SHIFT == tag:
+                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
                             slot = (b << 3) + words.index(e)
                             break
                     else:
@@ -685,6 +688,7 @@ class FasterKv:
                 if expiry is not None:
                     size += EXPIRY_SIZE
                     flags = HAS_EXPIRY
+                    self._ttl_seen = True
                 prev = 0
                 if slot >= 0:
                     prev = table.words[slot] & ADDRESS_MASK
@@ -703,8 +707,7 @@ class FasterKv:
                                 or info & HAS_EXPIRY != flags
                                 or addr < hlog.read_only_address
                                 or (HEADER_SIZE + kl + vl + 7) & ~7 != base
-                                or vlen > MAX_FIELD
-                            ):
+                            ):  # (the same size as a record in a page: vlen needs no bound check)
                                 slow = True  # deleted, or not updatable in place
                                 break
                             start = off + HEADER_SIZE + kl
@@ -714,7 +717,11 @@ class FasterKv:
                                 _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
                             hlog.dirty.add(addr >> bits)
                             self._n_in_place += 1
-                            self._after_write()
+                            # _after_write() minus index growth: an in-place update adds no key
+                            self._writes = writes = self._writes + 1
+                            if not writes & (_SWEEP_EVERY - 1):
+                                self._sweep(_SWEEP_BUCKETS)
+                                self._check_maintenance()
                             return
                         addr = info & PREV_MASK
                     else:
@@ -829,6 +836,114 @@ class FasterKv:
         self._write(key, h, new, expiry, found)
         return new
 
+    def incr(self, key: bytes, delta: int = 1, *, create: bool = True) -> int:
+        """Atomically add ``delta`` to the integer stored under ``key`` and return the sum
+        (Redis' INCRBY): the value must be a canonical decimal int64, the expiry is kept.
+
+        An absent key counts as 0 (``create=False``: KeyError). ValueError when the value is
+        not such an integer, OverflowError when the sum leaves int64; nothing is written then.
+        """
+        h = xxh3_64_intdigest(key)
+        lock = self._lock
+        lock.acquire()
+        try:
+            addr = self._locate(key, h)
+            hlog = self._log
+            if addr >= hlog.read_only_address:  # mutable: update in place when it still fits
+                bits = hlog.page_bits
+                page = hlog.pages[addr >> bits]
+                off = addr & hlog.page_mask
+                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                if not info & TOMBSTONE and not (
+                    info & HAS_EXPIRY and _expired(page, off, info, kl, vl)  # type: ignore[arg-type]
+                ):
+                    start = off + HEADER_SIZE + kl
+                    new = _int64(_parse_int64(bytes(page[start : start + vl])) + delta)  # type: ignore[index]
+                    raw = b"%d" % new
+                    n = len(raw)
+                    if (kl + n + HEADER_SIZE + 7) & ~7 == (kl + vl + HEADER_SIZE + 7) & ~7:
+                        page[start : start + n] = raw  # type: ignore[index]
+                        _pack_vlen(page, off + 12, n)  # type: ignore[arg-type]
+                        hlog.dirty.add(addr >> bits)
+                        self._n_rmws += 1
+                        self._n_in_place += 1
+                        self._after_write()
+                        return new
+        finally:
+            lock.release()
+        return self._run(key, h, self._incr_op(key, h, delta, create))
+
+    def _locate(self, key: bytes, h: int) -> int:
+        """Under the latch: the address of ``key``'s newest record when it is in memory, else
+        the first address of its chain below the head (0: no chain; else on the device)."""
+        ix = self._index
+        if ix.old is None:
+            table = ix.cur
+            buf = table.buf
+            b = h & table.mask
+            tag = (h >> HASH_TAG_SHIFT) or 1
+            addr = 0
+            while True:
+                words = _unpack_bucket(buf, b << 6)
+                for e in words:
+                    if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
+                        addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
+                        break
+                else:
+                    b = words[7]
+                    if b:
+                        continue
+                break
+        else:
+            addr = ix.find(h)
+        hlog = self._log
+        head = hlog.head_address
+        pages = hlog.pages
+        bits = hlog.page_bits
+        pmask = hlog.page_mask
+        klen = len(key)
+        while addr >= head:
+            page = pages[addr >> bits]
+            off = addr & pmask
+            info, kl, _ = _unpack_header(page, off)  # type: ignore[arg-type]
+            if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                return addr
+            addr = info & PREV_MASK
+        return addr
+
+    def _incr_op(
+        self, key: bytes, h: int, delta: int, create: bool
+    ) -> Callable[[Found | None], int]:
+        def op(found: Found | None) -> int:
+            self._n_rmws += 1
+            if found is None:
+                if not create:
+                    raise KeyError(key)
+                new = _int64(delta)
+                self._write(key, h, b"%d" % new, None, None)
+                return new
+            _, buf, off, info, kl, vl = found
+            start = off + HEADER_SIZE + kl
+            new = _int64(_parse_int64(bytes(buf[start : start + vl])) + delta)
+            self._write(key, h, b"%d" % new, _expiry_of(buf, off, info, kl, vl), found)
+            return new
+
+        return op
+
+    def upsert_many(
+        self, items: Iterable[tuple[bytes, bytes]], ttl: float | None = None
+    ) -> None:
+        """Upsert each (key, value) with one ``ttl``; under durability "always" the whole
+        batch becomes durable with one commit before this returns."""
+        upsert = type(self).upsert
+        for key, value in items:
+            upsert(self, key, value, ttl)
+
+    def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
+        """``read`` of each key, in order."""
+        read = self.read
+        return [read(key) for key in keys]
+
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
         h = xxh3_64_intdigest(key)
@@ -885,6 +1000,7 @@ class FasterKv:
             self._index = HashTable(self._index.size, self._resolve)
             self._live = 0
             self._sweep_cursor = 0
+            self._ttl_seen = False
 
     # -- asyncio ---------------------------------------------------------------------------
 
@@ -928,6 +1044,10 @@ class FasterKv:
     async def armw(self, key: bytes, updater: Updater, ttl: TtlArg = KEEP_TTL) -> bytes | None:
         h = xxh3_64_intdigest(key)
         return await self._arun(key, h, lambda found: self._rmw(key, h, updater, ttl, found))
+
+    async def aincr(self, key: bytes, delta: int = 1, *, create: bool = True) -> int:
+        h = xxh3_64_intdigest(key)
+        return await self._arun(key, h, self._incr_op(key, h, delta, create))
 
     async def adelete(self, key: bytes) -> bool:
         h = xxh3_64_intdigest(key)
@@ -1119,17 +1239,13 @@ class FasterKv:
         """The live record of ``key``; raises _NeedsIO when the chain continues on the device
         at an address that ``hint`` does not cover. Expired records are tombstoned here."""
         hlog = self._log
-        addr = self._index.find(h)
-        head = hlog.head_address
-        klen = len(key)
-        while addr >= head:
+        addr = self._locate(key, h)
+        if addr >= hlog.head_address:
             page = hlog.pages[addr >> hlog.page_bits]
             assert page is not None
             off = addr & hlog.page_mask
             info, kl, vl = _unpack_header(page, off)
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
-            addr = info & PREV_MASK
+            return self._live_or_none(addr, page, off, info, kl, vl, key, h)
         if addr < hlog.begin_address:
             return None
         if hint is None or hint[0] != addr:
@@ -1294,7 +1410,10 @@ class FasterKv:
         words = table.words
         page = hlog.pages[new_addr >> hlog.page_bits]
         assert page is not None
-        flags = HAS_EXPIRY if expiry is not None else 0
+        flags = 0
+        if expiry is not None:
+            flags = HAS_EXPIRY
+            self._ttl_seen = True
         write_record(
             page,
             new_addr & hlog.page_mask,
@@ -1415,39 +1534,38 @@ class FasterKv:
             pass  # compacted meanwhile: its live records were copied to the tail
 
     def _sweep(self, max_buckets: int) -> int:
-        """Tombstone expired newest-version records (in memory) in the next index buckets."""
+        """Tombstone expired records (in memory) that index entries of the next buckets point
+        to. Only each entry's newest record is looked at: older versions are dead anyway, and a
+        rare tag-sharing key further down a chain still expires when it is read or compacted."""
         ix = self._index
-        if ix.growing:
+        if ix.growing or not self._ttl_seen:
             return 0
         table = ix.cur
         hlog = self._log
+        head = hlog.head_address
+        pages = hlog.pages
+        bits = hlog.page_bits
+        pmask = hlog.page_mask
         now_ms = _now() * 1000
-        removed = 0
+        expired: list[tuple[int, bytes]] = []
         for _ in range(min(max_buckets, table.size)):
             bucket = self._sweep_cursor & table.mask
             self._sweep_cursor = bucket + 1
             for _, entry in table.entries(bucket):
                 addr = entry & ADDRESS_MASK
-                seen: set[bytes] = set()
-                expired: list[tuple[int, bytes]] = []
-                head = hlog.head_address
-                while addr >= head:
-                    page = hlog.pages[addr >> hlog.page_bits]
-                    assert page is not None
-                    off = addr & hlog.page_mask
-                    info, kl, vl = _unpack_header(page, off)
-                    key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
-                    if key not in seen:
-                        seen.add(key)
-                        if info & HAS_EXPIRY and not info & TOMBSTONE:
-                            exp = _expiry_of(page, off, info, kl, vl)
-                            if exp is not None and exp <= now_ms:
-                                expired.append((addr, key))
-                    addr = info & PREV_MASK
-                for addr, key in expired:
-                    self._expire_at(addr, key, xxh3_64_intdigest(key))
-                    removed += 1
-        return removed
+                if addr < head:
+                    continue
+                page = pages[addr >> bits]
+                off = addr & pmask
+                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+                if info & HAS_EXPIRY and not info & TOMBSTONE:
+                    exp = _expiry_of(page, off, info, kl, vl)  # type: ignore[arg-type]
+                    if exp is not None and exp <= now_ms:
+                        key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])  # type: ignore[index]
+                        expired.append((addr, key))
+        for addr, key in expired:
+            self._expire_at(addr, key, xxh3_64_intdigest(key))
+        return len(expired)
 
     def _resolve(self, addr: int) -> tuple[int, int] | None:
         """(key hash, previous address) of an in-memory record, for index growth."""
@@ -1566,6 +1684,29 @@ def _expiry_of(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) ->
 def _expired(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) -> bool:
     exp = _expiry_of(buf, off, info, kl, vl)
     return exp is not None and exp <= _now() * 1000
+
+
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+
+
+def _parse_int64(raw: bytes) -> int:
+    """Redis' string2ll: only the canonical decimal form of an int64 (no sign, space or 0s)."""
+    if 0 < len(raw) <= 20:
+        try:
+            value = int(raw)
+        except ValueError:
+            pass
+        else:
+            if _INT64_MIN <= value <= _INT64_MAX and b"%d" % value == raw:
+                return value
+    raise ValueError("value is not an integer or out of range")
+
+
+def _int64(value: int) -> int:
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise OverflowError("increment or decrement would overflow")
+    return value
 
 
 def _is_found(found: Found | None) -> bool:

@@ -294,6 +294,13 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         if self._remote is not None:
             return self._remote.incr(bkey, delta)
         assert self._embedded is not None
+        if type(delta) is int:
+            try:
+                return self._embedded.incr(bkey, delta, create=False)  # keeps the expiry
+            except KeyError:
+                raise ValueError(f"Key '{key}' not found") from None
+            except (ValueError, OverflowError):
+                pass  # a pickled number (or one beyond 64 bits): add in Python below
         result: list[Any] = []
         self._embedded.rmw(bkey, _adder(key, delta, result))  # keeps the record's expiry
         return result[0]
@@ -322,13 +329,15 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             if items:
                 self._remote.write_many(items, ttl)
             return []
-        kv = self._kv
-        for key, value in data.items():
-            bkey = self._k(key, version)
-            raw = dumps(value)
+        items = [(self._k(key, version), dumps(value)) for key, value in data.items()]
+        if self._count() + len(items) <= self._max_entries:
+            assert self._embedded is not None
+            self._embedded.upsert_many(items, ttl)  # one commit under durability "always"
+            return []
+        for bkey, raw in items:
             if self._count() >= self._max_entries:
                 self._cull()
-            kv.upsert(bkey, raw, ttl)
+            self._kv.upsert(bkey, raw, ttl)
         return []
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
@@ -465,8 +474,16 @@ class FasterCache(BaseCache):  # type: ignore[misc]
         if self._remote is not None:
             return await self._in_thread(self.incr, key, delta, version)
         assert self._embedded is not None
+        bkey = self._k(key, version)
+        if type(delta) is int:
+            try:
+                return await self._embedded.aincr(bkey, delta, create=False)
+            except KeyError:
+                raise ValueError(f"Key '{key}' not found") from None
+            except (ValueError, OverflowError):
+                pass
         result: list[Any] = []
-        await self._embedded.armw(self._k(key, version), _adder(key, delta, result))
+        await self._embedded.armw(bkey, _adder(key, delta, result))
         return result[0]
 
     async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:

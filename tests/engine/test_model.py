@@ -15,6 +15,7 @@ from faster_backend.engine import faster_kv as faster_kv_module
 
 KEYS = st.binary(min_size=0, max_size=12) | st.sampled_from([b"a", b"b", b"counter", b"x" * 40])
 VALUES = st.binary(min_size=0, max_size=64)
+INT_VALUES = st.integers().map(lambda i: b"%d" % i)
 TTLS = st.none() | st.floats(min_value=0.5, max_value=50, allow_nan=False)
 
 
@@ -68,6 +69,39 @@ class StoreModel(RuleBasedStateMachine):
         assert result == new
         expiry = self.model[key][1] if old is not None else None
         self.model[key] = (new, expiry)
+
+    @rule(key=KEYS, delta=st.integers(min_value=-(2**64), max_value=2**64), create=st.booleans())
+    def incr(self, key: bytes, delta: int, create: bool) -> None:
+        old = self.live(key)
+        if old is None and not create:
+            with pytest.raises(KeyError):
+                self.kv.incr(key, delta, create=False)
+            return
+        try:
+            cur = 0 if old is None else int(old)
+            canonical = old is None or (b"%d" % cur == old and -(2**63) <= cur < 2**63)
+        except ValueError:
+            canonical = False
+        if not canonical:
+            with pytest.raises(ValueError, match="not an integer"):
+                self.kv.incr(key, delta)
+        elif not -(2**63) <= cur + delta < 2**63:
+            with pytest.raises(OverflowError):
+                self.kv.incr(key, delta)
+        else:
+            assert self.kv.incr(key, delta) == cur + delta
+            expiry = self.model[key][1] if old is not None else None
+            self.model[key] = (b"%d" % (cur + delta), expiry)
+
+    @rule(items=st.lists(st.tuples(KEYS, VALUES | INT_VALUES), max_size=5), ttl=TTLS)
+    def upsert_many(self, items: list[tuple[bytes, bytes]], ttl: float | None) -> None:
+        self.kv.upsert_many(items, ttl)
+        for key, value in items:
+            self.model[key] = (value, self.expiry_for(ttl))
+
+    @rule(keys=st.lists(KEYS, max_size=5))
+    def read_many(self, keys: list[bytes]) -> None:
+        assert self.kv.read_many(keys) == [self.live(k) for k in keys]
 
     @rule(key=KEYS, value=VALUES, ttl=TTLS)
     def add(self, key: bytes, value: bytes, ttl: float | None) -> None:
