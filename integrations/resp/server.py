@@ -85,6 +85,7 @@ class Connection(asyncio.Protocol):
         self.client: Client | None = None
         self.parser: RequestParser | None = None
         self.epoch = -1
+        self.metrics = server.metrics
         self.closed = asyncio.get_running_loop().create_future()
         # While a blocking command (BLPOP...) waits, the commands pipelined after it wait too.
         self.parked: list[list[bytes]] | None = None
@@ -220,19 +221,14 @@ class Connection(asyncio.Protocol):
         if cmds:
             out: list[bytes] = []
             append = out.append
-            metrics = self.server.metrics
+            metrics = self.metrics
             get = INLINE.get
             bulk = _BULK
             ints = _INTS
             # Plain commands of a plain connection take the inline path: no dispatch calls, and
             # the commonest replies are encoded in place. Every 100 ns counts when clients
             # pipeline; anything special goes through dispatch.execute.
-            plain = (
-                metrics is None
-                and client.multi is None
-                and client.authenticated
-                and not client.pubsub
-            )
+            plain = client.multi is None and client.authenticated and not client.pubsub
             proto = client.proto
             done = 0
             for argv in cmds:
@@ -242,7 +238,14 @@ class Connection(asyncio.Protocol):
                     if spec is not None and spec.min_args <= len(argv) <= spec.max_args:
                         spec.calls += 1
                         try:
-                            reply = spec.handler(client, argv)
+                            if metrics is None:
+                                reply = spec.handler(client, argv)
+                            else:
+                                t0 = _perf()
+                                try:
+                                    reply = spec.handler(client, argv)
+                                finally:
+                                    metrics.observe(_perf() - t0)
                         except Exception as e:
                             reply = error_reply(spec, e)
                         else:
@@ -286,12 +289,7 @@ class Connection(asyncio.Protocol):
                 append(encode(reply, client.proto))
                 if client.closing:
                     break
-                plain = (
-                    metrics is None
-                    and client.multi is None
-                    and client.authenticated
-                    and not client.pubsub
-                )
+                plain = client.multi is None and client.authenticated and not client.pubsub
                 proto = client.proto
             state.commands_processed += done
             client.last_cmd = argv[0]
