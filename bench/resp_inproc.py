@@ -1,12 +1,13 @@
 """Microseconds of Python per RESP command, without sockets: the server's per-command cost.
 
-    .venv/bin/python bench/resp_inproc.py [--pipeline 16] [--batches 20000] [--profile TEST]
+    .venv/bin/python bench/resp_inproc.py [--pipeline 16] [--batches 5000] [--test T] [--profile]
 
 Builds the RESP server (durability periodic on a temporary data directory, as bench/resp.py
-runs it), opens one connection on an in-memory transport and feeds it the exact frames
+runs it), opens one connection on an in-memory transport and feeds it the frames
 redis-benchmark sends, ``--pipeline`` commands per chunk; prints microseconds per command for
-each test (CPU time of this thread: other processes on the machine barely move it). This is the cost that bounds pipelined throughput (at -P 16, redis-server spends
-about 1 us per command); ``--profile set`` runs one test under cProfile instead.
+each test, as CPU time of this thread (other processes on a busy machine move it far less than
+wall time). That is the cost that bounds pipelined throughput: at -P 16 redis-server needs
+about 1 us per command, system calls included. ``--profile`` runs under cProfile instead.
 """
 
 from __future__ import annotations

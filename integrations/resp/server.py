@@ -188,140 +188,145 @@ class Connection(asyncio.Protocol):
         client = self.client
         if client is None:
             return
+        # One function for the whole read (a call costs as much as several checks here).
         try:
-            self._received(client, data)
-        except Exception:  # a bug must cost one connection, never the server
-            log.exception("closing a connection after an internal error")
-            if self.transport is not None:
-                self.transport.write(b"-ERR internal error, closing the connection\r\n")
-                self.transport.close()
-
-    def _received(self, client: Client, data: bytes) -> None:
-        parser = self.parser
-        transport = self.transport
-        assert parser is not None and transport is not None
-        state = self.state
-        if self.epoch != state.config_epoch:
-            self._refresh_limits()
-        client.last_interaction = _monotonic()
-        if data:
-            state.net_input_bytes += len(data)
-            cmds, err = parser.feed(data)
-        else:  # resuming what was pipelined behind a blocking command
-            if transport.is_closing():
-                return
-            cmds, err = self._resumed(), None
-        if self.parked is not None:
-            # Still read while blocked (a closed connection must be noticed), but stop reading
-            # once a flood of commands piles up behind the blocked one.
-            self.parked.extend(cmds)
-            cmds = []
-            if len(self.parked) > 10_000:
-                transport.pause_reading()
-        if cmds:
-            out: list[bytes] = []
-            append = out.append
-            metrics = self.metrics
-            get = INLINE.get
-            bulk = _BULK
-            ints = _INTS
-            # Plain commands of a plain connection take the inline path: no dispatch calls, and
-            # the commonest replies are encoded in place. Every 100 ns counts when clients
-            # pipeline; anything special goes through dispatch.execute.
-            plain = client.multi is None and client.authenticated and not client.pubsub
-            proto = client.proto
-            done = 0
-            for argv in cmds:
-                done += 1
-                if plain:
-                    spec = get(argv[0])
-                    if spec is not None and spec.min_args <= len(argv) <= spec.max_args:
-                        spec.calls += 1
-                        try:
-                            if metrics is None:
-                                reply = spec.handler(client, argv)
-                            else:
-                                t0 = _perf()
-                                try:
-                                    reply = spec.handler(client, argv)
-                                finally:
-                                    metrics.observe(_perf() - t0)
-                        except Exception as e:
-                            reply = error_reply(spec, e)
-                        else:
-                            if spec.write and client.keyspace.watchers:
-                                touch_keys(client, spec, argv)
-                        t = reply.__class__
-                        if t is bytes:
-                            n = len(reply)
-                            if n < 1024:
-                                append(bulk[n])
-                                append(reply)
-                                append(b"\r\n")
-                            else:
-                                append(b"$%d\r\n%b\r\n" % (n, reply))
-                        elif t is int:
-                            append(ints[reply + 1] if -1 <= reply < 1023 else b":%d\r\n" % reply)
-                        elif reply is OK:
-                            append(b"+OK\r\n")
-                        elif reply is None:
-                            append(b"$-1\r\n" if proto == 2 else b"_\r\n")
-                        elif t is Raw:
-                            append(reply)
-                        elif t is Block:
-                            self._block(reply, cmds[done:])
-                            break
-                        else:
-                            append(encode(reply, proto))
-                        continue
-                if metrics is None:
-                    reply = execute(client, argv)
-                else:
-                    t0 = _perf()
-                    reply = execute(client, argv)
-                    metrics.observe(_perf() - t0)
-                if reply is CLOSE:
-                    client.closing = True
-                    break
-                if reply.__class__ is Block:
-                    self._block(reply, cmds[done:])
-                    break
-                append(encode(reply, client.proto))
-                if client.closing:
-                    break
+            parser = self.parser
+            transport = self.transport
+            assert parser is not None and transport is not None
+            state = self.state
+            if self.epoch != state.config_epoch:
+                self._refresh_limits()
+            client.last_interaction = _monotonic()
+            if data:
+                state.net_input_bytes += len(data)
+                cmds, err = parser.feed(data)
+            else:  # resuming what was pipelined behind a blocking command
+                if transport.is_closing():
+                    return
+                cmds, err = self._resumed(), None
+            if self.parked is not None:
+                # Still read while blocked (a closed connection must be noticed), but stop
+                # reading once a flood of commands piles up behind the blocked one.
+                self.parked.extend(cmds)
+                cmds = []
+                if len(self.parked) > 10_000:
+                    transport.pause_reading()
+            if cmds:
+                out: list[bytes] = []
+                append = out.append
+                metrics = self.metrics
+                get = INLINE.get
+                bulk = _BULK
+                ints = _INTS
+                # Plain commands of a plain connection take the inline path: no dispatch calls, and
+                # the commonest replies are encoded in place. Every 100 ns counts when clients
+                # pipeline; anything special goes through dispatch.execute.
                 plain = client.multi is None and client.authenticated and not client.pubsub
                 proto = client.proto
-            state.commands_processed += done
-            client.last_cmd = argv[0]
-            if out:
-                payload = b"".join(out)
-                transport.write(payload)
-                state.net_output_bytes += len(payload)
-            if client.closing:
+                done = 0
+                for argv in cmds:
+                    done += 1
+                    if plain:
+                        spec = get(argv[0])
+                        if spec is not None and spec.min_args <= len(argv) <= spec.max_args:
+                            spec.calls += 1
+                            try:
+                                if metrics is None:
+                                    reply = spec.handler(client, argv)
+                                else:
+                                    t0 = _perf()
+                                    try:
+                                        reply = spec.handler(client, argv)
+                                    finally:
+                                        metrics.observe(_perf() - t0)
+                            except Exception as e:
+                                reply = error_reply(spec, e)
+                            else:
+                                if spec.write and client.keyspace.watchers:
+                                    touch_keys(client, spec, argv)
+                            t = reply.__class__
+                            if t is bytes:
+                                n = len(reply)
+                                if n < 1024:
+                                    append(bulk[n])
+                                    append(reply)
+                                    append(b"\r\n")
+                                else:
+                                    append(b"$%d\r\n%b\r\n" % (n, reply))
+                            elif t is int:
+                                if -1 <= reply < 1023:
+                                    append(ints[reply + 1])
+                                else:
+                                    append(b":%d\r\n" % reply)
+                            elif reply is OK:
+                                append(b"+OK\r\n")
+                            elif reply is None:
+                                append(b"$-1\r\n" if proto == 2 else b"_\r\n")
+                            elif t is Raw:
+                                append(reply)
+                            elif t is Block:
+                                self._block(reply, cmds[done:])
+                                break
+                            else:
+                                append(encode(reply, proto))
+                            continue
+                    if metrics is None:
+                        reply = execute(client, argv)
+                    else:
+                        t0 = _perf()
+                        reply = execute(client, argv)
+                        metrics.observe(_perf() - t0)
+                    if reply is CLOSE:
+                        client.closing = True
+                        break
+                    if reply.__class__ is Block:
+                        self._block(reply, cmds[done:])
+                        break
+                    append(encode(reply, client.proto))
+                    if client.closing:
+                        break
+                    plain = client.multi is None and client.authenticated and not client.pubsub
+                    proto = client.proto
+                state.commands_processed += done
+                client.last_cmd = argv[0]
+                if out:
+                    payload = b"".join(out)
+                    transport.write(payload)
+                    state.net_output_bytes += len(payload)
+                if client.closing:
+                    transport.close()
+                    return
+                # Replies pile up only once the transport stopped sending and paused us.
+                if self.writing_paused and transport.get_write_buffer_size() > self.output_limit:
+                    log.warning(
+                        "client %d (%s) closed: output buffer over client-output-buffer-limit",
+                        client.id,
+                        client.addr,
+                    )
+                    transport.abort()
+                    return
+                if parser.authenticated is not client.authenticated:
+                    parser.authenticated = client.authenticated
+            if err is not None:
+                if err.message is not None:
+                    log.info("client %d (%s): %s", client.id, client.addr, err.message)
+                    transport.write(encode_error("ERR " + err.message))
+                else:
+                    log.warning(
+                        "client %d (%s) closed: query buffer over client-query-buffer-limit",
+                        client.id,
+                        client.addr,
+                    )
                 transport.close()
-                return
-            # Replies pile up only once the transport stopped sending and paused us.
-            if self.writing_paused and transport.get_write_buffer_size() > self.output_limit:
-                log.warning(
-                    "client %d (%s) closed: output buffer over client-output-buffer-limit",
-                    client.id,
-                    client.addr,
-                )
-                transport.abort()
-                return
-            if parser.authenticated is not client.authenticated:
-                parser.authenticated = client.authenticated
-        if err is not None:
-            if err.message is not None:
-                log.info("client %d (%s): %s", client.id, client.addr, err.message)
-                transport.write(encode_error("ERR " + err.message))
-            else:
-                log.warning(
-                    "client %d (%s) closed: query buffer over client-query-buffer-limit",
-                    client.id,
-                    client.addr,
-                )
-            transport.close()
+        except Exception:  # a bug must cost one connection, never the server
+            self._internal_error()
+
+
+    def _internal_error(self) -> None:
+        log.exception("closing a connection after an internal error")
+        if self.transport is not None:
+            self.transport.write(b"-ERR internal error, closing the connection\r\n")
+            self.transport.close()
 
     def _block(self, blk: Block, rest: list[list[bytes]]) -> None:
         assert self.client is not None and self.transport is not None
