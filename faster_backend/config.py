@@ -66,6 +66,13 @@ class ServerConfig:
     proto_max_bulk_len: int = _size(512 << 20)
     client_query_buffer_limit: int = _size(1 << 30)
     client_output_buffer_limit: int = _size(1 << 30)
+    # Redis' ``client-output-buffer-limit pubsub 32mb 8mb 60`` (0 = no limit)
+    pubsub_output_hard_limit: int = _size(32 << 20)
+    pubsub_output_soft_limit: int = _size(8 << 20)
+    pubsub_output_soft_seconds: int = 60
+    # Estimated bytes of live hashes, lists, sets, sorted sets and streams kept in memory per
+    # database (None: the store's memory_size); beyond it the oldest are written back, dropped.
+    object_cache_size: int | None = _size(None)
     metrics_port: int | None = None
 
 

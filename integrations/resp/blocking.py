@@ -43,7 +43,7 @@ def settle(reply: Any) -> Any:
     t = reply.__class__
     if t is Block:
         return reply.immediate
-    if t is Replies:  # PUBLISH to oneself: inside EXEC or a script only the count remains
+    if t is Replies:  # (P)SUBSCRIBE inside EXEC: the last of its replies
         return reply[-1]
     if t is Raw:  # pre-encoded (LRANGE): scripts need the value
         reader = hiredis.Reader()

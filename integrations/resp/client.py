@@ -41,6 +41,7 @@ class Client:
         "name",
         "proto",
         "pubsub",
+        "pushes",
         "state",
         "watched",
     )
@@ -69,6 +70,9 @@ class Client:
         self.dirty = False
         self.closing = False  # close after the reply being written (QUIT)
         self.pubsub = 0  # channels + patterns subscribed to (commands/pubsub.py)
+        # Messages PUBLISH sent to this client itself while a command ran: they follow that
+        # command's reply (the EXEC / EVAL reply when published inside one), as in Redis 7.2.
+        self.pushes: list[Any] | None = None
         self.created = time.time()
         self.last_interaction = time.monotonic()
         self.last_cmd: bytes | None = None  # the name as sent: decoded only for CLIENT LIST
@@ -104,24 +108,37 @@ class Client:
         self.select(0)
         self.authenticated = self.state.config.server.requirepass is None
 
-    def info(self) -> dict[str, Any]:
+    def info(
+        self, sub: int = 0, psub: int = 0, blocked: bool = False, omem: int = 0, fd: int = -1
+    ) -> dict[str, Any]:
+        """CLIENT LIST / CLIENT INFO fields in Redis 7.2's order; the caller supplies what the
+        connection and pub/sub know (subscriptions, blocked, pending output, socket)."""
         now = time.monotonic()
-        flags = "x" if self.multi is not None else "N"
+        flags = "".join(
+            f
+            for f, on in (
+                ("P", sub or psub),
+                ("x", self.multi is not None),
+                ("b", blocked),
+                ("d", self.dirty),
+                ("c", self.closing),
+            )
+            if on
+        )
         return {
             "id": self.id,
             "addr": self.addr,
             "laddr": self.laddr,
-            "fd": 0,
+            "fd": fd,
             "name": self.name.decode("utf-8", "replace"),
             "age": int(time.time() - self.created),
             "idle": int(now - self.last_interaction),
-            "flags": flags,
+            "flags": flags or "N",
             "db": self.db_index,
-            "sub": 0,
-            "psub": 0,
+            "sub": sub,
+            "psub": psub,
             "ssub": 0,
             "multi": -1 if self.multi is None else len(self.multi),
-            "watch": len(self.watched),
             "qbuf": 0,
             "qbuf-free": 0,
             "argv-mem": 0,
@@ -130,7 +147,7 @@ class Client:
             "rbp": 0,
             "obl": 0,
             "oll": 0,
-            "omem": 0,
+            "omem": omem,
             "tot-mem": 0,
             "events": "r",
             "cmd": "NULL" if self.last_cmd is None else self.last_cmd.decode("latin-1").lower(),
@@ -141,5 +158,3 @@ class Client:
             "lib-ver": self.lib_ver.decode("utf-8", "replace"),
         }
 
-    def info_line(self) -> str:
-        return " ".join(f"{k}={v}" for k, v in self.info().items())

@@ -19,7 +19,7 @@ from faster_backend.integrations.resp.table import (
     arity_error,
     unknown_subcommand,
 )
-from faster_backend.integrations.resp.types import QUEUED, RespError
+from faster_backend.integrations.resp.types import QUEUED, Replies, RespError
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,13 @@ def execute(client: Client, argv: list[bytes]) -> Any:
     if client.multi is not None and not spec.no_multi:
         client.multi.append((spec, argv))
         return QUEUED
-    return run(client, spec, argv)
+    reply = run(client, spec, argv)
+    if client.pushes is not None:
+        # PUBLISH to the client itself (directly, inside EXEC or a script): the messages come
+        # right after this command's whole reply, never inside it (Redis 7.2).
+        reply = Replies([reply, *client.pushes])
+        client.pushes = None
+    return reply
 
 
 def run(client: Client, spec: CommandSpec, argv: list[bytes]) -> Any:

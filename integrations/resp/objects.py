@@ -12,10 +12,11 @@ has an ``ObjectStore`` beside its string ``FasterKV``:
 * an entry whose live object was evicted from the cache keeps only its key, type and expiry in
   the index and is read back from the object log on its next use.
 
-Write-back (``ObjectStore.flush``) happens when a live object is evicted from the cache (the
-cache holds at most ``max_live`` objects), on SAVE / BGSAVE / the checkpoint at shutdown, and on
-``flush()`` calls; after it the object log holds every object, so a checkpoint of the object log
-is the source of truth after a restart (``ObjectStore`` rebuilds its index from the log).
+Write-back happens when a live object is evicted from the cache (bounded by an estimate of its
+bytes, ``max_bytes``), at the end of every command batch under ``durability=always``, once a
+second under ``periodic``, and on SAVE / BGSAVE / shutdown (``flush``); after a ``flush`` the
+object log holds every object, so a checkpoint of the object log is the source of truth after
+a restart (``ObjectStore`` rebuilds its index from the log).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import zlib
 from array import array
 from collections import deque
 from collections.abc import Iterator
+from itertools import islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -116,14 +118,16 @@ class Stream:
 class Entry:
     """One object key: its live value (None while evicted), type and expiry (unix time)."""
 
-    __slots__ = ("cache", "dirty", "expires", "kind", "obj", "stored")
+    __slots__ = ("cache", "expires", "kind", "obj", "size", "stored")
 
     def __init__(self, obj: Any, kind: int, expires: float | None = None) -> None:
         self.obj = obj
-        self.cache: Any = None  # LRANGE's last encoded reply; every list write clears it
+        # What reads derive from the object and reuse until it changes (LRANGE's encoded reply,
+        # the SCAN order); ObjectStore.mark clears it on every write.
+        self.cache: Any = None
         self.kind = kind
         self.expires = expires
-        self.dirty = True  # the object log does not hold this version yet
+        self.size = 0  # estimated bytes of the live object when last accounted (0: evicted)
         self.stored = False  # the object log holds some version (delete it there too)
 
 
@@ -215,14 +219,56 @@ def deserialize(image: bytes) -> tuple[int, Any]:
     return kind, z
 
 
+# -- size estimates --------------------------------------------------------------------------
+
+# Rough CPython costs per element, beyond the element's bytes (checked with tracemalloc): a bytes
+# object's header (33), plus the container's share: a dict entry with its index slot (~40), set
+# slots (~60: sets keep their table sparse), a deque slot (~9); a sorted-set member also has a
+# float, a (score, member) tuple and a SortedList slot.
+_BYTES = 33
+_PER_ITEM = {HASH: 2 * _BYTES + 40, LIST: _BYTES + 9, SET: _BYTES + 60, ZSET: _BYTES + 130}
+_SAMPLE = 8
+
+
+def estimate(kind: int, obj: Any) -> int:
+    """An estimate of a live object's memory in bytes: O(1), from its length and a sample."""
+    if kind == STREAM:
+        n = len(obj.ids)
+        if not n:
+            return 200
+        sample = [obj.data[i] for i in obj.ids[:_SAMPLE]]
+        fields = sum(len(f) for f in sample) / len(sample)
+        payload = sum(sum(map(len, f)) for f in sample) / len(sample)
+        return 200 + int(n * (200 + fields * (_BYTES + 8) + payload))
+    n = len(obj)
+    if not n:
+        return 100
+    if kind == HASH:
+        pairs = list(islice(obj.items(), _SAMPLE))
+        payload = sum(len(f) + len(v) for f, v in pairs) / len(pairs)
+    elif kind == ZSET:
+        payload = sum(map(len, islice(obj.scores, _SAMPLE))) / min(n, _SAMPLE)
+    else:
+        payload = sum(map(len, islice(obj, _SAMPLE))) / min(n, _SAMPLE)
+    return 100 + int(n * (_PER_ITEM[kind] + payload))
+
+
 # -- the store -------------------------------------------------------------------------------
 
 
 class ObjectStore(dict[bytes, Entry]):
-    """The object keys of one database (a dict: ``key in store`` is the fast type check)."""
+    """The object keys of one database (a dict: ``key in store`` is the fast type check).
 
-    max_live = 100_000
-    """Live objects kept per database; beyond it the oldest are written back and dropped."""
+    Every write to a live object goes through ``mark``: it puts the entry in ``changed`` (one
+    dict store). ``drain`` (at the end of a command batch under ``durability=always``, once a
+    second otherwise) re-estimates the size of what changed and either writes it back
+    (``write_through``: periodic and always) or moves it to ``dirty`` (none), which eviction,
+    SAVE and shutdown write back. The object log holds the current version of an entry exactly
+    when the entry is in neither dict.
+    """
+
+    max_bytes = 256 << 20
+    """Estimated bytes of live objects kept; beyond it the oldest are written back and dropped."""
 
     def __init__(self, path: str | None, config: StoreConfig | None) -> None:
         super().__init__()
@@ -230,33 +276,47 @@ class ObjectStore(dict[bytes, Entry]):
         self.config = config
         self.kv: FasterKV | None = None  # the object log, opened on first write-back
         self.chunks: FasterKV | None = None  # records of images larger than a page allows
+        # durability=always: the object logs run without their own per-write commits; ``sync``
+        # commits them once per command batch instead (see state.ServerState.sync_writes).
+        self.synchronous = config is not None and config.durability == "always"
+        self.write_through = config is not None and config.durability != "none"
         self.live = 0
+        self.live_bytes = 0
+        self.changed: dict[bytes, Entry] = {}
+        self.dirty: dict[bytes, Entry] = {}
+        self.unsynced = False  # the object logs hold writes not yet committed (synchronous)
         self.expiring: dict[bytes, None] = {}
         self.write_backs = 0
         self.read_backs = 0
+        self.expired = 0  # keys removed by active expiry
         if path is not None and (Path(path) / "objects").is_dir():
             self._open()
             self._load_index()
 
     # -- object log ------------------------------------------------------------------------
 
+    def _open_log(self, sub: str | None) -> FasterKV:
+        if self.config is None:
+            return FasterKV(path=sub)
+        if self.synchronous:
+            return FasterKV.from_config(self.config, path=sub, durability="none")
+        return FasterKV.from_config(self.config, path=sub)
+
     def _open(self) -> FasterKV:
         if self.kv is None:
             sub = None if self.path is None else str(Path(self.path) / "objects")
-            if self.config is not None:
-                self.kv = FasterKV.from_config(self.config, path=sub)
-            else:
-                self.kv = FasterKV(path=sub)
+            self.kv = self._open_log(sub)
         return self.kv
 
     def _chunk_store(self) -> FasterKV:
         if self.chunks is None:
             sub = None if self.path is None else str(Path(self.path) / "objects" / "chunks")
-            if self.config is not None:
-                self.chunks = FasterKV.from_config(self.config, path=sub)
-            else:
-                self.chunks = FasterKV(path=sub)
+            self.chunks = self._open_log(sub)
         return self.chunks
+
+    def logs(self) -> list[FasterKV]:
+        """The object logs opened so far (chunks first: a reference must not outlive them)."""
+        return [kv for kv in (self.chunks, self.kv) if kv is not None]
 
     def _load_index(self) -> None:
         kv = self.kv
@@ -271,7 +331,6 @@ class ObjectStore(dict[bytes, Entry]):
                 log.error("object log of %s: key %r: %s (skipped)", self.path, key, e)
                 continue
             e2 = Entry(None, kind, found[1])
-            e2.dirty = False
             e2.stored = True
             self[key] = e2
             if found[1] is not None:
@@ -297,8 +356,11 @@ class ObjectStore(dict[bytes, Entry]):
             old = kv.read(key) if self.chunks is not None else None
             kv.upsert(key, image, ttl)
             self._drop_chunks(key, old, keep=0)
-        entry.dirty = False
+        self.changed.pop(key, None)
+        self.dirty.pop(key, None)
+        self._resize(entry)
         entry.stored = True
+        self.unsynced = True
         self.write_backs += 1
 
     def _drop_chunks(self, key: bytes, old: bytes | None, keep: int) -> None:
@@ -352,10 +414,15 @@ class ObjectStore(dict[bytes, Entry]):
                 self.expiring.pop(key, None)
                 return None
             e.kind, e.obj = found
-            e.dirty = False
             e.cache = None
             self.live += 1
+            self._resize(e)
         return e
+
+    def mark(self, key: bytes, e: Entry) -> None:
+        """``e`` (the entry of ``key``) changed: the one place every object write reports to."""
+        self.changed[key] = e
+        e.cache = None
 
     def kind_of(self, key: bytes) -> int | None:
         e = self.get(key)
@@ -369,6 +436,7 @@ class ObjectStore(dict[bytes, Entry]):
     def create(self, key: bytes, kind: int, obj: Any) -> Entry:
         e = Entry(obj, kind)
         self[key] = e
+        self.changed[key] = e
         self.live += 1
         return e
 
@@ -376,14 +444,18 @@ class ObjectStore(dict[bytes, Entry]):
         e = self.pop(key, None)
         if e is None:
             return False
+        self.changed.pop(key, None)
+        self.dirty.pop(key, None)
         if e.obj is not None:
             self.live -= 1
+            self.live_bytes -= e.size
         if e.expires is not None:
             self.expiring.pop(key, None)
         if e.stored and self.kv is not None:
             old = self.kv.read(key) if self.chunks is not None else None
             self.kv.delete(key)
             self._drop_chunks(key, old, keep=0)
+            self.unsynced = True
         return True
 
     def alive(self, key: bytes) -> bool:
@@ -396,9 +468,14 @@ class ObjectStore(dict[bytes, Entry]):
         return True
 
     def set_expiry(self, key: bytes, when: float | None) -> None:
-        e = self[key]
+        e: Entry | None = self[key]
+        if e is not None and e.obj is None:
+            # Evicted: read it back, so that the next write-back stores the new expiry with it.
+            e = self.entry(key)
+        if e is None:
+            return
         e.expires = when
-        e.dirty = True
+        self.changed[key] = e
         if when is None:
             self.expiring.pop(key, None)
         else:
@@ -417,11 +494,13 @@ class ObjectStore(dict[bytes, Entry]):
     def clear(self) -> None:
         super().clear()
         self.expiring.clear()
+        self.changed.clear()
+        self.dirty.clear()
         self.live = 0
-        if self.kv is not None:
-            self.kv.clear()
-        if self.chunks is not None:
-            self.chunks.clear()
+        self.live_bytes = 0
+        for kv in self.logs():
+            kv.clear()
+            self.unsynced = True
 
     def live_keys(self) -> Iterator[bytes]:
         now = time.time()
@@ -429,59 +508,91 @@ class ObjectStore(dict[bytes, Entry]):
             if e.expires is None or e.expires > now:
                 yield k
 
-    # -- write-back and eviction -----------------------------------------------------------
+    # -- write-back, durability and eviction -----------------------------------------------
 
-    def flush(self) -> int:
-        """Write every dirty live object into the object log; returns how many were written."""
+    def _resize(self, e: Entry) -> None:
+        size = estimate(e.kind, e.obj)
+        self.live_bytes += size - e.size
+        e.size = size
+
+    def drain(self, write: bool) -> int:
+        """Account for the objects changed since the last drain; with ``write`` write them
+        back, else keep them in ``dirty``. Returns how many were written."""
+        changed = self.changed
+        if not changed:
+            return 0
         n = 0
         now = time.time()
-        for key, e in list(self.items()):
-            if e.obj is not None and e.dirty:
-                if e.expires is not None and e.expires <= now:
-                    self.delete(key)
-                    continue
+        for key, e in list(changed.items()):
+            if e.expires is not None and e.expires <= now:
+                self.delete(key)
+                self.expired += 1
+            elif write:
                 self._write(key, e)
                 n += 1
+            else:
+                self._resize(e)
+                self.dirty[key] = e
+        changed.clear()
         return n
 
-    def checkpoint(self) -> None:
-        """Write back every dirty object, then checkpoint the object logs when they can."""
-        self.flush()
-        for kv in (self.kv, self.chunks):
-            hook = getattr(kv, "checkpoint", None)
-            if callable(hook):
-                hook()
+    def sync(self) -> None:
+        """durability=always: write back what changed, then commit the object logs (chunks
+        first), so an acknowledged write is durable before its reply leaves. Between two
+        batches no command holds a live object, so the cache bound is enforced here too."""
+        if self.changed:
+            self.drain(write=True)
+            if self.live_bytes > self.max_bytes:
+                self.evict()  # everything is clean now: this only drops objects
+        if self.unsynced:
+            for kv in self.logs():
+                kv.commit()
+            self.unsynced = False
 
-    def evict(self, keep: bytes | None = None) -> None:
-        """Write back and drop the oldest quarter of the live objects (insertion order)."""
-        target = self.max_live * 3 // 4
+    def flush(self) -> int:
+        """Write every changed or dirty live object into the object log; returns how many."""
+        n = self.drain(write=True)
+        for key, e in list(self.dirty.items()):
+            self._write(key, e)
+            n += 1
+        return n
+
+    def evict(self) -> None:
+        """Write back and drop the oldest live objects (key creation order) until their
+        estimated size is under three quarters of ``max_bytes``."""
+        self.drain(write=self.write_through)
+        target = self.max_bytes * 3 // 4
         for key, e in list(self.items()):
-            if self.live <= target:
+            if self.live_bytes <= target:
                 break
-            if e.obj is None or key == keep:
+            if e.obj is None:
                 continue
-            if e.dirty:
+            if key in self.dirty:
                 self._write(key, e)
             e.obj = None
+            e.cache = None
             self.live -= 1
+            self.live_bytes -= e.size
+            e.size = 0
 
     def sweep(self, limit: int = 256) -> int:
-        """Once a second: evict live objects over ``max_live``, then active expiry (up to
-        ``limit`` expired keys). Never during a command, which may hold live objects."""
-        if self.live > self.max_live:
+        """Once a second: account for (and with write-through durability write back) what
+        changed, evict over ``max_bytes``, then active expiry (up to ``limit`` expired keys).
+        Never during a command, which may hold live objects. Returns how many keys expired."""
+        before = self.expired
+        self.drain(write=self.write_through)
+        if self.live_bytes > self.max_bytes:
             self.evict()
-        if not self.expiring:
-            return 0
-        now = time.time()
-        gone = 0
-        for key in list(self.expiring)[:limit]:
-            e = self.get(key)
-            if e is None:
-                self.expiring.pop(key, None)
-            elif e.expires is not None and e.expires <= now:
-                self.delete(key)
-                gone += 1
-        return gone
+        if self.expiring:
+            now = time.time()
+            for key in list(self.expiring)[:limit]:
+                e = self.get(key)
+                if e is None:
+                    self.expiring.pop(key, None)
+                elif e.expires is not None and e.expires <= now:
+                    self.delete(key)
+                    self.expired += 1
+        return self.expired - before
 
     def close(self) -> None:
         for kv in (self.kv, self.chunks):

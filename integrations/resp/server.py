@@ -30,6 +30,7 @@ from faster_backend.integrations.resp.types import OK, Raw
 log = logging.getLogger(__name__)
 
 _monotonic = time.monotonic
+_NO_LIMIT = 1 << 62  # client-output-buffer-limit 0: none, as in Redis
 _perf = time.perf_counter
 INLINE = inline_commands()
 _HIGH_WATER = 64 * 1024  # asyncio's and uvloop's default high-water mark
@@ -94,7 +95,7 @@ class Connection(asyncio.Protocol):
         # The transport asked us to stop (its buffer passed the high-water mark): only then can
         # replies pile up towards the output buffer limit.
         self.writing_paused = False
-        self.output_limit = server.config.server.client_output_buffer_limit
+        self.output_limit = server.config.server.client_output_buffer_limit or _NO_LIMIT
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -176,7 +177,7 @@ class Connection(asyncio.Protocol):
         self.epoch = self.state.config_epoch
 
     def _set_output_limit(self, limit: int) -> None:
-        self.output_limit = limit
+        self.output_limit = limit = limit or _NO_LIMIT
         if self.transport is not None:
             # The transport must pause us before its buffer can pass the limit, since the
             # buffer is only measured while paused.
@@ -289,6 +290,8 @@ class Connection(asyncio.Protocol):
                     proto = client.proto
                 state.commands_processed += done
                 client.last_cmd = argv[0]
+                if state.sync_writes:  # durability=always: the batch is durable before its replies
+                    state.sync()
                 if out:
                     payload = b"".join(out)
                     transport.write(payload)
@@ -341,6 +344,8 @@ class Connection(asyncio.Protocol):
         client, transport = self.client, self.transport
         if client is None or transport is None or transport.is_closing():
             return
+        if self.state.sync_writes:  # the pop that served it is durable before the reply
+            self.state.sync()
         payload = encode(reply, client.proto)
         transport.write(payload)
         self.state.net_output_bytes += len(payload)
@@ -425,12 +430,9 @@ class RespServer:
         for conn in list(self.connections):
             if conn.transport is not None:
                 conn.transport.abort()
-        for ks in self.state.open_dbs():
-            try:  # live objects go back into their object log (and it checkpoints, if it can)
-                ks.objects.checkpoint()
-            except Exception:
-                log.exception("writing back the objects of database %d failed", ks.index)
-        self.state.close()  # a store with a data directory checkpoints as it closes
+        # Objects are written back, then every store checkpoints as it closes (with a data
+        # directory): one point for all of them.
+        self.state.close()
         log.info("server stopped")
 
     async def _cron(self) -> None:
@@ -445,14 +447,7 @@ class RespServer:
                     if c is not None and c.last_interaction < limit:
                         log.info("client %d (%s) closed: idle timeout", c.id, c.addr)
                         conn.kill()
-            durable = self.config.store.durability != "none"
-            for ks in self.state.open_dbs():
-                try:
-                    ks.kv.sweep_expired(256)
-                    ks.objects.sweep(256)
-                    if durable:
-                        # Dirty live objects go to their object log every second, whose own
-                        # commits then make them durable (see docs/resp.md, "Object store").
-                        ks.objects.flush()
-                except Exception:  # pragma: no cover - a closed store during shutdown
-                    break
+            try:
+                self.state.tick()
+            except Exception:  # pragma: no cover - a closed store during shutdown
+                log.exception("periodic housekeeping failed")

@@ -45,6 +45,13 @@ class ServerState:
         self.config_epoch = 0  # bumped by CONFIG SET so connections re-read their limits
         self.request_shutdown: Callable[[], None] | None = None  # set by the server
         self.bgsave: threading.Thread | None = None  # the running BGSAVE, if any
+        # CONFIG SET client-output-buffer-limit "replica ...": kept and printed back only
+        # (there are no replicas)
+        self.replica_output_limits = (256 << 20, 64 << 20, 60)
+        # durability=always: the stores run without their own per-write commits and the server
+        # calls ``sync()`` before the replies of every command batch leave: one commit per
+        # store that changed makes every write of the batch durable, strings and objects.
+        self.sync_writes = config.store.durability == "always" and config.store.path is not None
 
     def db(self, index: int) -> Keyspace:
         ks = self.dbs[index]
@@ -53,13 +60,103 @@ class ServerState:
             path: str | None = None
             if store.path is not None:
                 path = store.path if index == 0 else str(Path(store.path) / f"db{index}")
-            kv = FasterKV.from_config(store, path=path)
-            ks = self.dbs[index] = Keyspace(index, kv, ObjectStore(path, store))
+            if self.sync_writes:  # committed per command batch by sync()
+                kv = FasterKV.from_config(store, path=path, durability="none")
+            else:
+                kv = FasterKV.from_config(store, path=path)
+            objects = ObjectStore(path, store)
+            objects.max_bytes = self.object_cache_size()
+            ks = self.dbs[index] = Keyspace(index, kv, objects)
             log.debug("opened database %d (%s)", index, path or "in memory")
         return ks
 
     def open_dbs(self) -> list[Keyspace]:
         return [ks for ks in self.dbs if ks is not None]
+
+    def object_cache_size(self) -> int:
+        """Estimated bytes of live objects each database keeps in memory."""
+        size = self.config.server.object_cache_size
+        return self.config.store.memory_size if size is None else size
+
+    def sync(self) -> None:
+        """durability=always, at the end of a command batch: write back the objects it changed,
+        commit their logs, and commit the string stores (a commit of a store that did not
+        change since its last commit costs no I/O)."""
+        for ks in self.dbs:
+            if ks is not None:
+                objs = ks.objects
+                if objs.changed or objs.unsynced:
+                    objs.sync()
+                ks.kv.commit()
+
+    def tick(self) -> None:
+        """Once a second: incremental expiry; objects are accounted, written back (periodic
+        and always) and evicted beyond the object cache size."""
+        budget = self.object_cache_size()
+        for ks in self.open_dbs():
+            ks.kv.sweep_expired(256)
+            ks.objects.max_bytes = budget
+            ks.objects.sweep(256)
+
+    def stores(self) -> list[FasterKV]:
+        """Every open store: per database its object logs, then its string store."""
+        out: list[FasterKV] = []
+        for ks in self.open_dbs():
+            out.extend(ks.objects.logs())
+            out.append(ks.kv)
+        return out
+
+    def write_back(self) -> None:
+        """Every changed live object of every database into its object log."""
+        for ks in self.open_dbs():
+            ks.objects.flush()
+
+    def save(self) -> None:
+        """SAVE: write back every object, then checkpoint every store, with no command in
+        between, so the checkpoints together hold one point in the command sequence."""
+        self.write_back()
+        for kv in self.stores():
+            kv.checkpoint()
+        self.lastsave = int(time.time())
+
+    def bgsave_start(self) -> threading.Thread:
+        """BGSAVE: the same point as SAVE, but only the checkpoints' cuts (the moment each
+        store's checkpoint is taken at; fast) happen before this returns; their writing goes
+        on in threads while commands run."""
+        self.write_back()
+        stores = self.stores()
+        cuts = [kv.stats()["checkpoint_version"] for kv in stores]
+        failed: list[BaseException] = []
+
+        def one(kv: FasterKV) -> None:
+            try:
+                kv.checkpoint()
+            except BaseException as e:  # reported by the supervisor below
+                failed.append(e)
+
+        workers = [
+            threading.Thread(target=one, args=(kv,), name="bgsave-store", daemon=True)
+            for kv in stores
+        ]
+        for w in workers:
+            w.start()
+        # Hold the event loop (no command runs) until every store has taken its cut.
+        for kv, cut, w in zip(stores, cuts, workers, strict=True):
+            while w.is_alive() and kv.stats()["checkpoint_version"] == cut:
+                time.sleep(0.0005)
+
+        def supervise() -> None:
+            for w in workers:
+                w.join()
+            if failed:
+                log.error("BGSAVE failed", exc_info=failed[0])
+            else:
+                self.lastsave = int(time.time())
+                log.info("BGSAVE done")
+
+        sup = threading.Thread(target=supervise, name="bgsave", daemon=True)
+        sup.start()
+        return sup
 
     def new_client_id(self) -> int:
         cid = self.next_client_id
@@ -67,9 +164,15 @@ class ServerState:
         return cid
 
     def close(self) -> None:
-        """Close every open store (children before database 0, whose directory holds theirs)."""
+        """Write back every object, then close every open store (children before database 0,
+        whose directory holds theirs); with a data directory each checkpoints as it closes, all
+        at the same point (nothing runs in between)."""
         if self.bgsave is not None:
             self.bgsave.join()
+        try:
+            self.write_back()
+        except Exception:  # pragma: no cover - the stores must still close
+            log.exception("writing back the objects failed")
         for ks in reversed(self.open_dbs()):
             try:
                 ks.objects.close()

@@ -117,13 +117,74 @@ def test_resp2_subscribed_context_and_ping(srv: ServerProcess) -> None:
 
 
 def test_resp3_push_and_commands_while_subscribed(srv: ServerProcess) -> None:
-    out = _raw(srv.port, b"HELLO 3\r\nSUBSCRIBE a b\r\nSET k v\r\nPUBLISH a m\r\n", b"m\r\n:1\r\n")
+    out = _raw(srv.port, b"HELLO 3\r\nSUBSCRIBE a b\r\nSET k v\r\nPUBLISH a m\r\n", b"$1\r\nm\r\n")
     assert (
         b">3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n>3\r\n$9\r\nsubscribe\r\n$1\r\nb\r\n:2\r\n"
         in out
     )
-    # Its own message comes after the replies before PUBLISH and before PUBLISH's count.
-    assert out.endswith(b"+OK\r\n>3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n:1\r\n")
+    # Its own message follows PUBLISH's count (Redis 7.2; 7.0 sent it before the count).
+    assert out.endswith(b"+OK\r\n:1\r\n>3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\nm\r\n")
+
+
+MESSAGE = b">3\r\n$7\r\nmessage\r\n$1\r\na\r\n$1\r\n%b\r\n"
+PMESSAGE = b">4\r\n$8\r\npmessage\r\n$2\r\na*\r\n$1\r\na\r\n$1\r\n%b\r\n"
+
+
+def test_resp3_publish_to_itself_inside_multi_and_scripts(srv: ServerProcess) -> None:
+    """The messages a RESP3 client publishes to itself inside MULTI/EXEC or a script arrive
+    right after the EXEC / EVAL reply (never inside it), channel before pattern (Redis 7.2)."""
+    script = b"redis.call('publish', 'a', 's'); return 7"
+    out = _raw(
+        srv.port,
+        b"HELLO 3\r\nSUBSCRIBE a\r\nPSUBSCRIBE a*\r\nMULTI\r\nPING\r\nPUBLISH a m\r\n"
+        b"PUBLISH b x\r\nPUBLISH a n\r\nEXEC\r\n"
+        + b"EVAL \"%b\" 0\r\n" % script
+        + b"PING end\r\n",
+        b"$3\r\nend\r\n",
+    )
+    tail = out[out.index(b"+QUEUED\r\n" * 4) + len(b"+QUEUED\r\n" * 4) :]
+    assert tail == (
+        b"*4\r\n+PONG\r\n:2\r\n:0\r\n:2\r\n"
+        + MESSAGE % b"m" + PMESSAGE % b"m" + MESSAGE % b"n" + PMESSAGE % b"n"
+        + b":7\r\n" + MESSAGE % b"s" + PMESSAGE % b"s"
+        + b"$3\r\nend\r\n"
+    )
+
+
+def test_pubsub_output_limits_are_config_settable(srv: ServerProcess) -> None:
+    r = redis.Redis(port=srv.port)
+    default = "normal 1073741824 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"
+    assert r.config_get("client-output-buffer-limit") == {"client-output-buffer-limit": default}
+    try:
+        assert r.config_set("client-output-buffer-limit", "pubsub 1mb 512kb 0 slave 1 2 3")
+        assert r.config_get("client-output-buffer-limit")["client-output-buffer-limit"] == (
+            "normal 1073741824 0 0 slave 1 2 3 pubsub 1048576 524288 0"
+        )
+        for bad, why in (
+            ("pubsub 1mb 1mb", "Wrong number of arguments in buffer limit configuration."),
+            ("master 1 1 1", "Invalid client class specified in buffer limit configuration."),
+            ("pubsub x 1 1", "Error in hard, soft or soft_seconds"),
+            ("pubsub 1 1 -1", "Error in hard, soft or soft_seconds"),
+        ):
+            with pytest.raises(redis.ResponseError, match=why):
+                r.config_set("client-output-buffer-limit", bad)
+        # A subscriber that does not read is cut off at the new 1 MiB hard limit.
+        slow = socket.create_connection(("127.0.0.1", srv.port))
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.sendall(b"SUBSCRIBE small\r\n")
+        deadline = time.monotonic() + 15
+        while r.pubsub_numsub("small")[0][1] == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for _ in range(80):  # 20 MiB never read (beyond what the kernel buffers)
+            r.publish("small", b"x" * (256 << 10))
+            if r.pubsub_numsub("small")[0][1] == 0:
+                break
+        assert r.pubsub_numsub("small")[0][1] == 0, "the limit set by CONFIG SET did not apply"
+        slow.close()
+    finally:
+        r.config_set("client-output-buffer-limit", "pubsub 32mb 8mb 60 slave 256mb 64mb 60")
+    assert r.config_get("client-output-buffer-limit") == {"client-output-buffer-limit": default}
+    r.close()
 
 
 def test_slow_subscriber_is_disconnected(srv: ServerProcess) -> None:
@@ -154,3 +215,54 @@ def test_reset_leaves_every_subscription(srv: ServerProcess) -> None:
     r = redis.Redis(port=srv.port)
     assert r.pubsub_numsub("a") == [(b"a", 0)] and r.pubsub_numpat() == 0
     r.close()
+
+
+def _clients(r: redis.Redis, name: str) -> dict[str, str]:
+    c = next(c for c in r.client_list() if c["name"] == name)
+    return {k: str(v) for k, v in c.items()}
+
+
+def test_client_list_shows_subscriptions_multi_and_blocking(srv: ServerProcess) -> None:
+    r = redis.Redis(port=srv.port)
+    sub = socket.create_connection(("127.0.0.1", srv.port))
+    sub.sendall(b"CLIENT SETNAME subber\r\nSUBSCRIBE a b\r\nPSUBSCRIBE p*\r\n")
+    multi = socket.create_connection(("127.0.0.1", srv.port))
+    multi.sendall(b"CLIENT SETNAME multier\r\nMULTI\r\nPING\r\nGET x\r\n")
+    blocked = socket.create_connection(("127.0.0.1", srv.port))
+    blocked.sendall(b"CLIENT SETNAME blocker\r\nBLPOP nothing-here 0\r\n")
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            s, m, b = _clients(r, "subber"), _clients(r, "multier"), _clients(r, "blocker")
+            if s["psub"] == "1" and m["multi"] == "2" and b["flags"] == "b":
+                break
+            time.sleep(0.02)
+        assert (s["flags"], s["sub"], s["psub"], s["multi"]) == ("P", "2", "1", "-1")
+        assert (m["flags"], m["sub"], m["psub"], m["multi"]) == ("x", "0", "0", "2")
+        assert (b["flags"], b["cmd"]) == ("b", "blpop")
+        assert int(s["fd"]) > 0 and s["omem"] == "0"
+        assert r.info("clients")["blocked_clients"] == 1
+        pubsub_ids = [c["id"] for c in r.client_list(_type="pubsub")]
+        assert pubsub_ids == [s["id"]]
+        assert s["id"] not in [c["id"] for c in r.client_list(_type="normal")]
+        own = {k: str(v) for k, v in r.client_info().items()}
+        assert (own["flags"], own["sub"], own["psub"], own["multi"]) == ("N", "0", "0", "-1")
+    finally:
+        for c in (sub, multi, blocked):
+            c.close()
+        r.close()
+
+
+def test_client_list_fields_are_redis_fields(srv: ServerProcess, tmp_path: Any) -> None:
+    """The same field names, in the same order, as redis-server prints (7.2 added lib-*)."""
+    from resp.typeharness import redis_server_process
+
+    with redis_server_process(tmp_path) as port:
+        if port is None:
+            pytest.skip("redis-server is not installed")
+        expected = list(redis.Redis(port=port).client_info())
+    names = list(redis.Redis(port=srv.port).client_info())
+    for extra in ("lib-name", "lib-ver"):  # Redis 7.2's, absent from Debian's 7.0
+        if extra not in expected:
+            expected.append(extra)
+    assert names == expected

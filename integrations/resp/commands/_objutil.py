@@ -55,8 +55,7 @@ def create(client: Client, key: bytes, kind: int, factory: Factory) -> Entry:
 def done(client: Client, key: bytes, e: Entry) -> None:
     """After a write: the object changed; an empty aggregate is deleted, as Redis does."""
     if e.obj:
-        e.dirty = True
-        e.cache = None
+        client.keyspace.objects.mark(key, e)
     else:
         client.keyspace.objects.delete(key)
 

@@ -6,7 +6,9 @@ import hmac
 from typing import Any
 
 from faster_backend import __version__
+from faster_backend.integrations.resp import blocking
 from faster_backend.integrations.resp.client import Client
+from faster_backend.integrations.resp.commands import pubsub
 from faster_backend.integrations.resp.commands._util import SYNTAX, to_int
 from faster_backend.integrations.resp.table import command, subcommand
 from faster_backend.integrations.resp.types import OK, PONG, RespError, SimpleString
@@ -198,10 +200,33 @@ def client_id(client: Client, argv: list[bytes]) -> int:
     return client.id
 
 
+def _blocked_ids() -> set[int]:
+    return {w.client.id for q in blocking.WAITING.values() for w in q}
+
+
+def _info_line(c: Client, blocked: set[int]) -> str:
+    h = pubsub.hub(c.state)
+    s = h.subs.get(c)
+    transport = h.transports.get(c)
+    omem = fd = 0
+    if transport is not None:
+        omem = transport.get_write_buffer_size()
+        sock = transport.get_extra_info("socket")
+        fd = sock.fileno() if sock is not None else -1
+    info = c.info(
+        sub=0 if s is None else len(s.channels),
+        psub=0 if s is None else len(s.patterns),
+        blocked=c.id in blocked,
+        omem=omem,
+        fd=fd,
+    )
+    return " ".join(f"{k}={v}" for k, v in info.items())
+
+
 @subcommand("client", "info", 2, "noscript loading stale", since="6.2.0")
 def client_info(client: Client, argv: list[bytes]) -> bytes:
     """Returns information about the current client connection."""
-    return (client.info_line() + "\n").encode()
+    return (_info_line(client, _blocked_ids()) + "\n").encode()
 
 
 @subcommand("client", "list", -2, "admin noscript loading stale")
@@ -219,11 +244,17 @@ def client_list(client: Client, argv: list[bytes]) -> bytes:
                 raise RespError(
                     f"ERR Unknown client type '{argv[3].decode('utf-8', 'replace')}'"
                 )
-            if kind != b"normal":
+            # No masters or replicas here; pubsub clients are those with subscriptions.
+            if kind == b"pubsub":
+                clients = [c for c in clients if c.pubsub]
+            elif kind == b"normal":
+                clients = [c for c in clients if not c.pubsub]
+            else:
                 clients = []
         else:
             raise SYNTAX
-    return "".join(c.info_line() + "\n" for c in clients).encode()
+    blocked = _blocked_ids()
+    return "".join(_info_line(c, blocked) + "\n" for c in clients).encode()
 
 
 @subcommand("client", "kill", -3, "admin noscript loading stale")

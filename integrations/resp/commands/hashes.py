@@ -17,7 +17,7 @@ from faster_backend.integrations.resp.commands._util import (
     to_int,
 )
 from faster_backend.integrations.resp.commands.keys import glob_matcher
-from faster_backend.integrations.resp.commands.scans import parse_scan
+from faster_backend.integrations.resp.commands.scans import parse_scan, scan_page
 from faster_backend.integrations.resp.commands.strings import format_float
 from faster_backend.integrations.resp.objects import HASH
 from faster_backend.integrations.resp.table import command
@@ -40,7 +40,7 @@ def hset(client: Client, argv: list[bytes]) -> int:
     before = len(h)
     for i in range(2, len(argv), 2):
         h[argv[i]] = argv[i + 1]
-    e.dirty = True
+    client.keyspace.objects.mark(argv[1], e)
     return len(h) - before
 
 
@@ -58,7 +58,7 @@ def hsetnx(client: Client, argv: list[bytes]) -> int:
     if argv[2] in e.obj:
         return 0
     e.obj[argv[2]] = argv[3]
-    e.dirty = True
+    client.keyspace.objects.mark(argv[1], e)
     return 1
 
 
@@ -152,7 +152,7 @@ def hincrby(client: Client, argv: list[bytes]) -> int:
         done(client, argv[1], e)
         raise OVERFLOW
     h[argv[2]] = b"%d" % new
-    e.dirty = True
+    client.keyspace.objects.mark(argv[1], e)
     return new
 
 
@@ -184,7 +184,7 @@ def hincrbyfloat(client: Client, argv: list[bytes]) -> bytes:
             raise RespError("ERR increment would produce NaN or Infinity")
         out = format_float(new)
     h[argv[2]] = out
-    e.dirty = True
+    client.keyspace.objects.mark(argv[1], e)
     return out
 
 
@@ -230,16 +230,21 @@ def hrandfield(client: Client, argv: list[bytes]) -> Any:
 @command("hscan", -3, "readonly", 1, 1, 1, group=H, since="2.8.0")
 def hscan(client: Client, argv: list[bytes]) -> list[Any]:
     """Incrementally iterate hash fields and associated values"""
-    _cursor, match, _count, novalues = parse_scan(argv, allow_novalues=True)
-    h = read(client, argv[1], HASH) or {}
-    m = None if match is None else glob_matcher(match)
+    cursor, match, count, novalues = parse_scan(argv, allow_novalues=True)
+    e = entry(client, argv[1], HASH)
+    nxt, fields = scan_page(e, iter, cursor, count)
+    if match is not None:
+        m = glob_matcher(match)
+        fields = [f for f in fields if m(f)]
+    if novalues or not fields:
+        return [b"%d" % nxt, fields]
+    assert e is not None
+    h = e.obj
     out: list[bytes] = []
-    for f, v in h.items():
-        if m is None or m(f):
-            out.append(f)
-            if not novalues:
-                out.append(v)
-    return [b"0", out]
+    for f in fields:
+        out.append(f)
+        out.append(h[f])
+    return [b"%d" % nxt, out]
 
 
 _ = (NOT_FLOAT, NOT_INT)

@@ -43,8 +43,7 @@ def _push(client: Client, argv: list[bytes], left: bool, only_existing: bool) ->
         lst.extendleft(argv[2:])
     else:
         lst.extend(argv[2:])
-    e.dirty = True
-    e.cache = None
+    objs.mark(key, e)
     if _WAITING:
         blocking.signal(client, key)
     return len(lst)
@@ -99,8 +98,7 @@ def _pop(client: Client, argv: list[bytes], left: bool) -> Any:
     else:
         out = [pop() for _ in range(min(count, len(lst)))]
     if lst:
-        e.dirty = True
-        e.cache = None
+        objs.mark(key, e)
     else:
         objs.delete(key)
     return out
@@ -195,8 +193,7 @@ def lset(client: Client, argv: list[bytes]) -> Any:
     if not 0 <= i < len(lst):
         raise RespError("ERR index out of range")
     lst[i] = argv[3]
-    e.dirty = True
-    e.cache = None
+    client.keyspace.objects.mark(argv[1], e)
     return OK
 
 
@@ -265,8 +262,7 @@ def linsert(client: Client, argv: list[bytes]) -> int:
     except ValueError:
         return -1
     lst.insert(i if where == b"BEFORE" else i + 1, argv[4])
-    e.dirty = True
-    e.cache = None
+    client.keyspace.objects.mark(argv[1], e)
     _pushed(client, argv[1])
     return len(lst)
 
@@ -357,8 +353,7 @@ def _move(client: Client, src: bytes, dst: bytes, from_left: bool, to_left: bool
         de.obj.appendleft(v)
     else:
         de.obj.append(v)
-    de.dirty = True
-    de.cache = None
+    client.keyspace.objects.mark(dst, de)
     _pushed(client, dst)
     return v
 

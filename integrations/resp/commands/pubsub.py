@@ -2,8 +2,9 @@
 
 Messages reach other connections through the transport the server registers for each client
 (``attach``). A subscriber that does not read is disconnected when its pending output passes
-``OUTPUT_HARD_LIMIT`` bytes, or stays above ``OUTPUT_SOFT_LIMIT`` for ``OUTPUT_SOFT_SECONDS``
-(Redis' ``client-output-buffer-limit pubsub 32mb 8mb 60``).
+the hard limit, or stays above the soft limit for the soft seconds (Redis'
+``client-output-buffer-limit pubsub 32mb 8mb 60``: ``[server] pubsub_output_*``, settable with
+CONFIG SET; 0 = no limit).
 """
 
 from __future__ import annotations
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-OUTPUT_HARD_LIMIT = 32 << 20
-OUTPUT_SOFT_LIMIT = 8 << 20
-OUTPUT_SOFT_SECONDS = 60.0
 P = "pubsub"
 ALLOWED_RESP2 = frozenset(
     (b"subscribe", b"unsubscribe", b"psubscribe", b"punsubscribe", b"ping", b"quit", b"reset",
@@ -223,21 +221,27 @@ def _deliver(h: Hub, sub: Subscriber, msg: Push) -> None:
         return
     transport.write(encode(msg, sub.client.proto))
     size = transport.get_write_buffer_size()
-    if size > OUTPUT_SOFT_LIMIT:
+    limits = sub.client.state.config.server
+    hard = limits.pubsub_output_hard_limit
+    soft = limits.pubsub_output_soft_limit
+    over = bool(hard) and size >= hard
+    if soft and size >= soft:  # as Redis: over the soft limit for longer than its seconds
         now = time.monotonic()
         if sub.over_since is None:
             sub.over_since = now
-        if size > OUTPUT_HARD_LIMIT or now - sub.over_since > OUTPUT_SOFT_SECONDS:
-            log.warning(
-                "client %d (%s) closed: pubsub output buffer over client-output-buffer-limit"
-                " (%d bytes pending)",
-                sub.client.id,
-                sub.client.addr,
-                size,
-            )
-            transport.abort()
+        elif now - sub.over_since > limits.pubsub_output_soft_seconds:
+            over = True
     else:
         sub.over_since = None
+    if over:
+        log.warning(
+            "client %d (%s) closed: pubsub output buffer over client-output-buffer-limit"
+            " (%d bytes pending)",
+            sub.client.id,
+            sub.client.addr,
+            size,
+        )
+        transport.abort()
 
 
 @command("publish", 3, "pubsub loading stale fast may_replicate", group=P, since="2.0.0")
@@ -246,7 +250,7 @@ def publish(client: Client, argv: list[bytes]) -> Any:
     h = hub(client.state)
     ch, payload = argv[1], argv[2]
     n = 0
-    mine: list[Push] = []  # messages to the publisher itself go out in order with its replies
+    mine: list[Push] = []  # messages to the publisher itself follow its reply (dispatch)
     members = h.channels.get(ch)
     if members:
         msg = Push([b"message", ch, payload])
@@ -267,7 +271,10 @@ def publish(client: Client, argv: list[bytes]) -> Any:
                         _deliver(h, sub, pmsg)
                     n += 1
     if mine:
-        return Replies([*mine, n])
+        if client.pushes is None:
+            client.pushes = mine
+        else:
+            client.pushes.extend(mine)
     return n
 
 

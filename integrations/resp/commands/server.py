@@ -7,13 +7,13 @@ import os
 import platform
 import resource
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from faster_backend import __version__
 from faster_backend.engine.sizes import parse_size
+from faster_backend.integrations.resp import blocking
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._util import SYNTAX
 from faster_backend.integrations.resp.commands.connection import REDIS_VERSION
@@ -53,7 +53,8 @@ PARAMS = {
         Param("databases", "databases", "int", False),
         Param("proto-max-bulk-len", "proto_max_bulk_len", "size", True),
         Param("client-query-buffer-limit", "client_query_buffer_limit", "size", True),
-        Param("client-output-buffer-limit", "client_output_buffer_limit", "size", True),
+        Param("client-output-buffer-limit", None, "obl", True),
+        Param("object-cache-size", "object_cache_size", "size", True),
         Param("metrics-port", "metrics_port", "optint", False),
         Param("durability", "durability", "str", False, section="store"),
         Param("dir", "path", "optstr", False, section="store"),
@@ -64,7 +65,95 @@ PARAMS = {
 }
 
 
+# client-output-buffer-limit: "<class> <hard> <soft> <soft seconds>" groups, as in Redis. There
+# are no replicas here, so the replica class is only kept (and printed back).
+_OBL_FIELDS = {
+    "normal": ("client_output_buffer_limit", None, None),
+    "pubsub": (
+        "pubsub_output_hard_limit",
+        "pubsub_output_soft_limit",
+        "pubsub_output_soft_seconds",
+    ),
+}
+
+
+def _obl_get(state: ServerState) -> str:
+    s = state.config.server
+    replica = state.replica_output_limits
+    return (
+        f"normal {s.client_output_buffer_limit} 0 0"
+        f" slave {replica[0]} {replica[1]} {replica[2]}"
+        f" pubsub {s.pubsub_output_hard_limit} {s.pubsub_output_soft_limit}"
+        f" {s.pubsub_output_soft_seconds}"
+    )
+
+
+def _obl_parse(raw: bytes) -> list[tuple[str, int, int, int]]:
+    """Redis' checks and texts; a single size is the normal class' hard limit (shorthand)."""
+    words = raw.decode("utf-8", "replace").split()
+    if len(words) == 1:
+        try:
+            return [("normal", _memory(words[0]), 0, 0)]
+        except ValueError:
+            pass  # not a size: Redis' error below
+    if not words or len(words) % 4:
+        raise ValueError("Wrong number of arguments in buffer limit configuration.")
+    out = []
+    for i in range(0, len(words), 4):
+        name = words[i].lower()
+        cls = {"slave": "replica"}.get(name, name)
+        if cls not in ("normal", "replica", "pubsub"):
+            raise ValueError("Invalid client class specified in buffer limit configuration.")
+        try:
+            hard, soft = _memory(words[i + 1]), _memory(words[i + 2])
+            secs = int(words[i + 3])
+        except ValueError:
+            raise ValueError(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            ) from None
+        if secs < 0:
+            raise ValueError(
+                "Error in hard, soft or soft_seconds setting in buffer limit configuration."
+            )
+        if cls == "normal" and (soft or secs):
+            raise ValueError("soft limits are not supported for the normal class here")
+        out.append((cls, hard, soft, secs))
+    return out
+
+
+def _memory(word: str) -> int:
+    """Redis' memtoull: bytes, or k/kb/m/mb/g/gb (k = 1000, kb = 1024)."""
+    w = word.lower()
+    for suffix, mult in (("kb", 1024), ("mb", 1 << 20), ("gb", 1 << 30), ("k", 1000),
+                         ("m", 1000**2), ("g", 1000**3), ("b", 1)):
+        if w.endswith(suffix):
+            w, factor = w[: -len(suffix)], mult
+            break
+    else:
+        factor = 1
+    if not w.isdigit():
+        raise ValueError("argument must be a memory value")
+    return int(w) * factor
+
+
+def _obl_set(state: ServerState, groups: list[tuple[str, int, int, int]]) -> None:
+    s = state.config.server
+    for cls, hard, soft, secs in groups:
+        if cls == "replica":
+            state.replica_output_limits = (hard, soft, secs)
+            continue
+        hard_f, soft_f, secs_f = _OBL_FIELDS[cls]
+        setattr(s, hard_f, hard)
+        if soft_f is not None and secs_f is not None:
+            setattr(s, soft_f, soft)
+            setattr(s, secs_f, secs)
+
+
 def get_param(state: ServerState, p: Param) -> str:
+    if p.kind == "obl":
+        return _obl_get(state)
+    if p.field == "object_cache_size":  # unset: the store's memory_size
+        return str(state.object_cache_size())
     if p.field is None:
         return p.const
     v = getattr(getattr(state.config, p.section), p.field)
@@ -77,6 +166,8 @@ def get_param(state: ServerState, p: Param) -> str:
 
 def _parse_param(p: Param, raw: bytes) -> Any:
     text = raw.decode("utf-8", "replace")
+    if p.kind == "obl":
+        return _obl_parse(raw)
     if p.kind == "bool":
         if text.lower() not in ("yes", "no"):
             raise ValueError("argument must be 'yes' or 'no'")
@@ -143,8 +234,13 @@ def config_set(client: Client, argv: list[bytes]) -> Any:
             ) from None
     server = client.state.config.server
     for p, value in changes:
+        if p.kind == "obl":
+            _obl_set(client.state, value)
+            continue
         assert p.field is not None
         setattr(server, p.field, value)
+    for ks in client.state.open_dbs():  # object-cache-size applies from the next batch on
+        ks.objects.max_bytes = client.state.object_cache_size()
     client.state.config_epoch += 1
     return OK
 
@@ -199,6 +295,7 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     used = totals.get("memory_bytes", 0)
     keyspace: dict[str, Any] = {}
+    objects = [ks.objects for ks in state.open_dbs()]
     for ks in state.open_dbs():
         n = len(ks.kv) + len(ks.objects)
         if n:
@@ -222,7 +319,7 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
         "clients": {
             "connected_clients": len(state.clients),
             "maxclients": server.maxclients,
-            "blocked_clients": 0,
+            "blocked_clients": len({w.client for q in blocking.WAITING.values() for w in q}),
             "tracking_clients": 0,
         },
         "memory": {
@@ -235,6 +332,11 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
             "maxmemory_policy": "hybrid-log-eviction",
             "index_bytes": totals.get("index_bytes", 0),
             "log_memory_bytes": totals.get("log_memory_bytes", 0),
+            # Live hashes, lists, sets, sorted sets and streams (estimated, all databases) and
+            # the bound per database (object-cache-size).
+            "object_cache_bytes": sum(o.live_bytes for o in objects),
+            "object_cache_size": state.object_cache_size(),
+            "live_objects": sum(o.live for o in objects),
         },
         "persistence": {
             "loading": 0,
@@ -256,6 +358,8 @@ def info_sections(state: ServerState) -> dict[str, dict[str, Any]]:
             "evicted_keys": totals.get("evicted_records", 0),
             "keyspace_hits": totals.get("read_hits", 0),
             "keyspace_misses": totals.get("read_misses", 0),
+            "object_write_backs": sum(o.write_backs for o in objects),
+            "object_read_backs": sum(o.read_backs for o in objects),
         },
         "keyspace": keyspace,
     }
@@ -344,25 +448,22 @@ def time_(client: Client, argv: list[bytes]) -> list[bytes]:
     return [b"%d" % sec, b"%d" % int((now - sec) * 1_000_000)]
 
 
-def checkpoint(state: ServerState) -> None:
-    """Checkpoint every open database, or raise the error reply saying why that is impossible."""
+def _need_data_dir(state: ServerState) -> None:
     if state.config.store.path is None:
         raise RespError(
             "ERR checkpoints need a data directory: this server keeps its data in memory"
             " (start it with --data-dir)"
         )
-    dbs = state.open_dbs()
-    for ks in dbs:  # live objects are written back into their object logs first
-        ks.objects.checkpoint()
-    for ks in dbs:
-        ks.kv.checkpoint()
-    state.lastsave = int(time.time())
 
 
 @command("save", 1, "admin noscript no_multi", group="server")
 def save(client: Client, argv: list[bytes]) -> Any:
     """Synchronously checkpoint the databases"""
-    checkpoint(client.state)
+    state = client.state
+    _need_data_dir(state)
+    if state.bgsave is not None and state.bgsave.is_alive():
+        raise RespError("ERR Background save already in progress")  # as Redis
+    state.save()
     return OK
 
 
@@ -374,23 +475,8 @@ def bgsave(client: Client, argv: list[bytes]) -> Any:
     state = client.state
     if state.bgsave is not None and state.bgsave.is_alive():
         raise RespError("ERR Background save already in progress")
-    if state.config.store.path is None:
-        checkpoint(state)  # raises the reply that says why
-    dbs = state.open_dbs()
-    for ks in dbs:  # objects are written back on the loop thread, the checkpoint runs beside
-        ks.objects.checkpoint()
-
-    def run() -> None:
-        try:
-            for ks in dbs:
-                ks.kv.checkpoint()
-            state.lastsave = int(time.time())
-            log.info("BGSAVE done")
-        except Exception:
-            log.exception("BGSAVE failed")
-
-    state.bgsave = threading.Thread(target=run, name="bgsave", daemon=True)
-    state.bgsave.start()
+    _need_data_dir(state)
+    state.bgsave = state.bgsave_start()
     return SimpleString("Background saving started")
 
 

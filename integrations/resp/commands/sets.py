@@ -9,7 +9,7 @@ from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._objutil import create, done, drop, entry, read
 from faster_backend.integrations.resp.commands._util import to_int
 from faster_backend.integrations.resp.commands.keys import glob_matcher
-from faster_backend.integrations.resp.commands.scans import parse_scan
+from faster_backend.integrations.resp.commands.scans import parse_scan, scan_page
 from faster_backend.integrations.resp.objects import SET, WRONGTYPE
 from faster_backend.integrations.resp.table import command
 from faster_backend.integrations.resp.types import RespError
@@ -33,8 +33,10 @@ def sadd(client: Client, argv: list[bytes]) -> int:
         s.add(argv[2])
     else:
         s.update(argv[2:])
-    e.dirty = True
-    return len(s) - before
+    added = len(s) - before
+    if added:  # members already there change nothing: nothing to write back
+        client.keyspace.objects.mark(key, e)
+    return added
 
 
 @command("srem", -3, "write fast", 1, 1, 1, group=S)
@@ -141,7 +143,7 @@ def smove(client: Client, argv: list[bytes]) -> int:
     if de is None:
         de = create(client, dst, SET, set)
     de.obj.add(m)
-    de.dirty = True
+    client.keyspace.objects.mark(dst, de)
     return 1
 
 
@@ -235,7 +237,9 @@ def sintercard(client: Client, argv: list[bytes]) -> int:
 @command("sscan", -3, "readonly", 1, 1, 1, group=S, since="2.8.0")
 def sscan(client: Client, argv: list[bytes]) -> list[Any]:
     """Incrementally iterate Set elements"""
-    _cursor, match, _count, _nv = parse_scan(argv)
-    s = read(client, argv[1], SET) or set()
-    m = None if match is None else glob_matcher(match)
-    return [b"0", [v for v in s if m is None or m(v)]]
+    cursor, match, count, _nv = parse_scan(argv)
+    nxt, members = scan_page(entry(client, argv[1], SET), iter, cursor, count)
+    if match is not None:
+        m = glob_matcher(match)
+        members = [v for v in members if m(v)]
+    return [b"%d" % nxt, members]

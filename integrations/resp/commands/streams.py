@@ -155,7 +155,7 @@ def xadd(client: Client, argv: list[bytes]) -> Any:
     s.data[new_id] = fields
     s.last = new_id
     _trim(s, maxlen, minid, approx)
-    e.dirty = True
+    client.keyspace.objects.mark(key, e)
     if blocking.WAITING:
         blocking.signal(client, key)
     return fmt_id(new_id)
@@ -226,7 +226,8 @@ def xdel(client: Client, argv: list[bytes]) -> int:
             s.ids.remove(i)
             n += 1
     if n:
-        e.dirty = True  # an empty stream stays (it keeps its last ID), as in Redis
+        # An empty stream stays (it keeps its last ID), as in Redis.
+        client.keyspace.objects.mark(argv[1], e)
     return n
 
 
@@ -243,7 +244,7 @@ def xtrim(client: Client, argv: list[bytes]) -> int:
         return 0
     n = _trim(e.obj, maxlen, minid, approx)
     if n:
-        e.dirty = True
+        client.keyspace.objects.mark(argv[1], e)
     return n
 
 

@@ -13,7 +13,7 @@ from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._objutil import create, done, entry, read
 from faster_backend.integrations.resp.commands._util import SYNTAX, to_float, to_int
 from faster_backend.integrations.resp.commands.keys import glob_matcher
-from faster_backend.integrations.resp.commands.scans import parse_scan
+from faster_backend.integrations.resp.commands.scans import SMALL, parse_scan, scan_page
 from faster_backend.integrations.resp.objects import WRONGTYPE, ZSET, ZSet
 from faster_backend.integrations.resp.table import command
 from faster_backend.integrations.resp.types import RespError
@@ -140,7 +140,8 @@ def zadd(client: Client, argv: list[bytes]) -> Any:
         if new != old:
             z.add(member, new)
             changed += 1
-    done(client, key, e)
+    if added or changed or not z:  # an unchanged set has nothing to write back
+        done(client, key, e)
     if incr:
         return None if result is None else _score_reply(client, result)
     return added + changed if ch else added
@@ -158,7 +159,7 @@ def zincrby(client: Client, argv: list[bytes]) -> Any:
         done(client, argv[1], e)
         raise NAN
     z.add(argv[3], new)
-    e.dirty = True
+    client.keyspace.objects.mark(argv[1], e)
     return _score_reply(client, new)
 
 
@@ -557,13 +558,25 @@ def zpopmax(client: Client, argv: list[bytes]) -> Any:
 @command("zscan", -3, "readonly", 1, 1, 1, group=Z, since="2.8.0")
 def zscan(client: Client, argv: list[bytes]) -> list[Any]:
     """Incrementally iterate sorted sets elements and associated scores"""
-    _cursor, match, _count, _nv = parse_scan(argv)
-    z = read(client, argv[1], ZSET)
-    m = None if match is None else glob_matcher(match)
+    cursor, match, count, _nv = parse_scan(argv)
+    e = entry(client, argv[1], ZSET)
+    if e is not None and len(e.obj) <= SMALL:
+        members = [m for _s, m in e.obj.order]  # small: in score order, as Redis' listpack
+        nxt = 0
+    else:
+        nxt, members = scan_page(e, _scores, cursor, count)
+    if match is not None:
+        m = glob_matcher(match)
+        members = [v for v in members if m(v)]
     out: list[bytes] = []
-    if z is not None:
-        for s, member in z.order:
-            if m is None or m(member):
-                out.append(member)
-                out.append(fmt(s))
-    return [b"0", out]
+    if members:
+        assert e is not None
+        scores = e.obj.scores
+        for member in members:
+            out.append(member)
+            out.append(fmt(scores[member]))
+    return [b"%d" % nxt, out]
+
+
+def _scores(z: ZSet) -> Iterable[bytes]:
+    return iter(z.scores)
