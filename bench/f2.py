@@ -7,7 +7,7 @@ of the budget first (its pages get the rest, at least 1 MiB). Each store runs in
 process so that RSS per key is its own. Prints ops/s, RSS, store memory and index bytes per
 key, device bytes written per operation (write amplification), and the F2/single ratios.
 
-    python bench/f2.py [--keys 1000000] [--ops 500000] [--workloads A,B]
+    python bench/f2.py [--keys 1000000] [--ops 500000] [--workloads A,B] [--malloc tuned]
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ def child(kind: str, workload: str, n: int, ops: int, directory: str) -> dict[st
     import random
 
     from faster_backend import FasterKV
-    from faster_backend.engine.f2 import F2Kv
 
     budget = max(4 << 20, n * RECORD // 10)
     keys = make_keys(n)
@@ -48,13 +47,14 @@ def child(kind: str, workload: str, n: int, ops: int, directory: str) -> dict[st
     kv: object
     if kind == "f2":
         # everything in the budget but the hot index, which holds hot keys only
-        kv = F2Kv(
+        kv = FasterKV(
             directory,
+            tiering="f2",
             memory_size=budget,
             index_size=1 << 10,
             hot_log_size=budget,
             cold_log_size=3 * n * RECORD,
-            cold_index_chunks=1 << max(4, (n // 32).bit_length() - 1),
+            cold_index_chunks=1 << max(4, (n // 8).bit_length() - 1),  # ~8 keys a chunk
         )
     else:
         # the same budget for the log's pages and read cache as far as the index leaves room:
@@ -105,6 +105,13 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--ops", type=int, default=500_000)
     ap.add_argument("--workloads", default="A,B")
+    ap.add_argument(
+        "--malloc",
+        choices=("default", "tuned"),
+        default="default",
+        help="tuned: both children run with a static glibc mmap threshold (128 KiB) and at most"
+        " 2 malloc arenas (RSS then follows the live data instead of freed page buffers)",
+    )
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -112,7 +119,10 @@ def main() -> None:
         print(json.dumps(child(kind, workload, args.keys, args.ops, directory)))
         return
     console = Console()
-    table = Table(title=f"F2 vs single log: {args.keys:,} keys, {args.ops:,} ops, budget 10%")
+    table = Table(
+        title=f"F2 vs single log: {args.keys:,} keys, {args.ops:,} ops, budget 10%,"
+        f" {args.malloc} malloc"
+    )
     for col in ("workload", "store", "ops/s", "load ops/s", "RSS B/key", "memory B/key",
                 "index B/key", "written B/op", "read B/op"):
         table.add_column(col, justify="right")
@@ -123,7 +133,10 @@ def main() -> None:
             with tempfile.TemporaryDirectory() as d:
                 cmd = [sys.executable, __file__, "--keys", str(args.keys), "--ops", str(args.ops),
                        "--child", kind, workload, d, "-"]
-                out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+                env = dict(os.environ)
+                if args.malloc == "tuned":
+                    env.update(MALLOC_MMAP_THRESHOLD_="131072", MALLOC_ARENA_MAX="2")
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
                 res[kind] = json.loads(out.stdout.strip().splitlines()[-1])
             r = res[kind]
             table.add_row(workload, kind, f"{r['ops_s']:,.0f}", f"{r['load_ops_s']:,.0f}",

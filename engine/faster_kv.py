@@ -133,6 +133,12 @@ class _ClosedLatch:
 class FasterKv:
     """A FASTER store of bytes keys and values with optional per-record TTL."""
 
+    # The hook for a store whose keys may live below the log's begin address (F2's cold tier):
+    # with it set, ``read`` hands a chain that ends below the begin address to ``_disk_lookup``
+    # and ``upsert`` takes the slow path (``_run``) instead of treating the key as absent; the
+    # subclass continues the lookup there and in ``_find_on_device``.
+    _lookup_below_begin = False
+
     def __init__(
         self,
         *,
@@ -590,7 +596,7 @@ class FasterKv:
                     start = off + HEADER_SIZE + kl
                     return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
                 addr = info & PREV_MASK
-            if addr < hlog.begin_address:
+            if addr < hlog.begin_address and not self._lookup_below_begin:
                 self._n_misses += 1
                 return None
             begin = hlog.begin_address
@@ -726,9 +732,9 @@ class FasterKv:
                         addr = info & PREV_MASK
                     else:
                         # The chain continues on the device: the key may exist there.
-                        slow = addr >= hlog.begin_address
-                elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD:
-                    slow = True  # needs an overflow bucket, or too large
+                        slow = addr >= hlog.begin_address or self._lookup_below_begin
+                elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD or self._lookup_below_begin:
+                    slow = True  # needs an overflow bucket, too large, or may be beyond the log
             if not slow:
                 # A key not in the log: append at the tail.
                 tail = hlog.tail_address
@@ -1246,6 +1252,11 @@ class FasterKv:
             off = addr & hlog.page_mask
             info, kl, vl = _unpack_header(page, off)
             return self._live_or_none(addr, page, off, info, kl, vl, key, h)
+        return self._find_on_device(key, h, addr, hint)
+
+    def _find_on_device(self, key: bytes, h: int, addr: int, hint: Hint | None) -> Found | None:
+        """The rest of ``_find_live`` once the chain has left memory at ``addr``."""
+        hlog = self._log
         if addr < hlog.begin_address:
             return None
         if hint is None or hint[0] != addr:
@@ -1616,12 +1627,16 @@ class FasterKv:
         if (limit is not None and on_disk > max(limit, self._compaction_floor)) or (
             self.max_disk_size is not None and on_disk > self.max_disk_size
         ):
-            if self._maintenance is None:
-                self._maintenance = threading.Thread(
-                    target=self._maintenance_loop, name="faster-maintenance", daemon=True
-                )
-                self._maintenance.start()
-            self._maintenance_wake.set()
+            self._wake_maintenance()
+
+    def _wake_maintenance(self) -> None:
+        """Wake the background thread that calls ``run_maintenance`` (started on first use)."""
+        if self._maintenance is None:
+            self._maintenance = threading.Thread(
+                target=self._maintenance_loop, name="faster-maintenance", daemon=True
+            )
+            self._maintenance.start()
+        self._maintenance_wake.set()
 
     def _maintenance_loop(self) -> None:
         while True:

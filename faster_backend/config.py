@@ -50,6 +50,12 @@ class StoreConfig:
     commit_interval_ms: int = 1000
     checkpoint_kind: str = "fold-over"
     checkpoint_retention: int = 2
+    # "f2": hot and cold tiers (docs/f2.md); the cold_* and hot_* keys apply to it only
+    tiering: str = "single"
+    hot_log_size: int | None = _size(None)
+    cold_log_size: int | None = _size(None)
+    cold_index_chunks: int | None = None
+    cold_index_memory_size: int | None = _size(None)
 
 
 @dataclass
@@ -133,7 +139,15 @@ def _apply(
             )
         name = f"{section}.{key}"
         value = _convert(raw, hints[key], fields[key].metadata.get("size", False), name, from_env)
+        choices = _CHOICES.get(name)
+        if choices is not None and value not in choices:
+            raise ConfigError(
+                f"{source}: {name} must be one of {', '.join(map(repr, choices))}, got {value!r}"
+            )
         setattr(target, key, value)
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {"store.tiering": ("single", "f2")}
 
 
 def _convert(raw: Any, hint: Any, is_size: bool, name: str, from_env: bool) -> Any:

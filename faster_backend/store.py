@@ -11,6 +11,8 @@ from faster_backend.config import StoreConfig
 from faster_backend.engine.checkpoint import read_geometry
 from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import DEFAULT_SEGMENT_SIZE, open_device
+from faster_backend.engine.errors import EngineError
+from faster_backend.engine.f2.manifest import SLOT_NAMES as F2_MANIFESTS
 from faster_backend.engine.faster_kv import GEOMETRY_FILE, FasterKv
 from faster_backend.engine.sizes import parse_size
 
@@ -24,13 +26,45 @@ def _size(value: int | str | None, name: str) -> int | None:
     return None if value is None else parse_size(value, name=name)
 
 
+TIERINGS = ("single", "f2")
+# FasterKV arguments that mean nothing to one of the two tierings (None: not given)
+_SINGLE_ONLY = ("log_size_limit", "max_disk_size")
+_F2_ONLY = ("hot_log_size", "cold_log_size", "cold_index_chunks", "cold_index_memory_size")
+
+
 class FasterKV(FasterKv):
     """A FASTER store; ``path=None`` keeps everything in memory.
 
     With a ``path`` the log's on-disk region lives in ``<path>/log`` on a ``device`` ("auto",
     "file", "io_uring"), so the store holds far more than ``memory_size``; the directory is
     locked for this process (a second opener gets DataDirLockedError naming the holder).
+
+    ``tiering="f2"`` opens F2's hot and cold tiers instead (an ``F2Kv``, same API; needs a
+    ``path``; ``hot_log_size``, ``cold_log_size``, ``cold_index_chunks`` and
+    ``cold_index_memory_size`` size them, see docs/f2.md).
     """
+
+    def __new__(cls, *args: Any, tiering: str = "single", **kwargs: Any) -> Any:
+        if tiering not in TIERINGS:
+            raise ValueError(f"tiering must be 'single' or 'f2', got {tiering!r}")
+        if tiering == "single":
+            return super().__new__(cls)
+        from faster_backend.engine.f2 import F2Kv
+
+        for name in _SINGLE_ONLY:
+            if kwargs.pop(name, None) is not None:
+                raise ValueError(
+                    f"{name} applies to tiering='single'; F2 sizes its tiers with hot_log_size"
+                    " and cold_log_size"
+                )
+        names = ("path", "memory_size", "index_size")
+        kwargs.update(zip(names, args, strict=False))
+        if kwargs.get("path") is None:
+            raise ValueError("tiering='f2' needs a path (a data directory)")
+        for name in ("segment_size", "read_cache_size", "page_size"):
+            if name in kwargs and kwargs[name] is None:
+                del kwargs[name]  # F2's own default
+        return F2Kv(**kwargs)
 
     def __init__(
         self,
@@ -51,7 +85,20 @@ class FasterKV(FasterKv):
         commit_interval_ms: int = 1000,
         checkpoint_kind: str = "fold-over",
         checkpoint_retention: int = 2,
+        tiering: str = "single",
+        hot_log_size: int | str | None = None,
+        cold_log_size: int | str | None = None,
+        cold_index_chunks: int | None = None,
+        cold_index_memory_size: int | str | None = None,
     ) -> None:
+        # tiering="f2" never gets here (__new__ returns an F2Kv)
+        for name, given in zip(
+            _F2_ONLY,
+            (hot_log_size, cold_log_size, cold_index_chunks, cold_index_memory_size),
+            strict=True,
+        ):
+            if given is not None:
+                raise ValueError(f"{name} applies to tiering='f2' only")
         memory = parse_size(memory_size, name="memory_size")
         self.data_dir = DataDir(path) if path is not None else None
         dev = None
@@ -72,6 +119,10 @@ class FasterKV(FasterKv):
                                 f" it cannot be opened with {name}={given}"
                             )
                     pages, segments = stored
+                if any((self.data_dir.path / name).exists() for name in F2_MANIFESTS):
+                    raise EngineError(
+                        f"{self.data_dir.path} holds an F2 store; open it with tiering='f2'"
+                    )
                 log_dir = self.data_dir.path / LOG_DIR
                 log_dir.mkdir(exist_ok=True)
                 self._discard_unrecoverable(log_dir)
@@ -125,6 +176,7 @@ class FasterKV(FasterKv):
 
     @classmethod
     def from_config(cls, config: StoreConfig, **overrides: Any) -> FasterKV:
+        """The store ``config`` describes (``tiering="f2"``: an F2Kv, same API)."""
         args: dict[str, Any] = {
             "path": config.path,
             "memory_size": config.memory_size,
@@ -142,7 +194,15 @@ class FasterKV(FasterKv):
             "commit_interval_ms": config.commit_interval_ms,
             "checkpoint_kind": config.checkpoint_kind,
             "checkpoint_retention": config.checkpoint_retention,
+            "tiering": config.tiering,
         }
+        if config.tiering == "f2":
+            args.update(
+                hot_log_size=config.hot_log_size,
+                cold_log_size=config.cold_log_size,
+                cold_index_chunks=config.cold_index_chunks,
+                cold_index_memory_size=config.cold_index_memory_size,
+            )
         args.update(overrides)
         return cls(**args)
 

@@ -106,8 +106,15 @@ class ColdIndex:
 
         self.store.rmw(_CHUNK_KEY.pack(number), update)
 
-    def clear(self) -> None:
-        self.store.clear()
+    def close(self) -> None:
+        ColdIndex.close_store(self.store)
+
+    @staticmethod
+    def close_store(store: FasterKv) -> None:
+        """Close the chunk store without the checkpoint FasterKv takes at close: the cold
+        index's durable state is the chunk checkpoint that an F2 manifest names."""
+        store._checkpoints = None
+        store.close()
 
     def stats(self) -> dict[str, int]:
         st = self.store.stats()

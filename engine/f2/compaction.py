@@ -57,7 +57,9 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 if newest[key] != addr:
                     continue  # an older version inside the range
                 h = xxh3_64_intdigest(key)
-                if kv._hot_has_record_from(key, h, until):
+                # [until, head) is on the device and immutable (only this compaction
+                # truncates the hot log): a record of the key there supersedes ``addr``
+                if kv._hot_state(key, h, until) is not None:
                     continue  # superseded by a newer hot record (``addr`` is the newest below)
                 if info & TOMBSTONE:
                     found = cold.lookup(key, h)
@@ -68,13 +70,18 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         finally:
             # Before truncating: from now on readers may reach these keys' cold records.
             kv._cold_cache.invalidate(newest)
+        kv._n_cold_records += moved
+        # Durable before the hot log lets go of the range, in this order: the hot store (it
+        # holds every moved record and every hot record that made a move unnecessary), then
+        # the cold tier with a manifest valid for a hot log beginning at ``begin`` or ``until``.
+        kv.commit()
+        kv._persist_cold(begin, until)
         with kv._lock:
             hlog.truncate_until(until)
             kv._read_cache.drop_below(until)
             kv._n_hot_records -= n_records
             kv._n_hot_cold += 1
             kv._n_hot_cold_moved += moved
-        kv._n_cold_records += moved
     kv._clean_hot_index()
     log.debug("hot-cold compaction of [%d, %d): %d records moved", begin, until, moved)
     return moved
@@ -116,9 +123,14 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
                     copied += 1
         finally:
             kv._cold_cache.invalidate(newest)
+        # The hot records that shadowed the dropped cold ones (and the tombstones of expired
+        # ones) become durable before the manifest that no longer has the cold records.
+        kv.commit()
         cold.truncate_until(until)
         kv._n_cold_records += copied - n_records
         kv._n_cold_cold += 1
         kv._n_cold_cold_copied += copied
+        hot_begin = kv._log.begin_address
+        kv._persist_cold(hot_begin, hot_begin)
     log.debug("cold-cold compaction of [%d, %d): %d records copied", begin, until, copied)
     return copied

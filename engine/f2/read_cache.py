@@ -3,10 +3,10 @@
 It sits between the hot index and the cold index on the read path, so a read-hot cold key costs
 neither a cold-index lookup nor a cold-log read. Entries are FIFO with FASTER's second chance (a
 hit in the oldest ``second_chance`` fraction moves the entry to the tail). Whoever changes the
-cold tier for a key (a compaction) calls ``invalidate``; a reader inserts what it read only if
-that key was not invalidated since it started reading (``epoch``), so a slow reader never caches
-a version that a compaction has superseded meanwhile. Invalidated keys are remembered for the
-last ``_KEEP_EPOCHS`` invalidations; a reader older than that is refused outright.
+cold tier for some keys (a compaction) calls ``invalidate`` with them; a reader inserts what it
+read only if no invalidation happened since it started reading (``epoch``), so a slow reader
+never caches a version that a compaction superseded meanwhile. Compactions are rare next to
+reads, so refusing those few inserts costs little, and no invalidated keys are kept in memory.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-_ENTRY_OVERHEAD = 120  # dict slot, tuple and bytes headers per entry, roughly
-_KEEP_EPOCHS = 2
+# Python objects per entry beyond the key's and record's bytes: the OrderedDict slot and node,
+# the (address, record, position) tuple, two ints and two bytes headers (measured, CPython 3.11)
+_ENTRY_OVERHEAD = 288
 
 
 class KeyReadCache:
@@ -27,8 +28,6 @@ class KeyReadCache:
         self._lock = threading.Lock()
         self._pos = 0  # logical bytes ever inserted: an entry's position in the FIFO
         self.epoch = 0
-        # key -> epoch of its last invalidation, for the last _KEEP_EPOCHS epochs
-        self._invalidated: list[set[bytes]] = []
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -56,15 +55,8 @@ class KeyReadCache:
         if cost > self.capacity:
             return
         with self._lock:
-            if key in self._entries:
-                return
-            if epoch != self.epoch:
-                recent = self._invalidated
-                if self.epoch - epoch > len(recent):
-                    return  # older than what is remembered
-                for keys in recent[len(recent) - (self.epoch - epoch) :]:
-                    if key in keys:
-                        return
+            if epoch != self.epoch or key in self._entries:
+                return  # the cold tier changed since this reader started
             self._entries[key] = (addr, rec, self._pos)
             self._pos += len(rec) + _ENTRY_OVERHEAD
             self.bytes += cost
@@ -73,21 +65,16 @@ class KeyReadCache:
                 self.bytes -= len(old) + len(k) + _ENTRY_OVERHEAD
 
     def invalidate(self, keys: Iterable[bytes]) -> None:
-        gone = set(keys)
         with self._lock:
             self.epoch += 1
-            self._invalidated.append(gone)
-            if len(self._invalidated) > _KEEP_EPOCHS:
-                del self._invalidated[0]
-            for key in gone:
+            for key in keys:
                 entry = self._entries.pop(key, None)
                 if entry is not None:
                     self.bytes -= len(entry[1]) + len(key) + _ENTRY_OVERHEAD
 
     def clear(self) -> None:
         with self._lock:
-            self.epoch += _KEEP_EPOCHS + 1  # refuses every read that started before
-            self._invalidated.clear()
+            self.epoch += 1  # refuses every read that started before
             self._entries.clear()
             self.bytes = 0
 

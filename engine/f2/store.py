@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,8 @@ from typing import Any, TypeVar
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine import faster_kv as _fkv
-from faster_backend.engine.address import FIRST_ADDRESS
+from faster_backend.engine.address import MAX_ADDRESS
+from faster_backend.engine.checkpoint import read_geometry
 from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import (
     DEFAULT_SEGMENT_SIZE,
@@ -44,8 +46,15 @@ from faster_backend.engine.errors import EngineError, RecordTooLargeError
 from faster_backend.engine.f2 import compaction
 from faster_backend.engine.f2.cold_index import CHUNK_BYTES, ColdIndex
 from faster_backend.engine.f2.cold_log import ColdLog
+from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
 from faster_backend.engine.f2.read_cache import KeyReadCache
+from faster_backend.engine.f2.recovery import (
+    choose_manifest,
+    pin_chunk_checkpoint,
+    restore_cold_log,
+)
 from faster_backend.engine.faster_kv import (
+    GEOMETRY_FILE,
     FasterKv,
     Found,
     Hint,
@@ -55,15 +64,11 @@ from faster_backend.engine.faster_kv import (
 from faster_backend.engine.hash_bucket import (
     ADDRESS_MASK,
     BUCKET,
-    HASH_TAG_SHIFT,
-    TAG_SHIFT,
     TENTATIVE,
 )
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.record import (
     EXPIRY,
-    EXPIRY_SIZE,
-    HAS_EXPIRY,
     HEADER,
     HEADER_SIZE,
     PREV_MASK,
@@ -99,6 +104,8 @@ def _size(value: int | str | None, name: str) -> int | None:
 class F2Kv(FasterKv):
     """A two-tier (hot/cold) FASTER store; same API as FasterKv. ``path`` is required."""
 
+    _lookup_below_begin = True  # a hot chain that ends below the hot begin goes on in the cold
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -109,40 +116,54 @@ class F2Kv(FasterKv):
         mutable_fraction: float = 0.6,
         index_load_factor: float = 6.0,
         device: str = "auto",
-        segment_size: int | str = DEFAULT_SEGMENT_SIZE,
+        segment_size: int | str | None = None,
         hot_log_size: int | str | None = None,
         cold_log_size: int | str | None = None,
-        cold_index_chunks: int = 1 << 14,
+        cold_index_chunks: int | None = None,
         cold_index_memory_size: int | str | None = None,
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
         compaction_fraction: float = 0.2,
         cold_compaction_fraction: float = 0.2,
+        durability: str = "none",
+        commit_interval_ms: int = 1000,
+        checkpoint_kind: str = "fold-over",
+        checkpoint_retention: int = 2,
     ) -> None:
         memory = parse_size(memory_size, name="memory_size")
-        page = _size(page_size, "page_size") or default_page_size(memory)
-        segment = parse_size(segment_size, name="segment_size")
         index_memory = _size(cold_index_memory_size, "cold_index_memory_size")
         if index_memory is None:
             index_memory = max(64 << 10, memory // 6)
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
             cache = memory // 4
-        # The cold log only appends (one page filling, one flushing): small pages suffice. A
-        # record must fit in a cold page, which bounds record sizes (checked in _write).
-        cold_page = max(4096, page // 4)
-        hot_memory = memory - index_memory - cache - 2 * cold_page
-        if hot_memory < 2 * page:
-            raise ValueError(
-                f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot log"
-                " needs 2 pages after the cold log's 2 pages, the cold index and the read cache"
-            )
+        if not 0.0 < cold_compaction_fraction <= 1.0:
+            raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.data_dir = DataDir(path)
         devices: list[StorageDevice] = []
+        hot_open = False
         index_store: FasterKv | None = None
         try:
             root = self.data_dir.path
-            _prepare_layout(root)
+            slots = ManifestSlots(root)
+            existing = slots.exist()
+            _prepare_layout(root, fresh=not existing)
+            page, segment = _geometry(
+                root / HOT_DIR,
+                _size(page_size, "page_size"),
+                _size(segment_size, "segment_size"),
+                memory,
+            )
+            # The cold log only appends (one page filling, one flushing): small pages suffice.
+            # A record must fit in a cold page, which bounds record sizes (checked in _write).
+            cold_page = max(4096, page // 4)
+            hot_memory = memory - index_memory - cache - 2 * cold_page
+            if hot_memory < 2 * page:
+                raise ValueError(
+                    f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot"
+                    " log needs 2 pages after the cold log's 2 pages, the cold index and the"
+                    " read cache"
+                )
             hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
             devices.append(hot_dev)
             cold_dev = open_device(device, root / COLD_DIR, name=COLD_NAME, segment_size=segment)
@@ -151,18 +172,8 @@ class F2Kv(FasterKv):
                 device, root / INDEX_DIR, name=INDEX_NAME, segment_size=segment
             )
             devices.append(index_dev)
-            index_page = default_page_size(index_memory)
-            index_store = FasterKv(
-                memory_size=index_memory,
-                index_size=max(16, cold_index_chunks // 8),
-                page_size=index_page,
-                device=index_dev,
-                # chunk updates append when the chunk left the mutable region; keep the log
-                # within a few times the chunks' size by compacting it in the background
-                log_size_limit=max(4 * index_memory, 3 * cold_index_chunks * (CHUNK_BYTES + 32)),
-            )
-            cold_index = ColdIndex(index_store, cold_index_chunks)
-            self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
+            # The hot store recovers by itself (checkpoints + commits: the CPR prefix); the
+            # cold tier then goes back to the manifest that fits it.
             super().__init__(
                 memory_size=hot_memory,
                 index_size=index_size,
@@ -172,11 +183,55 @@ class F2Kv(FasterKv):
                 device=hot_dev,
                 read_cache_size=0,
                 compaction_fraction=compaction_fraction,
+                state_dir=root / HOT_DIR,
+                durability=durability,
+                commit_interval=commit_interval_ms / 1000.0,
+                checkpoint_kind=checkpoint_kind,
+                checkpoint_retention=checkpoint_retention,
             )
+            devices.remove(hot_dev)
+            hot_open = True
+            manifest = None
+            if existing:
+                manifest = choose_manifest(slots, self._log.begin_address, root / INDEX_DIR)
+                kept = manifest.cold_index_chunks
+                if cold_index_chunks is not None and cold_index_chunks != kept:
+                    raise ValueError(
+                        f"{root} was created with cold_index_chunks={kept}; it cannot be"
+                        f" opened with cold_index_chunks={cold_index_chunks}"
+                    )
+                if manifest.cold_page_size != cold_page:
+                    raise EngineError(
+                        f"{root}: the F2 manifest's cold page size {manifest.cold_page_size}"
+                        f" does not match {cold_page} (from page_size {page})"
+                    )
+                cold_index_chunks = manifest.cold_index_chunks
+                pin_chunk_checkpoint(root / INDEX_DIR, manifest.chunk_checkpoint)
+            n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
+            index_page = _geometry(root / INDEX_DIR, None, segment, index_memory)[0]
+            index_store = FasterKv(
+                memory_size=index_memory,
+                index_size=max(16, n_chunks // 8),
+                page_size=index_page,
+                device=index_dev,
+                # chunk updates append when the chunk left the mutable region; keep the log
+                # within a few times the chunks' size by compacting it in the background
+                log_size_limit=max(4 * index_memory, 3 * n_chunks * (CHUNK_BYTES + 32)),
+                state_dir=root / INDEX_DIR,
+                # the current and the previous manifest's checkpoints, plus one being written
+                checkpoint_retention=3,
+            )
+            devices.remove(index_dev)
+            cold_index = ColdIndex(index_store, n_chunks)
+            self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
+            if manifest is not None:
+                restore_cold_log(self._cold.log, manifest)
         except BaseException:
             if index_store is not None:
-                index_store.close()  # closes its device
-                devices.remove(index_dev)
+                ColdIndex.close_store(index_store)
+            if hot_open:
+                self._checkpoints = None  # never opened: no checkpoint at close
+                FasterKv.close(self)
             for dev in devices:
                 dev.close()
             self.data_dir.release()
@@ -184,34 +239,86 @@ class F2Kv(FasterKv):
         self.total_memory_size = memory
         self.hot_log_size = _size(hot_log_size, "hot_log_size") or 2 * hot_memory
         self.cold_log_size = _size(cold_log_size, "cold_log_size")
-        if not 0.0 < cold_compaction_fraction <= 1.0:
-            raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.cold_compaction_fraction = cold_compaction_fraction
         self._cold_trigger = self.cold_log_size
         self._cold_index = cold_index
         self._index_store = index_store
+        self._manifests = slots
         self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
         self._maint_lock = threading.Lock()
         self._f2_stopping = False
-        self._f2_thread: threading.Thread | None = None
-        self._f2_wake = threading.Event()
         # Back-pressure: writers wait while the hot log is past 1.5x hot_log_size, so that the
         # compaction thread (which needs the GIL too) keeps up with them.
         self._hot_room = threading.Event()
         self._hot_room.set()
-        self._f2_error: BaseException | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._token_lock = threading.Lock()
         self._token_seq = 0
         self._pending_keys: dict[int, bytes] = {}
-        self._n_cold_reads = self._n_cold_index_reads = self._n_cold_index_by_reads = 0
+        self._n_cold_reads = self._n_cold_index_reads = 0
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
+        self._hot_checkpoint = 0
+        if manifest is None:
+            with self._cold.write_lock:
+                begin = self._log.begin_address
+                self._persist_cold(begin, begin)  # the first manifest: an empty cold tier
+        else:
+            self._n_cold_records = manifest.cold_records
+            self._hot_checkpoint = manifest.hot_checkpoint
+            hlog = self._log
+            records = hlog.records(hlog.begin_address, hlog.tail_address)
+            self._n_hot_records = sum(1 for _ in records)
+
+    # -- persistence: the cold tier's manifest ---------------------------------------------
+
+    def _persist_cold(self, hot_low: int, hot_high: int) -> None:
+        """Make the cold tier durable and name it in a new manifest valid for a hot log that
+        begins in [hot_low, hot_high]. The caller holds the cold log's write lock and has
+        committed the hot store since the cold tier last changed, so the cold tier never holds
+        a record (or lacks one shadowed by a hot record) that the recovered hot state has not
+        seen."""
+        cold = self._cold
+        hlog = cold.log
+        hlog.flush_tail()
+        cold.device.flush()
+        chunk_seq = self._index_store.checkpoint("fold-over")
+        begin, tail = hlog.begin_address, hlog.tail_address
+        first = begin >> hlog.page_bits
+        sums = hlog.page_sums
+        manifest = Manifest(
+            seq=self._manifests.next_seq(),
+            cold_begin=begin,
+            cold_tail=tail,
+            cold_tail_sum=hlog.tail_checksum(tail),
+            cold_records=self._n_cold_records,
+            chunk_checkpoint=chunk_seq,
+            cold_index_chunks=self._cold_index.n_chunks,
+            cold_page_size=cold.page_size,
+            hot_begin_low=hot_low,
+            hot_begin_high=hot_high,
+            hot_checkpoint=self._hot_checkpoint,
+            first_page=first,
+            page_sums=[sums[p] for p in range(first, tail >> hlog.page_bits)],
+        )
+        self._manifests.write(manifest)
+        hlog.release_truncated(min(self._manifests.cold_begins()))
+
+    def checkpoint(self, kind: str | None = None) -> int:
+        """Checkpoint the hot store (``kind`` as in FasterKv) with the compactions paused, then
+        the cold tier (its log, a chunk-store checkpoint and a new manifest)."""
+        with self._maint_lock:
+            seq = super().checkpoint(kind)
+            self._hot_checkpoint = seq
+            with self._cold.write_lock:
+                begin = self._log.begin_address
+                self._persist_cold(begin, begin)
+            return seq
 
     # -- the cold tier on the read path ------------------------------------------------------
 
-    def _cold_lookup(self, key: bytes, h: int, by_read: bool = False) -> tuple[int, bytes] | None:
+    def _cold_lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
         """(-cold address, record) of ``key``'s newest cold record (maybe a tombstone)."""
         self._n_cold_reads += 1
         cache = self._cold_cache
@@ -220,94 +327,14 @@ class F2Kv(FasterKv):
             return -hit[0], hit[1]
         epoch = cache.epoch
         self._n_cold_index_reads += 1
-        if by_read:
-            self._n_cold_index_by_reads += 1
         found = self._cold.lookup(key, h)
         if found is None:
             return None
         cache.put(key, found[0], found[1], epoch)
         return -found[0], found[1]
 
-    def read(self, key: bytes) -> bytes | None:
-        """The value stored under ``key``, or None if absent, deleted or expired."""
-        h = xxh3_64_intdigest(key)
-        tag = (h >> HASH_TAG_SHIFT) or 1
-        lock = self._lock
-        lock.acquire()
-        try:
-            self._n_reads += 1
-            ix = self._index
-            addr = 0
-            if ix.old is None:
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> TAG_SHIFT == tag:
-                            addr = e & ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-            else:
-                addr = ix.find(h)
-            hlog = self._log
-            head = hlog.head_address
-            pages = hlog.pages
-            bits = hlog.page_bits
-            pmask = hlog.page_mask
-            klen = len(key)
-            while addr >= head:
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                    if info & TOMBSTONE:
-                        return None
-                    if info & HAS_EXPIRY:
-                        size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
-                        if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _fkv._now() * 1000:  # type: ignore[arg-type]
-                            self._expire_at(addr, key, h)
-                            return None
-                    self._n_hits += 1
-                    start = off + HEADER_SIZE + kl
-                    return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
-                addr = info & PREV_MASK
-            begin = hlog.begin_address
-        finally:
-            lock.release()
-        try:
-            found = FasterKv._disk_lookup(self, key, addr) if addr >= begin else None
-            if found is None:
-                found = self._cold_lookup(key, h, True)
-        except AddressTruncatedError:
-            return self.read(key)  # a compaction moved the chain meanwhile: look again
-        if found is None:
-            return None
-        rec = found[1]
-        info, kl, vl = _unpack_header(rec, 0)
-        if info & TOMBSTONE or _fkv._expired(rec, 0, info, kl, vl):
-            return None
-        self._n_hits += 1
-        return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
-
-    def _find_live(self, key: bytes, h: int, hint: Hint | None = None) -> Found | None:
+    def _find_on_device(self, key: bytes, h: int, addr: int, hint: Hint | None) -> Found | None:
         hlog = self._log
-        addr = self._index.find(h)
-        head = hlog.head_address
-        klen = len(key)
-        while addr >= head:
-            page = hlog.pages[addr >> hlog.page_bits]
-            assert page is not None
-            off = addr & hlog.page_mask
-            info, kl, vl = _unpack_header(page, off)
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                return self._live_or_none(addr, page, off, info, kl, vl, key, h)
-            addr = info & PREV_MASK
         begin = hlog.begin_address
         want = addr if addr >= begin else COLD | begin
         if hint is None or hint[0] != want:
@@ -397,67 +424,6 @@ class F2Kv(FasterKv):
 
     # -- writes ------------------------------------------------------------------------------
 
-    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
-        """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
-        h = xxh3_64_intdigest(key)
-        if ttl is not None:
-            if ttl <= 0:
-                self.delete(key)
-                return
-            self._upsert_slow(key, h, value, _fkv.expiry_ms(ttl))
-            return
-        tag = (h >> HASH_TAG_SHIFT) or 1
-        lock = self._lock
-        lock.acquire()
-        try:
-            ix = self._index
-            if ix.old is None:
-                # Fast path: an in-place update in the mutable region. Everything else needs
-                # to know whether the key lives in the cold tier (for an exact len()).
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                addr = 0
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> TAG_SHIFT == tag:
-                            addr = e & ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-                hlog = self._log
-                ro = hlog.read_only_address
-                pages = hlog.pages
-                bits = hlog.page_bits
-                pmask = hlog.page_mask
-                klen = len(key)
-                vlen = len(value)
-                size = (HEADER_SIZE + klen + vlen + 7) & ~7
-                while addr >= ro:
-                    page = pages[addr >> bits]
-                    off = addr & pmask
-                    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                    if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                        if not info & (TOMBSTONE | HAS_EXPIRY) and (
-                            (HEADER_SIZE + kl + vl + 7) & ~7 == size
-                        ):
-                            start = off + HEADER_SIZE + kl
-                            page[start : start + vlen] = value  # type: ignore[index]
-                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
-                            self._n_upserts += 1
-                            self._n_in_place += 1
-                            self._after_write()
-                            return
-                        break
-                    addr = info & PREV_MASK
-        finally:
-            lock.release()
-        self._upsert_slow(key, h, value, None)
-
     def _write(
         self, key: bytes, h: int, value: bytes, expiry: int | None, found: Found | None
     ) -> None:
@@ -496,52 +462,36 @@ class F2Kv(FasterKv):
     def clear(self) -> None:
         """Remove every key from both tiers (and their files)."""
         with self._maint_lock, self._cold.write_lock:
+            cold = self._cold
             # The cold tier first: a reader then never sees an older cold version of a key
-            # whose newer hot version is already gone.
+            # whose newer hot version is already gone. The chunk store keeps its chunks: their
+            # entries all point below the new cold begin address, which ends every chain.
             with self._lock:
-                cold = self._cold
                 old = cold.log
                 old.wait_flushed(old.read_only_address)
                 start = ((old.tail_address >> old.page_bits) + 1) << old.page_bits
-                start = max(FIRST_ADDRESS, start)
                 cold.log = HybridLog(
                     old.page_size, old.memory_pages, 1e-9, None, old.device, start
                 )
-                cold.device.truncate(start)
-                self._cold_index.clear()
                 self._cold_cache.clear()
                 self._n_cold_records = 0
+                hlog = self._log
+                hot_start = ((hlog.tail_address >> hlog.page_bits) + 1) << hlog.page_bits
+            # Valid for any hot log that begins where the hot clear starts it or later: until
+            # the cleared hot store is committed, recovery takes the previous manifest, whose
+            # cold files stay until both manifests name the cleared state.
+            self._persist_cold(hot_start, MAX_ADDRESS)
             FasterKv.clear(self)
             self._n_hot_records = 0
+            self.commit()
+            begin = self._log.begin_address
+            self._persist_cold(begin, begin)
 
     # -- hot/cold bookkeeping for compactions ------------------------------------------------
 
-    def _hot_has_record_from(self, key: bytes, h: int, until: int) -> bool:
-        """Whether ``key`` has a hot record (any kind) at or above ``until``."""
-        klen = len(key)
-        with self._lock:
-            hlog = self._log
-            addr = self._index.find(h)
-            head = hlog.head_address
-            while addr >= head:
-                page = hlog.pages[addr >> hlog.page_bits]
-                assert page is not None
-                off = addr & hlog.page_mask
-                info, kl, _ = _unpack_header(page, off)
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                    return addr >= until
-                addr = info & PREV_MASK
-        # [until, head) is on the device and immutable; only this compaction truncates it.
-        while addr >= until:
-            rec = self._read_record(addr)
-            info, kl, _ = _unpack_header(rec, 0)
-            if kl == klen and rec.startswith(key, HEADER_SIZE):
-                return True
-            addr = info & PREV_MASK
-        return False
-
-    def _hot_state(self, key: bytes, h: int) -> tuple[int, bool] | None:
-        """(address, live) of ``key``'s newest hot record, or None if it has none."""
+    def _hot_state(self, key: bytes, h: int, stop: int = 0) -> tuple[int, bool] | None:
+        """(address, live) of ``key``'s newest hot record at or above ``stop`` (default: the
+        hot begin address), or None if it has none there."""
         klen = len(key)
         now_ms = _fkv._now() * 1000
         with self._lock:
@@ -554,11 +504,13 @@ class F2Kv(FasterKv):
                 off = addr & hlog.page_mask
                 info, kl, vl = _unpack_header(page, off)
                 if kl == klen and page.startswith(key, off + HEADER_SIZE):
+                    if addr < stop:
+                        return None
                     exp = _fkv._expiry_of(page, off, info, kl, vl)
                     return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
                 addr = info & PREV_MASK
         try:
-            while addr >= self._log.begin_address:
+            while addr >= max(stop, self._log.begin_address):
                 rec = self._read_record(addr)
                 info, kl, vl = _unpack_header(rec, 0)
                 if kl == klen and rec.startswith(key, HEADER_SIZE):
@@ -632,7 +584,7 @@ class F2Kv(FasterKv):
 
     def _run(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
         result = super()._run(key, h, op)
-        if not self._hot_room.is_set() and threading.current_thread() is not self._f2_thread:
+        if not self._hot_room.is_set() and threading.current_thread() is not self._maintenance:
             self._hot_room.wait(1.0)  # bounded: a stalled compaction slows writers, never stops
         return result
 
@@ -642,26 +594,7 @@ class F2Kv(FasterKv):
         if hot_over and hlog.tail_address - hlog.begin_address > self.hot_log_size * 3 // 2:
             self._hot_room.clear()  # set again by the compaction thread woken just below
         if hot_over or self._cold_over():
-            if self._f2_thread is None:
-                self._f2_thread = threading.Thread(
-                    target=self._f2_loop, name="f2-compaction", daemon=True
-                )
-                self._f2_thread.start()
-            self._f2_wake.set()
-
-    def _f2_loop(self) -> None:
-        while True:
-            self._f2_wake.wait()
-            self._f2_wake.clear()
-            if self._f2_stopping:
-                return
-            try:
-                self.run_maintenance()
-            except Exception as exc:  # kept for stats and logged; the store goes on
-                if self._f2_stopping:
-                    return
-                self._f2_error = exc
-                log.exception("F2 background compaction failed")
+            self._wake_maintenance()  # FasterKv's background thread runs run_maintenance
 
     def run_maintenance(self) -> None:
         """Run hot-cold and cold-cold compactions while the tiers exceed their sizes."""
@@ -703,19 +636,16 @@ class F2Kv(FasterKv):
         """Stop the compactions, then release both tiers' memory and files."""
         if self._closed:
             return
-        self._f2_stopping = True
+        self._f2_stopping = True  # a running compaction stops early; FasterKv.close joins it
         self._hot_room.set()
-        self._f2_wake.set()
-        if self._f2_thread is not None:
-            self._f2_thread.join()
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         try:
-            super().close()
+            super().close()  # takes a checkpoint (self.checkpoint: both tiers)
         finally:
             try:
                 self._cold.device.close()
-                self._index_store.close()
+                self._cold_index.close()
             finally:
                 self._cold_cache.clear()
                 self.data_dir.release()
@@ -795,7 +725,10 @@ class F2Kv(FasterKv):
             hlog = self._log
             hot_bytes = hlog.tail_address - hlog.begin_address
         cold_memory = cold.log.memory_bytes()
-        reads = max(1, self._n_reads)
+        manifest = max(
+            (m for m in self._manifests.current if m is not None), key=lambda m: m.seq, default=None
+        )
+        reads = max(1, st["reads"])
         st.update(
             {
                 "tiering": "f2",
@@ -810,12 +743,14 @@ class F2Kv(FasterKv):
                 "cold_log_begin_address": cold.begin_address,
                 "cold_log_tail_address": cold.tail_address,
                 "cold_log_memory_bytes": cold_memory,
+                "cold_log_durable_tail": manifest.cold_tail if manifest else 0,
+                "f2_manifest_seq": manifest.seq if manifest else 0,
                 "cold_disk_reads": cold.disk_reads,
                 "cold_reads": self._n_cold_reads,
                 "cold_index_reads": self._n_cold_index_reads,
-                # blind upserts of keys not in the hot log look the cold tier up too (so that
-                # len() stays exact): counted in cold_index_reads, not per read
-                "cold_index_lookups_per_read": self._n_cold_index_by_reads / reads,
+                # every operation's cold-index lookups (an upsert of a key that is not in the
+                # hot log's memory looks the cold tier up too, for an exact len()) per read
+                "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
                 "cold_read_cache_bytes": rc.bytes,
                 "cold_read_cache_records": len(rc),
                 "cold_read_cache_hits": rc.hits,
@@ -824,7 +759,7 @@ class F2Kv(FasterKv):
                 "hot_cold_moved_records": self._n_hot_cold_moved,
                 "cold_cold_compactions": self._n_cold_cold,
                 "cold_cold_copied_records": self._n_cold_cold_copied,
-                "compaction_error": repr(self._f2_error) if self._f2_error else None,
+                "compaction_error": st["maintenance_error"],
                 "device_bytes_read": hot_dev["bytes_read"]
                 + cold_dev["bytes_read"]
                 + index_dev["bytes_read"],
@@ -845,28 +780,47 @@ class F2Kv(FasterKv):
         return st
 
 
-def _prepare_layout(root: Path) -> None:
-    """Refuse a single-log store's directory; start fresh (with a warning) over old F2 files.
+def _geometry(
+    state_dir: Path, page: int | None, segment: int | None, memory: int
+) -> tuple[int, int]:
+    """(page size, segment size) of a store: the ones it was created with, if it exists."""
+    stored = read_geometry(state_dir / GEOMETRY_FILE)
+    if stored is None:
+        return page or default_page_size(memory), segment or DEFAULT_SEGMENT_SIZE
+    for name, given, kept in (("page_size", page, stored[0]), ("segment_size", segment, stored[1])):
+        if given is not None and given != kept:
+            raise ValueError(
+                f"{state_dir.parent} was created with {name}={kept}; it cannot be opened with"
+                f" {name}={given}"
+            )
+    return stored
 
-    F2 has no checkpoints yet, so log segments from an earlier run cannot be interpreted: they
-    are deleted rather than misread.
-    """
+
+def _prepare_layout(root: Path, fresh: bool) -> None:
+    """Refuse a single-log store's directory; make the three stores' directories. Without a
+    manifest nothing of an earlier run is recoverable (it never wrote its first manifest, or
+    it predates F2 persistence): its files are deleted, with a warning, rather than misread."""
     single = root / SINGLE_LOG_DIR
     if single.is_dir() and any(single.iterdir()):
         raise EngineError(
             f"{root} holds a single-log store ({single}); open it without tiering='f2' or use"
             " another path for an F2 store"
         )
-    for sub, name in ((HOT_DIR, HOT_NAME), (COLD_DIR, COLD_NAME), (INDEX_DIR, INDEX_NAME)):
+    for sub in (HOT_DIR, COLD_DIR, INDEX_DIR):
         d = root / sub
         d.mkdir(exist_ok=True)
-        old = sorted(d.glob(f"{name}.*"))
+        if not fresh:
+            continue
+        old = sorted(d.iterdir())
         if old:
             log.warning(
-                "%s: discarding %d F2 log segment(s) from an earlier run (F2 has no"
-                " checkpoints yet); starting empty",
+                "%s: discarding %d file(s) of an earlier F2 run that left no manifest;"
+                " starting empty",
                 d,
                 len(old),
             )
             for f in old:
-                f.unlink()
+                if f.is_dir():
+                    shutil.rmtree(f)
+                else:
+                    f.unlink()

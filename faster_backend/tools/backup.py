@@ -16,8 +16,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from faster_backend.engine.checkpoint import CommitLog, CorruptFileError, decode_info
+from faster_backend.engine.checkpoint import (
+    CommitLog,
+    CorruptFileError,
+    decode_info,
+    write_geometry,
+)
 from faster_backend.engine.data_dir import DataDir, DataDirLockedError
+from faster_backend.engine.faster_kv import GEOMETRY_FILE
 from faster_backend.engine.recovery import merged_page_sums
 from faster_backend.tools.check import CheckReport, check_store
 from faster_backend.tools.layout import (
@@ -30,6 +36,7 @@ from faster_backend.tools.layout import (
     infer_geometry,
     load_checkpoint,
     lock_holder,
+    refuse_f2,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +75,7 @@ def backup_store(
     sp, dp = StorePaths(Path(src)), StorePaths(Path(dest))
     if not sp.root.is_dir():
         raise ToolError(f"{sp.root}: no such directory")
+    refuse_f2(sp.root, "backup")
     if dp.root.exists() and any(dp.root.iterdir()):
         raise ToolError(f"{dp.root} exists and is not empty; back up into a new directory")
     last_error: Exception | None = None
@@ -128,6 +136,8 @@ def _backup_once(
             copied += _copy_file(sp.log_dir / name, dp.log_dir / name, length)
         except FileNotFoundError:
             raise VanishedError(f"log segment {name} was removed (compaction)") from None
+    # The copy is opened without sizes like any store: it needs the sizes it was written with.
+    write_geometry(dp.root / GEOMETRY_FILE, geo.page_size, seg_size)
     commits = CommitLog(dp.commits)
     try:
         commits.rewrite(point)

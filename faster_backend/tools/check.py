@@ -33,6 +33,7 @@ from faster_backend.tools.layout import (
     lock_holder,
     page_records,
     read_begin,
+    refuse_f2,
     scan_commits,
     snapshot_data,
 )
@@ -100,6 +101,7 @@ def check_store(
     paths = StorePaths(Path(root))
     if not paths.root.is_dir():
         raise ToolError(f"{paths.root}: no such directory")
+    refuse_f2(paths.root, "check")
     for attempt in range(attempts):
         try:
             return _check_once(paths, page_size, segment_size, progress, ignore_lock_of)

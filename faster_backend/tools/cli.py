@@ -155,9 +155,8 @@ def print_check(console: Console, r: CheckReport) -> None:
           f" {d.point.begin}", highlight=False)
         geo = r.geometry
         if geo is not None:
-            how = "inferred" if geo.inferred else "given"
-            p(f"geometry ({how}): page size {geo.page_size}, segment size {geo.segment_size}",
-              highlight=False)
+            p(f"geometry ({geo.source}): page size {geo.page_size},"
+              f" segment size {geo.segment_size}", highlight=False)
         p(f"log pages checked: {r.pages_checked}", highlight=False)
         p(f"records in the log: {r.records} ({r.tombstones} deletions)", highlight=False)
         p(f"live keys: {d.point.live}", highlight=False)

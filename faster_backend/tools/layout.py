@@ -30,6 +30,8 @@ from faster_backend.engine.checkpoint import (
     decode_snapshot,
 )
 from faster_backend.engine.data_dir import LOCK_NAME
+from faster_backend.engine.f2.manifest import SLOT_NAMES as F2_MANIFESTS
+from faster_backend.engine.faster_kv import GEOMETRY_FILE
 from faster_backend.engine.record import HEADER, HEADER_SIZE, size_from_header
 from faster_backend.engine.recovery import merged_page_sums
 
@@ -477,7 +479,7 @@ def page_records(
 class Geometry:
     page_size: int
     segment_size: int
-    inferred: bool
+    source: str  # "given", "recorded" (the store's geometry file) or "inferred"
 
     @property
     def page_bits(self) -> int:
@@ -494,14 +496,19 @@ def infer_geometry(
     page_size: int | None = None,
     segment_size: int | None = None,
 ) -> Geometry:
-    """Page and segment size: the given ones, else the candidates the files agree with.
+    """Page and segment size: the given ones, else the store's geometry file, else the
+    candidates the files agree with (stores written before the geometry file existed).
 
     A candidate pair is scored by how many recorded page checksums (a sample of up to four
     pages plus the partial tail page) it reproduces from the segment files; wrong sizes read
     the wrong bytes and match none. Ties prefer the defaults (4 MiB pages, 1 GiB segments).
     """
     if page_size is not None and segment_size is not None:
-        return Geometry(page_size, segment_size, False)
+        return Geometry(page_size, segment_size, "given")
+    if page_size is None and segment_size is None:
+        recorded = recorded_geometry(paths)
+        if recorded is not None:
+            return Geometry(*recorded, "recorded")
     segments = paths.segments()
     sizes: dict[int, int] = {}
     for n, p in segments.items():
@@ -525,7 +532,9 @@ def infer_geometry(
         + [s for s in _power_sizes(MIN_PAGE_BITS, MAX_PAGE_BITS) if s != DEFAULT_PAGE_SIZE]
     )
     if durable is None:
-        return Geometry(page_candidates[0], seg_candidates[0], page_size is None)
+        return Geometry(
+            page_candidates[0], seg_candidates[0], "inferred" if page_size is None else "given"
+        )
     best: tuple[int, int, int] | None = None
     for seg in seg_candidates:
         for page in page_candidates:
@@ -539,7 +548,25 @@ def infer_geometry(
             f"{paths.root}: cannot infer the log's page and segment size from its files"
             " (pass --page-size and --segment-size as the store was opened with)"
         )
-    return Geometry(best[1], best[2], True)
+    return Geometry(best[1], best[2], "inferred")
+
+
+def refuse_f2(root: Path, tool: str) -> None:
+    """The tools read single-log stores; an F2 directory holds three stores and manifests."""
+    if any((root / name).exists() for name in F2_MANIFESTS):
+        raise ToolError(
+            f"{root} is an F2 store (tiering='f2'): {tool} handles single-log stores only"
+            " (an F2 store checks its manifest, cold pages and checkpoints when it opens)"
+        )
+
+
+def recorded_geometry(paths: StorePaths) -> tuple[int, int] | None:
+    """(page size, segment size) from the store's geometry file; None when it has none or the
+    file is damaged (then the sizes are inferred from the log instead)."""
+    try:
+        return engine_checkpoint.read_geometry(paths.root / GEOMETRY_FILE)
+    except CorruptFileError:
+        return None
 
 
 def _score(paths: StorePaths, durable: Durable, page: int, seg: int) -> int:

@@ -29,6 +29,7 @@ from faster_backend.tools.layout import (
     choose_durable,
     page_records,
     read_begin,
+    refuse_f2,
     snapshot_data,
     write_begin,
 )
@@ -96,6 +97,7 @@ def repair_store(
     paths = StorePaths(Path(root))
     if not paths.root.is_dir():
         raise ToolError(f"{paths.root}: no such directory")
+    refuse_f2(paths.root, "repair")
     try:
         lock = DataDir(paths.root)
     except DataDirLockedError as exc:

@@ -6,7 +6,10 @@ of 3, in which case it upserts ``u:<t>:<n>`` = n. Every acknowledged operation i
 ``ack <t> <n>``; meanwhile the main thread takes checkpoints and the store compacts itself. The
 parent kill -9s this process at a random moment and verifies the recovered state.
 
-    python crash_child.py DATA_DIR THREADS
+    python crash_child.py DATA_DIR THREADS [single|f2]
+
+With ``f2`` the store is F2's hot/cold tiers, sized so that hot-cold and cold-cold compactions
+run (each commits the hot store and writes a manifest) while the threads work.
 """
 
 from __future__ import annotations
@@ -39,7 +42,21 @@ def is_upsert(n: int) -> bool:
     return n % 3 == 0
 
 
-def open_store(path: str, durability: str = "always") -> FasterKV:
+def open_store(path: str, durability: str = "always", tiering: str = "single") -> FasterKV:
+    if tiering == "f2":
+        return FasterKV(
+            path,
+            memory_size="192KiB",
+            page_size="16KiB",
+            segment_size="64KiB",
+            index_size=64,
+            durability=durability,
+            tiering="f2",
+            hot_log_size="96KiB",
+            cold_log_size="64KiB",
+            cold_index_chunks=16,
+            read_cache_size="16KiB",
+        )
     return FasterKV(
         path,
         memory_size="96KiB",
@@ -52,11 +69,13 @@ def open_store(path: str, durability: str = "always") -> FasterKV:
     )
 
 
-def run_and_kill(path: Path | str, threads: int, run_for: float) -> dict[int, int]:
+def run_and_kill(
+    path: Path | str, threads: int, run_for: float, tiering: str = "single"
+) -> dict[int, int]:
     """Start this program as a child on ``path``, let it work ``run_for`` seconds after it is
     ready, kill -9 it, and return the last acknowledged serial number of each thread."""
     proc = subprocess.Popen(
-        [sys.executable, __file__, str(path), str(threads)],
+        [sys.executable, __file__, str(path), str(threads), tiering],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -93,7 +112,7 @@ def incr(old: bytes | None) -> bytes:
 
 def main() -> None:
     path, threads = sys.argv[1], int(sys.argv[2])
-    kv = open_store(path)
+    kv = open_store(path, tiering=sys.argv[3] if len(sys.argv) > 3 else "single")
     out_lock = threading.Lock()
     out = sys.stdout
 

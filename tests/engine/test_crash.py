@@ -30,16 +30,16 @@ CYCLES = int(os.environ.get("FASTER_CRASH_CYCLES", "25"))
 THREADS = 3
 
 
-def run_child_and_kill(path: Path, rng: random.Random) -> dict[int, int]:
+def run_child_and_kill(path: Path, rng: random.Random, tiering: str) -> dict[int, int]:
     """Start the child, let it work for a random time, kill -9 it; the last ack per thread."""
-    return run_and_kill(path, THREADS, rng.uniform(0.05, 0.6))
+    return run_and_kill(path, THREADS, rng.uniform(0.05, 0.6), tiering)
 
 
 stats: list[dict[str, object]] = []
 
 
-def verify(path: Path, acks: dict[int, int]) -> dict[int, int]:
-    kv = open_store(str(path), durability="none")
+def verify(path: Path, acks: dict[int, int], tiering: str) -> dict[int, int]:
+    kv = open_store(str(path), durability="none", tiering=tiering)
     try:
         serials = {int(sid[1:]): n for sid, n in kv.recover().items()}
         expected_keys = 0
@@ -69,18 +69,25 @@ def verify(path: Path, acks: dict[int, int]) -> dict[int, int]:
 
 
 @pytest.mark.slow
-def test_kill_9_cycles_keep_every_acknowledged_write(tmp_path: Path) -> None:
+@pytest.mark.parametrize("tiering", ["single", "f2"])
+def test_kill_9_cycles_keep_every_acknowledged_write(tmp_path: Path, tiering: str) -> None:
     rng = random.Random(int(os.environ.get("FASTER_CRASH_SEED", "7")))
     serials: dict[int, int] = {}
-    for _ in range(CYCLES):
-        acks = run_child_and_kill(tmp_path, rng)
+    stats.clear()
+    cycles = CYCLES if tiering == "single" else max(1, CYCLES * 3 // 5)
+    for _ in range(cycles):
+        acks = run_child_and_kill(tmp_path, rng, tiering)
         assert acks, "the child acknowledged nothing before it was killed"
-        new = verify(tmp_path, acks)
+        new = verify(tmp_path, acks, tiering)
         for t, n in serials.items():
             assert new.get(t, 0) >= n  # a recovered prefix never shrinks
         serials = new
-    assert sum(serials.values()) > CYCLES * 10
+    assert sum(serials.values()) > cycles * 10
     # the runs went through eviction, disk reads and compaction, not only memory
     last = stats[-1]
     assert int(last["log_begin_address"]) > 64, last  # type: ignore[call-overload]
-    assert int(last["disk_reads"]) > 0, last  # type: ignore[call-overload]
+    if tiering == "single":
+        assert int(last["disk_reads"]) > 0, last  # type: ignore[call-overload]
+    else:  # records moved to the cold tier and were read back from it
+        assert int(last["cold_log_records"]) > 0, last  # type: ignore[call-overload]
+        assert int(last["cold_reads"]) > 0, last  # type: ignore[call-overload]

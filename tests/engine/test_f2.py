@@ -4,7 +4,6 @@ semantics (deletes, RMW, expiry, exact counts), memory per cold key and director
 from __future__ import annotations
 
 import asyncio
-import logging
 import random
 import tempfile
 import threading
@@ -359,22 +358,6 @@ def test_clear_empties_both_tiers(tmp_path: Path) -> None:
     assert kv.read(b"k1") is None
     kv.upsert(b"k1", b"new")
     assert kv.read(b"k1") == b"new" and len(kv) == 1
-    kv.close()
-
-
-def test_existing_directory_starts_fresh_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    kv = f2_store(tmp_path)
-    for i in range(2000):
-        kv.upsert(b"k%d" % i, b"x" * 40)
-    kv.run_maintenance()
-    kv.close()
-    assert list((tmp_path / "cold").glob("clog.*"))
-    with caplog.at_level(logging.WARNING):
-        kv = f2_store(tmp_path)
-    assert "discarding" in caplog.text
-    assert len(kv) == 0 and kv.read(b"k1") is None
     kv.close()
 
 

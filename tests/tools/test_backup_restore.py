@@ -148,3 +148,16 @@ def test_backup_detects_segments_removed_by_compaction(tmp_path: Path) -> None:
         assert report.check.exit_code == 0
     restore_store(tmp_path / "b2", tmp_path / "restored")
     assert assert_consistent(tmp_path / "restored") == 6000
+
+
+def test_a_restored_store_opens_without_sizes(tmp_path: Path) -> None:
+    """The backup carries the geometry file: the copy opens with default arguments although
+    the source used small pages and segments (defaults would misread its log)."""
+    src = tmp_path / "src"
+    with FasterKV(src, **OPTIONS) as kv:  # type: ignore[arg-type]
+        for j in range(KEYS):
+            kv.upsert(b"k%d" % j, b"%d" % j)
+    backup_store(src, tmp_path / "backup")
+    restore_store(tmp_path / "backup", tmp_path / "restored")
+    with FasterKV(tmp_path / "restored") as kv:
+        assert [kv.read(b"k%d" % j) for j in range(KEYS)] == [b"%d" % j for j in range(KEYS)]

@@ -49,7 +49,7 @@ def test_clean_store_summary(store: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "store is not in use" in out
     assert f"records in the log: {len(OPS)} (100 deletions)" in out
     assert "live keys: 2000" in out  # 2100 keys written, 100 deleted
-    assert "geometry (inferred): page size 4096, segment size 32768" in out
+    assert "geometry (recorded): page size 4096, segment size 32768" in out
     assert "fold-over" in out and "snapshot" in out
     report = check_store(store)
     assert report.exit_code == 0 and not report.problems
@@ -286,3 +286,25 @@ def test_corrupt_delta_falls_back_to_its_base(tmp_path: Path) -> None:
     assert check_store(store).exit_code == 0
     with FasterKV(store, **OPTIONS) as kv:  # type: ignore[arg-type]
         assert {kv.read(b"k%d" % i) for i in range(300)} == {b"1"}
+
+
+def test_geometry_is_inferred_when_the_store_has_no_geometry_file(
+    store: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (store / "geometry").unlink()
+    code, out = run_cli(capsys, "check", str(store))
+    assert code == 0, out
+    assert "geometry (inferred): page size 4096, segment size 32768" in out
+
+
+def test_the_tools_refuse_an_f2_store_with_a_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    f2 = tmp_path / "f2"
+    with FasterKV(f2, tiering="f2", memory_size="4MiB") as kv:
+        kv.upsert(b"k", b"v")
+    for argv in (["check", str(f2)], ["repair", str(f2)], ["backup", str(f2), str(tmp_path / "b")]):
+        code, out = run_cli(capsys, *argv)
+        assert code != 0, argv
+        assert "is an F2 store (tiering='f2')" in out, out
+    assert not (tmp_path / "b").exists()

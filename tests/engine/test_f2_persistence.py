@@ -1,0 +1,326 @@
+"""F2 across restarts: every key of both tiers reads back (values, deletes, TTLs) against a dict
+model, a hypothesis model with restarts, the manifest's corruption checks and fallback, and the
+facade's ``tiering`` argument and configuration key. (kill -9: tests/engine/test_crash.py.)"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import settings
+from hypothesis.stateful import rule
+
+from faster_backend import FasterKV
+from faster_backend.config import ConfigError, load_config
+from faster_backend.engine import EngineError
+from faster_backend.engine import faster_kv as faster_kv_module
+from faster_backend.engine.checkpoint import CorruptFileError
+from faster_backend.engine.f2 import F2Kv
+from faster_backend.engine.f2.manifest import SLOT_NAMES, decode
+
+from .test_f2 import F2StoreModel, f2_store, wait_for
+
+Model = dict[bytes, tuple[bytes, float | None]]  # key -> (value, absolute expiry or None)
+KEYS = 2000
+
+
+@pytest.fixture
+def clock() -> Iterator[list[float]]:
+    """A fake clock shared with the engine: ``clock[0]`` is now."""
+    now = [5_000_000.0]
+    orig = faster_kv_module._now
+    faster_kv_module._now = lambda: now[0]  # type: ignore[assignment]
+    yield now
+    faster_kv_module._now = orig  # type: ignore[assignment]
+
+
+def workload(kv: F2Kv, model: Model, now: list[float], seed: int, n: int) -> None:
+    """Upserts (some with TTLs), deletes and RMWs over KEYS keys, compacting both tiers."""
+    rng = random.Random(seed)
+    for i in range(n):
+        key = b"key%d" % rng.randrange(KEYS)
+        r = rng.random()
+        if r < 0.1:
+            assert kv.delete(key) == (live(model, key, now[0]) is not None)
+            model.pop(key, None)
+        elif r < 0.2:
+            ttl = rng.choice([1.0, 50.0, 5000.0])
+            value = b"t%d" % i
+            kv.upsert(key, value, ttl)
+            model[key] = (value, int((now[0] + ttl) * 1000) / 1000)
+        elif r < 0.3:
+            old = live(model, key, now[0])
+            kv.rmw(key, lambda v: (v or b"") + b"+")
+            model[key] = ((old or b"") + b"+", model[key][1] if old is not None else None)
+        else:
+            value = bytes([i % 251]) * rng.randrange(1, 90)
+            kv.upsert(key, value)
+            model[key] = (value, None)
+        if i % 500 == 499:
+            now[0] += 2.0  # the 1-second TTLs run out on the way
+            kv.compact()  # hot-cold, whatever the hot log's size
+        if i % 1500 == 1499:
+            kv.compact_cold(kv.stats()["cold_log_tail_address"])  # all of it on the device
+
+
+def live(model: Model, key: bytes, now: float) -> bytes | None:
+    item = model.get(key)
+    if item is None or (item[1] is not None and item[1] * 1000 <= int(now * 1000)):
+        return None
+    return item[0]
+
+
+def check(kv: F2Kv, model: Model, now: float) -> None:
+    for i in range(KEYS):
+        key = b"key%d" % i
+        value = live(model, key, now)
+        assert kv.read(key) == value, key
+        got = kv.read_with_expiry(key)
+        if value is None:
+            assert got is None, key
+        else:
+            assert got is not None and got[0] == value
+            expiry = model[key][1]
+            assert (got[1] is None) == (expiry is None), key
+            if expiry is not None:
+                assert got[1] == pytest.approx(expiry, abs=0.002)
+    expected = {k for k in model if live(model, k, now) is not None}
+    assert set(kv.keys()) == expected
+    for key in model:  # exists() drops expired records, so that len() is exact
+        kv.exists(key)
+    assert len(kv) == len(expected)
+
+
+def test_every_key_reads_back_after_restarts(tmp_path: Path, clock: list[float]) -> None:
+    model: Model = {}
+    kv = f2_store(tmp_path)
+    workload(kv, model, clock, 1, 4000)
+    st = kv.stats()
+    assert st["cold_log_records"] > 0 and st["cold_cold_compactions"] > 0
+    seq = st["f2_manifest_seq"]
+    assert seq > st["hot_cold_compactions"]  # a manifest per compaction, and the first one
+    kv.checkpoint()  # writes one more (background compactions may add theirs)
+    assert kv.stats()["f2_manifest_seq"] > seq
+    kv.close()
+    for round_ in range(2):
+        kv = f2_store(tmp_path)
+        check(kv, model, clock[0])
+        assert kv.stats()["cold_log_records"] > 0
+        workload(kv, model, clock, 2 + round_, 2500)
+        kv.close()  # a clean close checkpoints both tiers
+    kv = f2_store(tmp_path)
+    check(kv, model, clock[0])
+    kv.clear()
+    kv.upsert(b"after", b"clear")
+    kv.close()
+    kv = f2_store(tmp_path)
+    assert kv.read(b"key1") is None and kv.read(b"after") == b"clear" and len(kv) == 1
+    kv.close()
+
+
+@pytest.mark.parametrize("durability", ["always", "periodic"])
+def test_commits_without_a_checkpoint_are_recovered(tmp_path: Path, durability: str) -> None:
+    """durability="periodic"/"always" commit the hot store; the cold tier's state is in the
+    manifest of the last compaction: a store whose last checkpoint predates the compactions
+    recovers both (the close checkpoint is skipped by closing the hot files directly)."""
+    kv = f2_store(tmp_path, durability=durability, commit_interval_ms=20)
+    model: dict[bytes, bytes] = {}
+    for i in range(3000):
+        key = b"c%d" % (i % 700)
+        kv.upsert(key, b"v%d." % i * 8)
+        model[key] = b"v%d." % i * 8
+        if i % 7 == 0:
+            kv.delete(b"c%d" % ((i * 13) % 700))
+            model.pop(b"c%d" % ((i * 13) % 700), None)
+    kv.run_maintenance()
+    kv.compact_cold()
+    assert kv.stats()["hot_cold_compactions"] > 0
+    if durability == "periodic":  # the background commit covers everything written
+        tail = kv.stats()["log_tail_address"]
+        wait_for(lambda: kv.stats()["committed_address"] >= tail)
+    abandon(kv)
+    kv = f2_store(tmp_path)
+    assert kv.stats()["checkpoints"] == 0
+    for i in range(700):
+        assert kv.read(b"c%d" % i) == model.get(b"c%d" % i)
+    assert len(kv) == len(model)
+    kv.close()
+
+
+def abandon(kv: F2Kv) -> None:
+    """Release an open store's files as a crash would: no checkpoint, nothing flushed."""
+    kv._f2_stopping = True
+    kv._checkpoints = None
+    faster_kv_module.FasterKv.close(kv)
+    kv._cold.device.close()
+    kv._cold_index.close()
+    kv.data_dir.release()
+
+
+def manifests(path: Path) -> list[tuple[Path, int]]:
+    return sorted(((path / n, decode(path / n).seq) for n in SLOT_NAMES), key=lambda x: -x[1])
+
+
+def filled(path: Path) -> dict[bytes, bytes]:
+    kv = f2_store(path)
+    model = {}
+    for i in range(5000):
+        model[b"m%d" % (i % 3000)] = b"x%d" % i * 4
+        kv.upsert(b"m%d" % (i % 3000), b"x%d" % i * 4)
+    kv.compact(kv.stats()["log_head_address"])  # everything on the device goes cold
+    assert kv.stats()["cold_log_records"] > 100
+    kv.close()
+    return model
+
+
+def test_a_corrupt_manifest_falls_back_to_the_previous_one(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = filled(tmp_path)
+    newest, _ = manifests(tmp_path)[0]
+    data = bytearray(newest.read_bytes())
+    data[40] ^= 0xFF
+    newest.write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        kv = f2_store(tmp_path)
+    assert str(newest) in caplog.text and "offset" in caplog.text
+    for key, value in model.items():
+        assert kv.read(key) == value
+    kv.close()
+
+
+def test_corrupt_manifests_are_reported_with_file_and_offset(tmp_path: Path) -> None:
+    filled(tmp_path)
+    for path, _ in manifests(tmp_path):
+        path.write_bytes(path.read_bytes()[:-3])  # torn
+    with pytest.raises(CorruptFileError) as err:
+        f2_store(tmp_path)
+    assert "f2.manifest" in str(err.value) and "offset" in str(err.value)
+    # the refusal left the directory locked by nobody and the files untouched
+    with pytest.raises(CorruptFileError):
+        f2_store(tmp_path)
+
+
+def test_a_corrupt_cold_log_page_is_reported(tmp_path: Path) -> None:
+    filled(tmp_path)
+    segment = sorted((tmp_path / "cold").glob("clog.[0-9]*"))[0]
+    data = bytearray(segment.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    segment.write_bytes(data)
+    with pytest.raises(CorruptFileError, match="clog"):
+        f2_store(tmp_path)
+
+
+def test_a_directory_without_a_manifest_starts_fresh_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    filled(tmp_path)
+    for name in SLOT_NAMES:  # as a run that crashed before its first manifest leaves it
+        (tmp_path / name).unlink()
+    with caplog.at_level(logging.WARNING):
+        kv = f2_store(tmp_path)
+    assert "discarding" in caplog.text
+    assert len(kv) == 0 and kv.read(b"m1") is None
+    kv.close()
+
+
+def test_reopening_with_other_sizes(tmp_path: Path) -> None:
+    filled(tmp_path)
+    with pytest.raises(ValueError, match="cold_index_chunks=16"):
+        f2_store(tmp_path, cold_index_chunks=64)
+    with pytest.raises(ValueError, match="page_size"):
+        f2_store(tmp_path, page_size="32KiB", memory_size="512KiB")
+    # a different memory budget keeps the stored geometry
+    kv = f2_store(tmp_path, memory_size="256KiB")
+    assert kv.read(b"m1") is not None
+    kv.close()
+
+
+class F2RestartModel(F2StoreModel):
+    """test_model's state machine on F2 with checkpoints and restarts in between."""
+
+    @rule()
+    def restart(self) -> None:
+        self.kv.close()
+        self.kv = f2_store(Path(self.tmp.name))  # type: ignore[assignment]
+
+    @rule()
+    def checkpoint(self) -> None:
+        self.kv.checkpoint()
+
+
+TestF2RestartModel = F2RestartModel.TestCase
+TestF2RestartModel.settings = settings(max_examples=25, stateful_step_count=50, deadline=None)
+
+
+# -- the facade and the configuration ----------------------------------------------------------
+
+
+def test_facade_opens_f2_and_reopens_it(tmp_path: Path) -> None:
+    opts: dict[str, Any] = {
+        "memory_size": "160KiB",
+        "page_size": "16KiB",
+        "segment_size": "64KiB",
+        "tiering": "f2",
+        "hot_log_size": "96KiB",
+        "cold_index_chunks": 16,
+        "read_cache_size": "8KiB",
+    }
+    kv = FasterKV(tmp_path, **opts)
+    assert isinstance(kv, F2Kv)
+    for i in range(2000):
+        kv.upsert(b"f%d" % i, b"v%d" % i)
+    assert kv.stats()["tiering"] == "f2"
+    kv.close()
+    kv = FasterKV(tmp_path, **opts)
+    assert all(kv.read(b"f%d" % i) == b"v%d" % i for i in range(2000))
+    kv.close()
+    with pytest.raises(EngineError, match="holds an F2 store"):
+        FasterKV(tmp_path, memory_size="160KiB")
+    with pytest.raises(ValueError, match="tiering"):
+        FasterKV(tmp_path, tiering="f3")
+    with pytest.raises(ValueError, match="needs a path"):
+        FasterKV(tiering="f2")
+    with pytest.raises(ValueError, match="log_size_limit"):
+        FasterKV(tmp_path, tiering="f2", log_size_limit="1MiB")
+    with pytest.raises(ValueError, match="tiering='f2' only"):
+        FasterKV(hot_log_size="1MiB")
+
+
+def test_config_tiering_key(tmp_path: Path) -> None:
+    toml = tmp_path / "c.toml"
+    toml.write_text('[store]\ntiering = "f3"\n')
+    with pytest.raises(ConfigError, match=r"store\.tiering must be one of 'single', 'f2'"):
+        load_config(toml, env={})
+    data = tmp_path / "data"
+    toml.write_text(
+        f'[store]\npath = "{data}"\ntiering = "f2"\nmemory_size = "160KiB"\n'
+        'page_size = "16KiB"\nsegment_size = "64KiB"\nread_cache_size = "8KiB"\n'
+        'cold_index_chunks = 16\nhot_log_size = "96KiB"\ncold_log_size = "1MiB"\n'
+    )
+    config = load_config(toml, env={})
+    kv = FasterKV.from_config(config.store)
+    assert isinstance(kv, F2Kv) and kv.cold_log_size == 1 << 20
+    kv.upsert(b"a", b"b")
+    kv.close()
+    kv = FasterKV.from_config(config.store)
+    assert kv.read(b"a") == b"b"
+    kv.close()
+
+
+def test_batch_and_counter_operations_reach_the_cold_tier(tmp_path: Path) -> None:
+    kv = f2_store(tmp_path)
+    kv.upsert_many((b"n%d" % i, b"%d" % i) for i in range(3000))
+    kv.compact(kv.stats()["log_head_address"])  # the oldest counters go cold
+    assert kv.stats()["cold_log_records"] > 100
+    assert kv.incr(b"n1", 5) == 6 and kv.incr(b"new", 2) == 2
+    assert kv.read_many([b"n1", b"n2", b"absent", b"new"]) == [b"6", b"2", None, b"2"]
+    assert len(kv) == 3001
+    kv.close()
+    kv = f2_store(tmp_path)
+    assert kv.read_many([b"n1", b"n2999", b"new"]) == [b"6", b"2999", b"2"] and len(kv) == 3001
+    kv.close()
