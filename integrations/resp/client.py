@@ -75,7 +75,7 @@ class Client:
         self.pushes: list[Any] | None = None
         self.created = time.time()
         self.last_interaction = time.monotonic()
-        self.last_cmd = "NULL"
+        self.last_cmd: bytes | None = None  # the name as sent: decoded only for CLIENT LIST
         self.db_index = 0
         self.keyspace: Keyspace = state.db(0)
         self.kv: FasterKV = self.keyspace.kv
@@ -150,7 +150,7 @@ class Client:
             "omem": omem,
             "tot-mem": 0,
             "events": "r",
-            "cmd": self.last_cmd,
+            "cmd": "NULL" if self.last_cmd is None else self.last_cmd.decode("latin-1").lower(),
             "user": "default",
             "redir": -1,
             "resp": self.proto,

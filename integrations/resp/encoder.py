@@ -18,7 +18,10 @@ from faster_backend.integrations.resp.types import (
 )
 
 _STATUS_CACHE: dict[str, bytes] = {}
-_INT_CACHE = [b":%d\r\n" % i for i in range(-1, 1024)]
+INT_REPLIES = [b":%d\r\n" % i for i in range(-1, 1024)]
+"""``INT_REPLIES[i + 1]`` is the reply of integer i, for -1 <= i < 1023."""
+BULK_HEADERS = [b"$%d\r\n" % i for i in range(1024)]
+"""``BULK_HEADERS[n]`` starts a bulk string of n < 1024 bytes."""
 
 
 def _status(s: str) -> bytes:
@@ -62,7 +65,7 @@ def encode(v: Any, proto: int) -> bytes:
         return _status(v)
     if t is int:
         if -1 <= v < 1023:
-            cached: bytes = _INT_CACHE[v + 1]
+            cached: bytes = INT_REPLIES[v + 1]
             return cached
         return b":%d\r\n" % v
     if t is Raw:

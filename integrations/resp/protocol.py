@@ -32,6 +32,12 @@ _INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
 # request), and aggregate counts from which hiredis-py would preallocate a list (it calls
 # PyList_New(count) before any element arrives). Such chunks go to the careful parser.
 _unsafe_for_hiredis = re.compile(rb"\r\n(?:[+|~>%]|[*][0-9]{5})").search
+# The first bytes of a chunk that starts a frame and would complete ``_unsafe_for_hiredis``'s
+# pattern behind the previous frame's CRLF ("\n" too: neither hiredis nor Redis checks that a
+# bulk is followed by CRLF, so the previous chunk may end in "\r").
+_UNSAFE_FIRST = frozenset(b"+|~>%\n")
+
+
 # A frame still incomplete after this many bytes moves to the careful parser, which accounts for
 # the memory of the arguments it holds (hiredis' objects are not visible from here).
 _FAST_FRAME_MAX = 8 << 20
@@ -98,25 +104,37 @@ class RequestParser:
 
     def feed(self, data: bytes) -> tuple[list[list[bytes]], ProtocolError | None]:
         """Commands completed by ``data``, and the error that ends the connection, if any."""
-        tail = self._tail
-        self._tail = data[-16:]
-        if (
-            self._slow
-            or not self.authenticated
-            or _unsafe_for_hiredis(data) is not None
-            or _unsafe_for_hiredis(tail + data[:16]) is not None
-            or self._pending_len + len(data) > self._fast_max
-        ):
+        if not data:
+            return [], None
+        if self._slow or not self.authenticated:
             return self._feed_slow(data)
+        pending = self._pending
+        if pending:
+            # Inside a frame: a pattern may span the previous chunk and this one.
+            if (
+                _unsafe_for_hiredis(data) is not None
+                or _unsafe_for_hiredis(self._tail + data[:16]) is not None
+                or self._pending_len + len(data) > self._fast_max
+            ):
+                return self._feed_slow(data)
+        else:
+            # Between frames (the previous chunk ended with a frame's last two bytes): only
+            # this chunk's own bytes can hold a pattern that hiredis would act on.
+            first = data[0]
+            if (
+                first in _UNSAFE_FIRST
+                or (first == 0x2A and len(data) >= 6 and data[2] != 13 and data[1:6].isdigit())
+                or _unsafe_for_hiredis(data) is not None
+                or len(data) > self._fast_max
+            ):
+                return self._feed_slow(data)
         reader = self._reader
         reader.feed(data)
         gets = reader.gets
         cmds: list[list[bytes]] = []
         try:
-            while True:
-                c = gets()
-                if c is False:
-                    break
+            c = gets()
+            while c is not False:
                 if c.__class__ is not list:
                     raise ValueError
                 for a in c:
@@ -124,14 +142,15 @@ class RequestParser:
                         raise ValueError
                 if c:
                     cmds.append(c)
+                c = gets()
             if reader.has_data():
                 # A partial element: its header may break a limit hiredis does not know.
-                if (
-                    self._suspicious(data) is not None
-                    or self._suspicious(tail + data[:16]) is not None
+                if self._suspicious(data) is not None or (
+                    pending and self._suspicious(self._tail + data[:16]) is not None
                 ):
                     raise ValueError
-                self._pending.append(data)
+                pending.append(data)
+                self._tail = data[-16:]
                 self._pending_len += len(data)
                 self._pending_done += len(cmds)
                 if self._pending_len > self.query_buffer_limit:
@@ -146,14 +165,14 @@ class RequestParser:
         except (hiredis.ProtocolError, ValueError):
             # Re-parse from the last frame boundary with the careful parser.
             skip = self._pending_done + len(cmds)
-            self._pending.append(data)
-            raw = b"".join(self._pending)
+            pending.append(data)
+            raw = b"".join(pending)
             self._reset_fast()
             self._slow = True
             more, err = self._parse_slow(raw, skip)
             return cmds + more, err
-        if self._pending:
-            self._pending.clear()
+        if pending:
+            pending.clear()
             self._pending_len = 0
             self._pending_done = 0
         return cmds, None

@@ -204,6 +204,14 @@ def _container_handler(client: Client, argv: list[bytes]) -> Any:
     return sub.handler(client, argv)
 
 
+def inline_commands() -> dict[bytes, CommandSpec]:
+    """Name (as sent, lower- or upper-case) -> spec of every command the server may run inline.
+
+    Built once every command module registered (modules clear ``inline`` after registering).
+    """
+    return {name: spec for name, spec in COMMANDS.items() if spec.inline}
+
+
 def all_commands() -> list[CommandSpec]:
     """Every top-level command once, in name order."""
     seen: dict[str, CommandSpec] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -179,6 +180,9 @@ def test_metrics(tmp_path: Path) -> None:
         assert 'faster_backend_commands_total{command="set"} 20.0' in text
         assert 'faster_backend_command_errors_total{command="incrby"} 1.0' in text
         assert "faster_backend_command_latency_seconds_bucket" in text
+        # Every command is timed, the inline ones (SET, GET...) included.
+        count = re.search(r"^faster_backend_command_latency_seconds_count (\S+)$", text, re.M)
+        assert count is not None and float(count.group(1)) >= 42
         assert 'faster_backend_keys{db="0"} 20.0' in text
         assert "faster_backend_connected_clients 1.0" in text
         assert "faster_backend_keyspace_misses_total" in text

@@ -12,6 +12,7 @@ from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._objutil import no_object, replace_object
 from faster_backend.integrations.resp.commands._util import (
     NOT_FLOAT,
+    NOT_INT,
     OVERFLOW,
     SYNTAX,
     TOO_BIG,
@@ -200,8 +201,7 @@ def getex(client: Client, argv: list[bytes]) -> bytes | None:
 @command("mget", -2, "readonly fast", 1, -1, 1, group="string")
 def mget(client: Client, argv: list[bytes]) -> list[bytes | None]:
     """Get the values of all the given keys"""
-    read = client.kv.read
-    return [read(k) for k in argv[1:]]
+    return client.kv.read_many(argv[1:])
 
 
 @command("mset", -3, "write denyoom", 1, -1, 2, group="string")
@@ -209,12 +209,11 @@ def mset(client: Client, argv: list[bytes]) -> Any:
     """Set multiple keys to multiple values"""
     if len(argv) % 2 == 0:
         raise RespError("ERR wrong number of arguments for 'mset' command")
-    upsert = client.kv.upsert
     if client.keyspace.objects:
         for i in range(1, len(argv), 2):
             replace_object(client, argv[i])
-    for i in range(1, len(argv), 2):
-        upsert(argv[i], argv[i + 1])
+    # One commit for all under durability "always".
+    client.kv.upsert_many(zip(argv[1::2], argv[2::2], strict=True))
     return OK
 
 
@@ -227,8 +226,7 @@ def msetnx(client: Client, argv: list[bytes]) -> int:
     objs = client.keyspace.objects
     if any(kv.exists(argv[i]) or objs.alive(argv[i]) for i in range(1, len(argv), 2)):
         return 0
-    for i in range(1, len(argv), 2):
-        kv.upsert(argv[i], argv[i + 1])
+    kv.upsert_many(zip(argv[1::2], argv[2::2], strict=True))
     return 1
 
 
@@ -327,29 +325,14 @@ def setrange(client: Client, argv: list[bytes]) -> int:
 
 
 def _incr(client: Client, key: bytes, delta: int) -> int:
-    ks = client.keyspace
-    if not ks.may_expire and key not in ks.objects:
-        # update()'s read + upsert path, inlined: INCR is a hot command (counters, rate limits).
-        kv = client.kv
-        old = kv.read(key)
-        new = (0 if old is None else to_int(old)) + delta
-        if new < -(2**63) or new > 2**63 - 1:
-            raise OVERFLOW
-        kv.upsert(key, b"%d" % new)
-        return new
-    result = 0
-
-    def updater(old: bytes | None) -> bytes:
-        nonlocal result
-        cur = 0 if old is None else to_int(old)
-        new = cur + delta
-        if new < -(2**63) or new > 2**63 - 1:
-            raise OVERFLOW
-        result = new
-        return b"%d" % new
-
-    update(client, key, updater)
-    return result
+    if key in client.keyspace.objects:
+        no_object(client, key)
+    try:
+        return client.kv.incr(key, delta)  # in place when it can; keeps the expiry
+    except ValueError:
+        raise NOT_INT from None
+    except OverflowError:
+        raise OVERFLOW from None
 
 
 @command("incr", 2, "write denyoom fast", 1, 1, 1, group="string")

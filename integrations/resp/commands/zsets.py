@@ -69,33 +69,40 @@ def zadd(client: Client, argv: list[bytes]) -> Any:
     nx = xx = gt = lt = ch = incr = False
     i = 2
     n = len(argv)
-    while i < n:
-        o = argv[i].upper()
-        if o == b"NX":
-            nx = True
-        elif o == b"XX":
-            xx = True
-        elif o == b"GT":
-            gt = True
-        elif o == b"LT":
-            lt = True
-        elif o == b"CH":
-            ch = True
-        elif o == b"INCR":
-            incr = True
-        else:
-            break
-        i += 1
+    # ZADD key score member with a plain non-negative integer score (options are words) is
+    # the common form: it skips option parsing.
+    if n != 4 or not argv[2].isdigit():
+        while i < n:
+            o = argv[i].upper()
+            if o == b"NX":
+                nx = True
+            elif o == b"XX":
+                xx = True
+            elif o == b"GT":
+                gt = True
+            elif o == b"LT":
+                lt = True
+            elif o == b"CH":
+                ch = True
+            elif o == b"INCR":
+                incr = True
+            else:
+                break
+            i += 1
     rest = n - i
     if rest <= 0 or rest % 2:
         raise SYNTAX
-    if nx and xx:
-        raise RespError("ERR XX and NX options at the same time are not compatible")
-    if (gt and nx) or (lt and nx) or (gt and lt):
-        raise RespError("ERR GT, LT, and/or NX options at the same time are not compatible")
-    if incr and rest != 2:
-        raise RespError("ERR INCR option supports a single increment-element pair")
-    pairs = [(score_arg(argv[j]), argv[j + 1]) for j in range(i, n, 2)]
+    if nx or xx or gt or lt or incr:
+        if nx and xx:
+            raise RespError("ERR XX and NX options at the same time are not compatible")
+        if (gt and nx) or (lt and nx) or (gt and lt):
+            raise RespError("ERR GT, LT, and/or NX options at the same time are not compatible")
+        if incr and rest != 2:
+            raise RespError("ERR INCR option supports a single increment-element pair")
+    if rest == 2:
+        pairs = [(score_arg(argv[i]), argv[i + 1])]
+    else:
+        pairs = [(score_arg(argv[j]), argv[j + 1]) for j in range(i, n, 2)]
     key = argv[1]
     e = client.keyspace.objects.get(key)
     if e is None or e.obj is None or e.expires is not None:
