@@ -92,6 +92,12 @@ def test_string_errors(r: redis.Redis) -> None:
     r.set("big", str(2**63 - 1))
     with pytest.raises(ResponseError, match=r"^increment or decrement would overflow$"):
         r.incr("big")
+    for bad in ("-0", "01", "+1", " 1"):  # Redis' string2ll: canonical integers only
+        with pytest.raises(ResponseError, match=r"^value is not an integer or out of range$"):
+            r.execute_command("INCRBY", "n2", bad)
+        r.set("n3", bad)
+        with pytest.raises(ResponseError, match=r"^value is not an integer or out of range$"):
+            r.incr("n3")
     with pytest.raises(ResponseError, match=r"^value is not a valid float$"):
         r.incrbyfloat("s", 1.0)
     with pytest.raises(ResponseError, match=r"^syntax error$"):

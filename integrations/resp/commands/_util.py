@@ -16,7 +16,7 @@ TOO_BIG = RespError("ERR string exceeds maximum allowed size (proto-max-bulk-len
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
-_INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]{0,19})")
+_INT_RE = re.compile(rb"0|-?[1-9][0-9]{0,19}")  # string2ll: no "-0", no leading 0s
 _FLOAT_RE = re.compile(rb"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?|[-+]?inf(?:inity)?",
                        re.IGNORECASE)
 
