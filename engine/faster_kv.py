@@ -881,7 +881,8 @@ class FasterKv:
 
     def _locate(self, key: bytes, h: int) -> int:
         """Under the latch: the address of ``key``'s newest record when it is in memory, else
-        the first address of its chain below the head (0: no chain; else on the device)."""
+        the first address of its chain below the head (0: no chain; else on the device).
+        ``read`` and ``upsert`` inline this walk: as a call it costs ``read`` about 10%."""
         ix = self._index
         if ix.old is None:
             table = ix.cur
