@@ -986,7 +986,7 @@ class FasterKv:
         return self._run(key, h, self._delete_op(key, h))
 
     def clear(self) -> None:
-        """Remove every key (the device's log files too)."""
+        """Remove every key (the device's log files too, once the empty state is durable)."""
         with self._lock:
             hlog = self._log
             hlog.wait_flushed(hlog.read_only_address)
@@ -1000,7 +1000,7 @@ class FasterKv:
                 hlog.device,
                 max(FIRST_ADDRESS, start),
             )
-            if hlog.persistent:
+            if hlog.persistent and self._commit_log is None:
                 self.device.truncate(start)
             self._read_cache.clear()
             self._last_snapshot = None
@@ -1008,6 +1008,12 @@ class FasterKv:
             self._live = 0
             self._sweep_cursor = 0
             self._ttl_seen = False
+        if hlog.persistent and self._commit_log is not None:
+            # The older checkpoints and commits need the old segments: a crash between their
+            # deletion and the next durable point would leave nothing to recover. Commit the
+            # empty log first (recovery then ignores what lies below its begin).
+            self.commit()
+            self.device.truncate(start)
 
     # -- asyncio ---------------------------------------------------------------------------
 

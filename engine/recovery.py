@@ -147,8 +147,9 @@ def recover(kv: FasterKv, checkpoints: CheckpointDir, commits_path: Path) -> Rec
     hlog.restore(point.begin, point.tail, pages, device_end)
     hlog.page_sums = {p: s for p, s in sums.items() if p >= point.begin >> bits}
 
-    # The index.
-    if index is not None:
+    # The index: the checkpoint's, unless the durable point's log begins after its tail (a
+    # clear() since), when it describes only records that are gone.
+    if index is not None and info is not None and info.point.tail >= point.begin:
         buckets, capacity, next_overflow, free, raw = index
         table = BucketArray.from_bytes(buckets, capacity, next_overflow, free, raw)
         kv._index = HashTable.from_table(table, kv._resolve)

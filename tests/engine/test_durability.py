@@ -436,3 +436,29 @@ def test_retention_keeps_the_bases_of_incremental_checkpoints(tmp_path: Path) ->
     assert kv.recovery.skipped_checkpoints  # the corrupt delta was skipped
     assert kv.read(b"a") == b"1"  # the previous incremental holds a = 1 (loop value 1)
     kv.close()
+
+
+@pytest.mark.parametrize("durability", ["none", "always"])
+def test_a_crash_right_after_clear_recovers_an_empty_store(tmp_path: Path, durability: str) -> None:
+    """clear() deletes the old log's segments: the empty state must be durable first, or the
+    checkpoint taken before it points at files that are gone and the store cannot open."""
+    crash_after(
+        tmp_path,
+        """
+        for i in range(2000):
+            kv.upsert(b"k%05d" % i, b"v" * 50)
+        kv.checkpoint()
+        for i in range(100):
+            kv.upsert(b"late%d" % i, b"x")
+        kv.clear()
+        """,
+        durability,
+    )
+    kv = open_small(tmp_path)
+    assert len(kv) == 0 and list(kv.keys()) == []
+    assert kv.read(b"k00001") is None and kv.read(b"late1") is None
+    kv.upsert(b"after", b"clear")
+    kv.close()
+    kv = open_small(tmp_path)
+    assert kv.read(b"after") == b"clear" and len(kv) == 1
+    kv.close()
