@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,7 @@ from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.f2 import F2Kv
 
 from .test_larger_than_memory import LargerThanMemoryModel
-from .test_model import StoreModel
+from .test_model import StoreModel, threads_against_a_model
 
 # Tiny tiers: 16 KiB pages, a hot log of a few pages and a small cold log, so hot-cold and
 # cold-cold compactions happen within a few hundred writes.
@@ -229,52 +228,10 @@ def test_expiry_in_the_cold_tier_counts_exactly_once(tmp_path: Path) -> None:
 
 def test_background_compaction_and_threads_against_a_model(tmp_path: Path) -> None:
     kv = f2_store(tmp_path, memory_size="256KiB", hot_log_size="128KiB", cold_log_size="192KiB")
-    n_threads, n_ops = 4, 4000
-    models: list[dict[bytes, bytes]] = [{} for _ in range(n_threads)]
-    errors: list[BaseException] = []
-
-    def incr(old: bytes | None) -> bytes:
-        return b"1" if old is None else str(int(old) + 1).encode()
-
-    def work(t: int) -> None:
-        rng = random.Random(t)
-        model = models[t]
-        try:
-            for _ in range(n_ops):
-                key = b"t%d:%d" % (t, rng.randrange(400))
-                op = rng.random()
-                if op < 0.45:
-                    value = bytes(rng.randrange(256) for _ in range(rng.randrange(60)))
-                    kv.upsert(key, value)
-                    model[key] = value
-                elif op < 0.55:
-                    assert kv.delete(key) == (key in model)
-                    model.pop(key, None)
-                elif op < 0.7:
-                    kv.rmw(b"shared", incr)
-                    kv.rmw(b"t%d:count" % t, incr)
-                else:
-                    assert kv.read(key) == model.get(key)
-        except BaseException as exc:
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(n_threads)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
-    assert not errors, errors
+    threads_against_a_model(kv, 4, 4000, 400, 60, (0.45, 0.55, 0.7))
     st_ = kv.stats()
     assert st_["hot_cold_compactions"] > 0, st_  # the background thread ran
     assert st_["compaction_error"] is None
-    total = 0
-    for t, model in enumerate(models):
-        total += int(kv.read(b"t%d:count" % t) or 0)
-        for key, value in model.items():
-            assert kv.read(key) == value
-    assert int(kv.read(b"shared") or 0) == total
-    expected = sum(len(m) for m in models) + 1 + n_threads
-    assert len(kv) == expected == len(set(kv.keys()))
     kv.close()
 
 

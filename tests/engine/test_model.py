@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import threading
+from typing import Any
 
 import pytest
 from hypothesis import settings
@@ -158,10 +159,13 @@ TestStoreModel = StoreModel.TestCase
 TestStoreModel.settings = settings(max_examples=120, stateful_step_count=60, deadline=None)
 
 
-def test_threads_against_a_model() -> None:
-    """Writers on disjoint key ranges plus shared counters; the final state matches a model."""
-    kv = FasterKV(memory_size="64MiB", index_size=2, index_load_factor=2.0)
-    n_threads, n_ops = 6, 3000
+def threads_against_a_model(
+    kv: Any, n_threads: int, n_ops: int, n_keys: int, max_value: int,
+    mix: tuple[float, float, float],
+) -> None:
+    """Writers on disjoint key ranges plus shared rmw counters; ``mix`` is the cumulative share
+    of upserts, deletes and counter increments (the rest are reads). Afterwards every value, the
+    counters and len() match the per-thread models."""
     models: list[dict[bytes, bytes]] = [{} for _ in range(n_threads)]
     errors: list[BaseException] = []
 
@@ -173,16 +177,16 @@ def test_threads_against_a_model() -> None:
         model = models[t]
         try:
             for _ in range(n_ops):
-                key = b"t%d:%d" % (t, rng.randrange(300))
+                key = b"t%d:%d" % (t, rng.randrange(n_keys))
                 op = rng.random()
-                if op < 0.4:
-                    value = bytes(rng.randrange(256) for _ in range(rng.randrange(40)))
+                if op < mix[0]:
+                    value = bytes(rng.randrange(256) for _ in range(rng.randrange(max_value)))
                     kv.upsert(key, value)
                     model[key] = value
-                elif op < 0.55:
+                elif op < mix[1]:
                     assert kv.delete(key) == (key in model)
                     model.pop(key, None)
-                elif op < 0.75:
+                elif op < mix[2]:
                     kv.rmw(b"shared", incr)
                     kv.rmw(b"t%d:count" % t, incr)
                 else:
@@ -207,5 +211,10 @@ def test_threads_against_a_model() -> None:
         1 for t in range(n_threads) if kv.read(b"t%d:count" % t)
     )
     assert len(kv) == expected == len(set(kv.keys()))
+
+
+def test_threads_against_a_model() -> None:
+    kv = FasterKV(memory_size="64MiB", index_size=2, index_load_factor=2.0)
+    threads_against_a_model(kv, 6, 3000, 300, 40, (0.4, 0.55, 0.75))
     assert kv.stats()["index_grows"] > 0
     kv.close()
