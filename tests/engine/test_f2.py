@@ -20,7 +20,7 @@ from faster_backend.engine import EngineError
 from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.f2 import F2Kv
 
-from .test_larger_than_memory import LargerThanMemoryModel
+from .test_larger_than_memory import LargerThanMemoryModel, rss_after_twenty_budgets
 from .test_model import StoreModel, threads_against_a_model
 
 # Tiny tiers: 16 KiB pages, a hot log of a few pages and a small cold log, so hot-cold and
@@ -352,39 +352,11 @@ def test_twenty_times_the_budget_reads_back(tmp_path: Path) -> None:
 
 def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
     """Write 20x memory_size through an F2 store in a child process and measure its RSS."""
-    import subprocess
-    import sys
-    import textwrap
-
-    code = textwrap.dedent(
-        f"""
-        import gc
-        from faster_backend.engine.f2 import F2Kv
-
-        def rss():
-            import os
-            with open("/proc/self/statm") as fh:
-                return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-        budget = 8 << 20
-        kv = F2Kv({str(tmp_path)!r}, memory_size=budget, cold_index_chunks=1 << 10)
-        value = b"v" * 1000
-        gc.collect()
-        base = rss()
-        n = 20 * budget // 1024
-        for i in range(n):
-            kv.upsert(b"%012d" % i, value)
-        for i in range(0, n, 97):
-            assert kv.read(b"%012d" % i) == value
-        gc.collect()
-        print(rss() - base, kv.stats()["hot_index_bytes"], n)
-        kv.close()
-        """
+    grown, index_bytes, n = rss_after_twenty_budgets(
+        "from faster_backend.engine.f2 import F2Kv\n"
+        f"kv = F2Kv({str(tmp_path)!r}, memory_size=budget, cold_index_chunks=1 << 10)\n",
+        "hot_index_bytes",
     )
-    out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
-    )
-    grown, index_bytes, n = map(int, out.stdout.split())
     budget = 8 << 20
     assert grown < budget + index_bytes + (16 << 20), (grown, index_bytes, n)
     assert grown < 20 * budget / 3

@@ -61,10 +61,12 @@ def test_twenty_times_the_budget_reads_back(tmp_path: Path, device: str) -> None
     kv.close()
 
 
-def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
-    """Write 20x memory_size through a real store in a child process and measure its RSS."""
+def rss_after_twenty_budgets(opener: str, index_stat: str) -> tuple[int, int, int]:
+    """In a child process: open a store with ``opener`` (code binding ``kv`` to a store of an
+    8 MiB budget), write 20x the budget, read a sample back. Returns (RSS growth, the store's
+    index bytes as ``stats()[index_stat]``, keys written)."""
     code = textwrap.dedent(
-        f"""
+        """
         import gc, os
         from faster_backend import FasterKV
 
@@ -73,7 +75,9 @@ def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
                 return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
         budget = 8 << 20
-        kv = FasterKV({str(tmp_path)!r}, memory_size=budget, index_size=1 << 12)
+        """
+    ) + opener + textwrap.dedent(
+        f"""
         value = b"v" * 1000
         gc.collect()
         base = rss()
@@ -83,13 +87,23 @@ def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
         for i in range(0, n, 97):
             assert kv.read(b"%012d" % i) == value
         gc.collect()
-        print(rss() - base, kv.stats()["index_bytes"], n)
+        print(rss() - base, kv.stats()[{index_stat!r}], n)
+        kv.close()
         """
     )
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=240, check=True
     )
     grown, index_bytes, n = map(int, out.stdout.split())
+    return grown, index_bytes, n
+
+
+def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
+    """Write 20x memory_size through a real store in a child process and measure its RSS."""
+    grown, index_bytes, n = rss_after_twenty_budgets(
+        f"kv = FasterKV({str(tmp_path)!r}, memory_size=budget, index_size=1 << 12)\n",
+        "index_bytes",
+    )
     budget = 8 << 20
     # the log's pages and read cache (the budget), the index, and per-process slack
     assert grown < budget + index_bytes + (16 << 20), (grown, index_bytes, n)
