@@ -14,21 +14,13 @@ CPU per request and the ratios. No targets: fsync speed is the machine's.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import sys
 from pathlib import Path
-from types import ModuleType
+
+sys.path.insert(0, str(Path(__file__).parent))  # bench/ is not a package
+import resp  # bench/resp.py: its comparison is shared
 
 TESTS = "set,lpush,sadd,hset,zadd"
-
-
-def _load_resp_bench() -> ModuleType:
-    """bench/resp.py (bench/ is not a package): its comparison is shared."""
-    spec = importlib.util.spec_from_file_location("bench_resp", Path(__file__).with_name("resp.py"))
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def main() -> int:
@@ -39,7 +31,6 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=3, help="runs per server (medians)")
     ap.add_argument("--tests", default=TESTS, help="redis-benchmark -t list")
     args = ap.parse_args()
-    resp = _load_resp_bench()
     return int(resp.compare(args, durability="always", appendfsync="always", targets={}))
 
 
