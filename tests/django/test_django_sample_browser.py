@@ -64,13 +64,16 @@ def browser(tmp_path: Path) -> Iterator[Any]:
 def test_staff_user_reads_the_dashboard(
     browser: Any, live_server: Any, django_user_model: Any
 ) -> None:
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
     cache.clear()
     django_user_model.objects.create_user("staff", password="s3cret-pw", is_staff=True)
-    wait = WebDriverWait(browser, 30)
+    # A page that reloads under a wait can make Chrome answer "Node with given id does not
+    # belong to the document" (an unknown error, not a stale-element one): poll again on it.
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(WebDriverException,))
 
     # Some traffic first: the visit counter, and a click on the counter page.
     for _ in range(3):
