@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -54,21 +55,32 @@ def test_objects_survive_a_clean_restart(tmp_path: Path) -> None:
         assert srv.stop() == 0, srv.log()
 
 
-def test_save_makes_objects_durable_before_a_crash(tmp_path: Path) -> None:
+def _kill_then_check(
+    tmp_path: Path, before_kill: Callable[[redis.Redis], None], *args: str
+) -> None:
+    """Fill a server started with ``args``, run ``before_kill``, kill -9 it (no SAVE, no
+    shutdown), then check that a new server on the same directory has everything."""
     data = tmp_path / "data"
-    srv = start_server(tmp_path, "--data-dir", str(data))
+    srv = start_server(tmp_path, "--data-dir", str(data), *args)
     try:
         r = redis.Redis(port=srv.port)
         _fill(r)
-        assert r.save()
+        before_kill(r)
     finally:
-        srv.proc.kill()  # no shutdown: only what SAVE wrote may survive
+        srv.proc.kill()
         srv.proc.wait()
     srv = start_server(tmp_path, "--data-dir", str(data))
     try:
         _check(redis.Redis(port=srv.port))
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_save_makes_objects_durable_before_a_crash(tmp_path: Path) -> None:
+    def save(r: redis.Redis) -> None:
+        assert r.save()
+
+    _kill_then_check(tmp_path, save)  # only what SAVE wrote may survive
 
 
 def test_periodic_durability_covers_objects_without_save(tmp_path: Path) -> None:
@@ -76,20 +88,10 @@ def test_periodic_durability_covers_objects_without_save(tmp_path: Path) -> None
     write-back second and a commit interval have passed (docs/resp.md, "Object store")."""
     import time
 
-    data = tmp_path / "data"
-    srv = start_server(tmp_path, "--data-dir", str(data), "--durability", "periodic")
-    try:
-        r = redis.Redis(port=srv.port)
-        _fill(r)
+    def wait(r: redis.Redis) -> None:
         time.sleep(3.5)  # the once-a-second write-back, then the store's 1 s group commit
-    finally:
-        srv.proc.kill()  # no SAVE, no shutdown
-        srv.proc.wait()
-    srv = start_server(tmp_path, "--data-dir", str(data))
-    try:
-        _check(redis.Redis(port=srv.port))
-    finally:
-        assert srv.stop() == 0, srv.log()
+
+    _kill_then_check(tmp_path, wait, "--durability", "periodic")
 
 
 def test_always_durability_keeps_every_acknowledged_object_write(tmp_path: Path) -> None:
