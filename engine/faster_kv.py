@@ -9,9 +9,10 @@ runs again with what it read as a hint: if the chain still leads to the same add
 completes it, otherwise it reads again. RMW updaters run under the latch, which is what makes RMW
 atomic: they must be quick and must not call back into the store.
 
-The hot paths (``read``, ``upsert``) are straight-line code that reaches into the index's and
-log's buffers directly: in CPython every call and attribute lookup costs tens of nanoseconds, and
-these functions run millions of times per second.
+The hot paths (``read``, ``upsert``, ``incr`` and the expiry sweep) hand the index's and log's
+buffers to ``hotpath``, compiled C (``_hotpath.c``) with a pure-Python reference: in CPython every
+bytecode of a bucket probe and chain walk costs tens of nanoseconds, and these run millions of
+times per second.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
 from faster_backend.engine.hash_bucket import ADDRESS_MASK, BUCKET, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
+from faster_backend.engine.hotpath import chain_read as _chain_read
+from faster_backend.engine.hotpath import expired_entries as _expired_entries
+from faster_backend.engine.hotpath import index_incr as _index_incr
+from faster_backend.engine.hotpath import index_read as _index_read
+from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.read_cache import ReadCache
 from faster_backend.engine.record import (
@@ -74,7 +80,6 @@ Hint = tuple[int, tuple[int, bytes] | None]
 
 _unpack_bucket = BUCKET.unpack_from
 _unpack_header = HEADER.unpack_from
-_pack_header = HEADER.pack_into
 _unpack_expiry = EXPIRY.unpack_from
 _pack_info = INFO.pack_into
 _pack_expiry = EXPIRY.pack_into
@@ -549,59 +554,41 @@ class FasterKv:
     def read(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None if absent, deleted or expired."""
         h = xxh3_64_intdigest(key)
-        tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
         try:
             ix = self._index
-            addr = 0
+            hlog = self._log
             if ix.old is None:
                 table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                            addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
+                r = _index_read(
+                    table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key,
+                    _now,
+                )
             else:
-                addr = ix.find(h)
-            hlog = self._log
-            head = hlog.head_address
-            pages = hlog.pages
-            bits = hlog.page_bits
-            pmask = hlog.page_mask
-            klen = len(key)
-            while addr >= head:
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                    if info & TOMBSTONE:
-                        self._n_misses += 1
-                        return None
-                    if info & HAS_EXPIRY:
-                        size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
-                        if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _now() * 1000:  # type: ignore[arg-type]
-                            self._expire_at(addr, key, h)
-                            self._n_misses += 1
-                            return None
-                    self._n_read_hits += 1
-                    start = off + HEADER_SIZE + kl
-                    return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
-                addr = info & PREV_MASK
-            if addr < hlog.begin_address and not self._lookup_below_begin:
+                r = _chain_read(
+                    ix.find(h), hlog.pages, hlog.head_address, hlog.page_bits, key, _now
+                )
+            if r.__class__ is bytes:
+                self._n_read_hits += 1
+                return r  # type: ignore[return-value]
+            if r is None:
+                self._n_misses += 1
+                return None
+            # False: the compiled walk declined (a page it cannot read); -1 walks in Python.
+            addr: int = -1 if r is False else r  # type: ignore[assignment]
+            if addr < -1:
+                self._expire_at(-addr, key, h)
+                self._n_misses += 1
+                return None
+            if 0 <= addr < hlog.begin_address and not self._lookup_below_begin:
                 self._n_misses += 1
                 return None
             begin = hlog.begin_address
         finally:
             lock.release()
+        if addr < 0:
+            return self._run(key, h, self._count_read)
         # The chain continues on the device: read it without the latch.
         try:
             found = self._disk_lookup(key, addr)
@@ -619,6 +606,13 @@ class FasterKv:
             return None
         self._n_read_hits += 1
         return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+
+    def _count_read(self, found: Found | None) -> bytes | None:
+        self._n_reads += 1
+        if found is None:
+            return None
+        self._n_hits += 1
+        return _found_value(found)
 
     def read_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
         """(value, absolute expiry as a unix time or None), or None if there is no live value."""
@@ -658,105 +652,45 @@ class FasterKv:
                 self.delete(key)
                 return
             expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
-        tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
         try:
             self._n_upserts += 1
             ix = self._index
-            if ix.old is not None:
-                slow = True
-            else:
-                slow = False
-                # Fast path (index not growing): probe the bucket chain inline.
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                slot = empty = -1
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                            slot = (b << 3) + words.index(e)
-                            break
-                    else:
-                        if empty < 0 and 0 in words[:7]:
-                            empty = (b << 3) + words.index(0)
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-                hlog = self._log
-                klen = len(key)
-                vlen = len(value)
-                size = base = (HEADER_SIZE + klen + vlen + 7) & ~7
-                flags = 0
+            if ix.old is None:
                 if expiry is not None:
-                    size += EXPIRY_SIZE
-                    flags = HAS_EXPIRY
                     self._ttl_seen = True
-                prev = 0
-                if slot >= 0:
-                    prev = table.words[slot] & ADDRESS_MASK
-                    addr = prev
-                    head = hlog.head_address
-                    pages = hlog.pages
-                    bits = hlog.page_bits
-                    pmask = hlog.page_mask
-                    while addr >= head:
-                        page = pages[addr >> bits]
-                        off = addr & pmask
-                        info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                        if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                            if (
-                                info & TOMBSTONE
-                                or info & HAS_EXPIRY != flags
-                                or addr < hlog.read_only_address
-                                or (HEADER_SIZE + kl + vl + 7) & ~7 != base
-                            ):  # (the same size as a record in a page: vlen needs no bound check)
-                                slow = True  # deleted, or not updatable in place
-                                break
-                            start = off + HEADER_SIZE + kl
-                            page[start : start + vlen] = value  # type: ignore[index]
-                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
-                            if flags:
-                                _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
-                            hlog.dirty.add(addr >> bits)
-                            self._n_in_place += 1
-                            # _after_write() minus index growth: an in-place update adds no key
-                            self._writes = writes = self._writes + 1
-                            if not writes & (_SWEEP_EVERY - 1):
-                                self._sweep(_SWEEP_BUCKETS)
-                                self._check_maintenance()
-                            return
-                        addr = info & PREV_MASK
-                    else:
-                        # The chain continues on the device: the key may exist there.
-                        slow = addr >= hlog.begin_address or self._lookup_below_begin
-                elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD or self._lookup_below_begin:
-                    slow = True  # needs an overflow bucket, too large, or may be beyond the log
-            if not slow:
-                # A key not in the log: append at the tail.
-                tail = hlog.tail_address
-                off = tail & hlog.page_mask
-                if off + size >= hlog.page_size:
-                    tail = hlog.allocate(size)
-                    off = tail & hlog.page_mask
-                    if slot >= 0:  # eviction may have moved the chain's head out of memory
-                        prev = table.words[slot] & ADDRESS_MASK
-                else:
-                    hlog.tail_address = tail + size
-                page = hlog.pages[tail >> hlog.page_bits]
-                _pack_header(page, off, prev | self._info_bits | flags, klen, vlen)  # type: ignore[arg-type]
-                start = off + HEADER_SIZE
-                page[start : start + klen] = key  # type: ignore[index]
-                page[start + klen : start + klen + vlen] = value  # type: ignore[index]
-                if flags:
-                    _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
-                table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
-                self._live += 1
-                self._after_write()
-                return
+                table = ix.cur
+                hlog = self._log
+                r = _index_upsert(
+                    table.buf,
+                    table.mask,
+                    h,
+                    hlog.pages,
+                    hlog.head_address,
+                    hlog.read_only_address,
+                    -1 if self._lookup_below_begin else hlog.begin_address,
+                    hlog.tail_address,
+                    hlog.page_bits,
+                    key,
+                    value,
+                    expiry,
+                    self._info_bits,
+                    hlog.dirty,
+                )
+                if r == 1:
+                    self._n_in_place += 1
+                    # _after_write() minus index growth: an in-place update adds no key
+                    self._writes = writes = self._writes + 1
+                    if not writes & (_SWEEP_EVERY - 1):
+                        self._sweep(_SWEEP_BUCKETS)
+                        self._check_maintenance()
+                    return
+                if r:
+                    hlog.tail_address = r
+                    self._live += 1
+                    self._after_write()
+                    return
         finally:
             lock.release()
         self._upsert_slow(key, h, value, expiry)
@@ -853,28 +787,28 @@ class FasterKv:
         lock = self._lock
         lock.acquire()
         try:
-            addr = self._locate(key, h)
-            hlog = self._log
-            if addr >= hlog.read_only_address:  # mutable: update in place when it still fits
-                bits = hlog.page_bits
-                page = hlog.pages[addr >> bits]
-                off = addr & hlog.page_mask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if not info & TOMBSTONE and not (
-                    info & HAS_EXPIRY and _expired(page, off, info, kl, vl)  # type: ignore[arg-type]
-                ):
-                    start = off + HEADER_SIZE + kl
-                    new = _int64(_parse_int64(bytes(page[start : start + vl])) + delta)  # type: ignore[index]
-                    raw = b"%d" % new
-                    n = len(raw)
-                    if (kl + n + HEADER_SIZE + 7) & ~7 == (kl + vl + HEADER_SIZE + 7) & ~7:
-                        page[start : start + n] = raw  # type: ignore[index]
-                        _pack_vlen(page, off + 12, n)  # type: ignore[arg-type]
-                        hlog.dirty.add(addr >> bits)
-                        self._n_rmws += 1
-                        self._n_in_place += 1
-                        self._after_write()
-                        return new
+            ix = self._index
+            if ix.old is None:
+                table = ix.cur
+                hlog = self._log
+                new = _index_incr(
+                    table.buf,
+                    table.mask,
+                    h,
+                    hlog.pages,
+                    hlog.head_address,
+                    hlog.read_only_address,
+                    hlog.page_bits,
+                    key,
+                    delta,
+                    _now,
+                    hlog.dirty,
+                )
+                if new is not None:
+                    self._n_rmws += 1
+                    self._n_in_place += 1
+                    self._after_write()
+                    return new
         finally:
             lock.release()
         return self._run(key, h, self._incr_op(key, h, delta, create))
@@ -882,7 +816,7 @@ class FasterKv:
     def _locate(self, key: bytes, h: int) -> int:
         """Under the latch: the address of ``key``'s newest record when it is in memory, else
         the first address of its chain below the head (0: no chain; else on the device).
-        ``read`` and ``upsert`` inline this walk: as a call it costs ``read`` about 10%."""
+        ``read``, ``upsert`` and ``incr`` do this walk in ``hotpath`` instead."""
         ix = self._index
         if ix.old is None:
             table = ix.cur
@@ -1582,27 +1516,13 @@ class FasterKv:
             return 0
         table = ix.cur
         hlog = self._log
-        head = hlog.head_address
-        pages = hlog.pages
-        bits = hlog.page_bits
-        pmask = hlog.page_mask
-        now_ms = _now() * 1000
-        expired: list[tuple[int, bytes]] = []
-        for _ in range(min(max_buckets, table.size)):
-            bucket = self._sweep_cursor & table.mask
-            self._sweep_cursor = bucket + 1
-            for _, entry in table.entries(bucket):
-                addr = entry & ADDRESS_MASK
-                if addr < head:
-                    continue
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if info & HAS_EXPIRY and not info & TOMBSTONE:
-                    exp = _expiry_of(page, off, info, kl, vl)  # type: ignore[arg-type]
-                    if exp is not None and exp <= now_ms:
-                        key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])  # type: ignore[index]
-                        expired.append((addr, key))
+        start = self._sweep_cursor & table.mask
+        count = min(max_buckets, table.size)
+        self._sweep_cursor = start + count
+        expired = _expired_entries(
+            table.buf, table.mask, start, count, hlog.pages, hlog.head_address, hlog.page_bits,
+            _now() * 1000,
+        )
         for addr, key in expired:
             self._expire_at(addr, key, xxh3_64_intdigest(key))
         return len(expired)
