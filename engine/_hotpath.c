@@ -264,10 +264,12 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
         prev = load64((char *)slot) & PREV_MASK;
         char *rec;
         uint64_t addr = walk(pages, head, bits, prev, k, (Py_ssize_t)klen, &rec);
-        if (rec) {
+        if (rec && load64(rec) & TOMBSTONE) {
+            /* Deleted: a new record at the chain's head supersedes the tombstone. */
+        } else if (rec) {
             uint64_t info = load64(rec);
             uint32_t vl = load32(rec + 12);
-            if (info & TOMBSTONE || (info & HAS_EXPIRY) != flags || addr < read_only ||
+            if ((info & HAS_EXPIRY) != flags || addr < read_only ||
                 padded(HEADER_SIZE + klen + vl) != base)
                 return PyLong_FromLong(0);
             /* Mark the page dirty first: if that fails nothing was written. */
@@ -277,7 +279,7 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
             if (has_exp) store64(rec + size - EXPIRY_SIZE, (uint64_t)expiry);
             return PyLong_FromLong(1);
         }
-        if (addr == UINT64_MAX || begin < 0 || addr >= (uint64_t)begin)
+        else if (addr == UINT64_MAX || begin < 0 || addr >= (uint64_t)begin)
             return PyLong_FromLong(0); /* the key may be on the device */
     } else if (!empty || begin < 0) {
         return PyLong_FromLong(0);
@@ -448,11 +450,54 @@ static PyObject *expired_entries(PyObject *mod, PyObject *const *args, Py_ssize_
     return out;
 }
 
+static inline uint64_t reverse64(uint64_t v)
+{
+    v = ((v >> 1) & UINT64_C(0x5555555555555555)) | ((v & UINT64_C(0x5555555555555555)) << 1);
+    v = ((v >> 2) & UINT64_C(0x3333333333333333)) | ((v & UINT64_C(0x3333333333333333)) << 2);
+    v = ((v >> 4) & UINT64_C(0x0F0F0F0F0F0F0F0F)) | ((v & UINT64_C(0x0F0F0F0F0F0F0F0F)) << 4);
+    return __builtin_bswap64(v);
+}
+
+PyDoc_STRVAR(skip_empty_doc,
+"skip_empty(index, mask, cursor, budget)\n--\n\n"
+"(cursor, buckets skipped): advances a reverse-binary SCAN cursor past at most budget buckets\n"
+"with no entries (and no overflow bucket); stops at a bucket with one, or at 0 (wrapped).");
+
+static PyObject *skip_empty(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("skip_empty", 4)
+    if (!PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "expected a bytearray index");
+        return NULL;
+    }
+    uint64_t mask, v, budget;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &v) || get_u64(args[3], &budget))
+        return NULL;
+    const char *buf = PyByteArray_AS_STRING(args[0]);
+    uint64_t limit = (uint64_t)PyByteArray_GET_SIZE(args[0]) / 64;
+    uint64_t n = 0;
+    while (n < budget) {
+        uint64_t b = v & mask;
+        if (b >= limit) break;
+        const char *w = buf + (b << 6);
+        int used = 0;
+        for (int i = 0; i < 8 && !used; i++) used = load64(w + 8 * i) != 0;
+        if (used) break;
+        n++;
+        v |= ~mask;
+        v = reverse64(reverse64(v) + 1);
+        if (!v) break;
+    }
+    return Py_BuildValue("(KK)", (unsigned long long)v, (unsigned long long)n);
+}
+
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
     {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
     {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
+    {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
     {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,
      expired_entries_doc},
     {NULL, NULL, 0, NULL},

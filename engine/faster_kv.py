@@ -47,6 +47,8 @@ from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
+from faster_backend.engine.hotpath import next_cursor
+from faster_backend.engine.hotpath import skip_empty as _skip_empty
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.read_cache import ReadCache
 from faster_backend.engine.record import (
@@ -90,7 +92,6 @@ _SWEEP_EVERY = 64  # writes between two incremental expiry sweeps
 _SWEEP_BUCKETS = 16
 _GROW_STEP = 256  # old buckets split per write while the index grows
 _FIRST_READ = 512  # bytes read for a record on the device before its size is known
-_BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
 DURABILITY_MODES = ("none", "periodic", "always")
@@ -106,10 +107,6 @@ _MAX_TTL = 9e15
 def expiry_ms(ttl: float | None) -> int | None:
     """Absolute expiry (unix ms) of a ``ttl`` in seconds from now; None stays None."""
     return None if ttl is None else int((_now() + min(ttl, _MAX_TTL)) * 1000)
-
-
-def _reverse64(v: int) -> int:
-    return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
 
 
 class _NeedsIO(Exception):
@@ -1023,10 +1020,15 @@ class FasterKv:
             v = cursor
             visited = 0
             while True:
+                # Empty buckets count as visited but cost next to nothing: a sparse index
+                # (few keys, many buckets) scans as fast as a dense one.
+                v, skipped = _skip_empty(table.buf, mask, v, count - visited)
+                visited += skipped
+                if (skipped and v == 0) or visited >= count:
+                    break
                 self._collect_bucket(table, v & mask, keys, on_disk)
                 visited += 1
-                v |= ~mask & 0xFFFFFFFFFFFFFFFF
-                v = _reverse64(_reverse64(v) + 1 & 0xFFFFFFFFFFFFFFFF)
+                v = next_cursor(v, mask)
                 if v == 0 or visited >= count:
                     break
         for addr, seen, bucket, bmask in on_disk:

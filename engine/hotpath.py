@@ -157,14 +157,14 @@ def py_index_upsert(
     if slot >= 0:
         prev = _entry(index, slot) & PREV_MASK
         addr, hit = _walk(pages, head, bits, prev, key)
-        if hit:
-            page = pages[addr >> bits]
-            assert page is not None
-            off = addr & ((1 << bits) - 1)
+        page = pages[addr >> bits] if hit else None
+        off = addr & ((1 << bits) - 1)
+        if page is not None and _unpack_header(page, off)[0] & TOMBSTONE:
+            pass  # deleted: a new record at the chain's head supersedes the tombstone
+        elif page is not None:
             info, kl, vl = _unpack_header(page, off)
             if (
-                info & TOMBSTONE
-                or info & HAS_EXPIRY != flags
+                info & HAS_EXPIRY != flags
                 or addr < read_only
                 or (HEADER_SIZE + kl + vl + 7) & ~7 != base
             ):
@@ -176,7 +176,7 @@ def py_index_upsert(
             if expiry is not None:
                 _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)
             return 1
-        if begin < 0 or addr >= begin:
+        elif begin < 0 or addr >= begin:
             return 0  # the key may be on the device
     elif empty < 0 or begin < 0:
         return 0
@@ -290,11 +290,42 @@ def py_expired_entries(
     return out
 
 
+_BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
+
+
+def _reverse64(v: int) -> int:
+    return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
+
+
+def next_cursor(v: int, mask: int) -> int:
+    """The reverse-binary SCAN cursor after bucket ``v & mask`` (Redis' dictScan): it visits
+    every bucket present for a whole iteration even while the table doubles."""
+    v |= ~mask & 0xFFFFFFFFFFFFFFFF
+    return _reverse64(_reverse64(v) + 1 & 0xFFFFFFFFFFFFFFFF)
+
+
+def py_skip_empty(index: bytearray, mask: int, cursor: int, budget: int) -> tuple[int, int]:
+    """(cursor, buckets skipped): advance a reverse-binary SCAN cursor past at most ``budget``
+    buckets with no entries (and no overflow bucket); stop at one with some, or at 0."""
+    v = cursor
+    n = 0
+    while n < budget:
+        b = v & mask
+        if any(_unpack_bucket(index, b << 6)):
+            break
+        n += 1
+        v = next_cursor(v, mask)
+        if not v:
+            break
+    return v, n
+
+
 index_read = py_index_read
 chain_read = py_chain_read
 index_upsert = py_index_upsert
 index_incr = py_index_incr
 expired_entries = py_expired_entries
+skip_empty = py_skip_empty
 NATIVE = False
 
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") not in ("", "0"):
@@ -310,4 +341,5 @@ else:
         index_upsert = _hotpath.index_upsert
         index_incr = _hotpath.index_incr
         expired_entries = _hotpath.expired_entries
+        skip_empty = _hotpath.skip_empty
         NATIVE = True

@@ -376,7 +376,9 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             wrapped = 0
             # Resume where the last cull stopped, so culls spread over the whole key space.
             while len(kv) > target and wrapped < 2:
-                cursor, keys = kv.scan(cursor, 16)
+                # 1024 buckets a step: empty ones cost next to nothing, and a cache far below
+                # its index size (Django's default MAX_ENTRIES is 300) is mostly empty buckets.
+                cursor, keys = kv.scan(cursor, 1024)
                 for k in keys:
                     if len(kv) <= target:
                         break

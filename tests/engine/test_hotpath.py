@@ -37,6 +37,7 @@ PURE = {
     "_index_upsert": hotpath.py_index_upsert,
     "_index_incr": hotpath.py_index_incr,
     "_expired_entries": hotpath.py_expired_entries,
+    "_skip_empty": hotpath.py_skip_empty,
 }
 
 
@@ -48,6 +49,7 @@ def _native_table() -> dict[str, object]:
         "_index_upsert": _hotpath.index_upsert,
         "_index_incr": _hotpath.index_incr,
         "_expired_entries": _hotpath.expired_entries,
+        "_skip_empty": _hotpath.skip_empty,
     }
 
 
