@@ -871,16 +871,99 @@ class FasterKv:
     def upsert_many(
         self, items: Iterable[tuple[bytes, bytes]], ttl: float | None = None
     ) -> None:
-        """Upsert each (key, value) with one ``ttl``; under durability "always" the whole
-        batch becomes durable with one commit before this returns."""
-        upsert = type(self).upsert
-        for key, value in items:
-            upsert(self, key, value, ttl)
+        """Upsert each (key, value) in order with one ``ttl``; under durability "always" the
+        whole batch becomes durable with one commit before this returns."""
+        if ttl is not None and ttl <= 0:
+            for key, _ in items:
+                self.delete(key)
+            return
+        expiry = None
+        if ttl is not None:
+            expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
+            self._ttl_seen = True
+        lock = self._lock
+        lock.acquire()
+        try:
+            for key, value in items:
+                h = xxh3_64_intdigest(key)
+                self._n_upserts += 1
+                ix = self._index
+                hlog = self._log
+                r = 0
+                if ix.old is None:
+                    table = ix.cur
+                    r = _index_upsert(
+                        table.buf,
+                        table.mask,
+                        h,
+                        hlog.pages,
+                        hlog.head_address,
+                        hlog.read_only_address,
+                        -1 if self._lookup_below_begin else hlog.begin_address,
+                        hlog.tail_address,
+                        hlog.page_bits,
+                        key,
+                        value,
+                        expiry,
+                        self._info_bits,
+                        hlog.dirty,
+                    )
+                if r == 1:
+                    self._n_in_place += 1
+                    self._writes = writes = self._writes + 1
+                    if not writes & (_SWEEP_EVERY - 1):
+                        self._sweep(_SWEEP_BUCKETS)
+                        self._check_maintenance()
+                elif r:
+                    hlog.tail_address = r
+                    self._live += 1
+                    self._after_write()
+                else:  # the general path takes the latch itself; order is kept
+                    lock.release()
+                    try:
+                        self._upsert_slow(key, h, value, expiry)
+                    finally:
+                        lock.acquire()
+        finally:
+            lock.release()
 
     def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """``read`` of each key, in order."""
-        read = self.read
-        return [read(key) for key in keys]
+        out: list[bytes | None] = []
+        again: list[int] = []
+        lock = self._lock
+        lock.acquire()
+        try:
+            for key in keys:
+                ix = self._index
+                r: bytes | int | None = False
+                if ix.old is None:
+                    table = ix.cur
+                    hlog = self._log
+                    r = _index_read(
+                        table.buf,
+                        table.mask,
+                        xxh3_64_intdigest(key),
+                        hlog.pages,
+                        hlog.head_address,
+                        hlog.page_bits,
+                        key,
+                        _now,
+                    )
+                if r.__class__ is bytes:
+                    self._n_read_hits += 1
+                    out.append(r)  # type: ignore[arg-type]
+                elif r is None:
+                    self._n_misses += 1
+                    out.append(None)
+                else:  # the device, an expired record or a growing index: ``read`` decides
+                    again.append(len(out))
+                    out.append(key)  # type: ignore[arg-type]
+        finally:
+            lock.release()
+        for i in again:
+            out[i] = self.read(out[i])  # type: ignore[arg-type]
+        return out
 
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
