@@ -206,6 +206,31 @@ static PyObject *chain_read(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     return read_result(addr, rec, now);
 }
 
+PyDoc_STRVAR(index_locate_doc,
+"index_locate(index, mask, h, pages, head, bits, key)\n--\n\n"
+"The address of key's newest record when it is in memory, else the first address of its chain\n"
+"below head (0: none); -1 when the Python walk must decide.");
+
+static PyObject *index_locate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_locate", 7)
+    PyObject *index = args[0], *pages = args[3], *key = args[6];
+    CHECK_TYPES(index, pages, key)
+    uint64_t mask, h, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
+                           NULL);
+    char *rec;
+    uint64_t addr = walk(pages, head, bits, slot ? load64((char *)slot) & PREV_MASK : 0,
+                         PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &rec);
+    if (addr == UINT64_MAX) return PyLong_FromLong(-1);
+    return PyLong_FromUnsignedLongLong(addr);
+}
+
 static int mark_dirty(PyObject *dirty, uint64_t addr, int bits)
 {
     PyObject *n = PyLong_FromUnsignedLongLong(addr >> bits);
@@ -494,6 +519,7 @@ static PyObject *skip_empty(PyObject *mod, PyObject *const *args, Py_ssize_t nar
 
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
+    {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
     {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
     {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},

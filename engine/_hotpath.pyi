@@ -58,3 +58,12 @@ def expired_entries(
     now_ms: float,
 ) -> list[tuple[int, bytes]]: ...
 def skip_empty(index: bytearray, mask: int, cursor: int, budget: int) -> tuple[int, int]: ...
+def index_locate(
+    index: bytearray,
+    mask: int,
+    h: int,
+    pages: list[bytearray | None],
+    head: int,
+    bits: int,
+    key: bytes,
+) -> int: ...

@@ -40,11 +40,12 @@ from faster_backend.engine.checkpoint import (
 )
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
-from faster_backend.engine.hash_bucket import ADDRESS_MASK, BUCKET, HASH_TAG_SHIFT, TAG_SHIFT
+from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hotpath import chain_read as _chain_read
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
+from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hotpath import next_cursor
@@ -80,7 +81,6 @@ Found = tuple[int, bytearray | bytes, int, int, int, int]
 # What a device lookup learned: the chain start it read from, and the key's newest record there.
 Hint = tuple[int, tuple[int, bytes] | None]
 
-_unpack_bucket = BUCKET.unpack_from
 _unpack_header = HEADER.unpack_from
 _unpack_expiry = EXPIRY.unpack_from
 _pack_info = INFO.pack_into
@@ -812,29 +812,18 @@ class FasterKv:
 
     def _locate(self, key: bytes, h: int) -> int:
         """Under the latch: the address of ``key``'s newest record when it is in memory, else
-        the first address of its chain below the head (0: no chain; else on the device).
-        ``read``, ``upsert`` and ``incr`` do this walk in ``hotpath`` instead."""
+        the first address of its chain below the head (0: no chain; else on the device)."""
         ix = self._index
+        hlog = self._log
         if ix.old is None:
             table = ix.cur
-            buf = table.buf
-            b = h & table.mask
-            tag = (h >> HASH_TAG_SHIFT) or 1
-            addr = 0
-            while True:
-                words = _unpack_bucket(buf, b << 6)
-                for e in words:
-                    if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                        addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
-                        break
-                else:
-                    b = words[7]
-                    if b:
-                        continue
-                break
-        else:
-            addr = ix.find(h)
-        hlog = self._log
+            addr = _index_locate(
+                table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key
+            )
+            if addr >= 0:
+                return addr
+        # The index grows (or the compiled walk declined): walk in Python.
+        addr = ix.find(h)
         head = hlog.head_address
         pages = hlog.pages
         bits = hlog.page_bits

@@ -138,6 +138,14 @@ def py_index_read(
     return py_chain_read(addr, pages, head, bits, key, now)
 
 
+def py_index_locate(
+    index: bytearray, mask: int, h: int, pages: Pages, head: int, bits: int, key: bytes
+) -> int:
+    """The address of key's newest record when it is in memory, else the first address of its
+    chain below head (0: none); -1 when the caller must walk itself (never here)."""
+    return _walk(pages, head, bits, _probe(index, mask, h)[1], key)[0]
+
+
 def py_index_upsert(
     index: bytearray,
     mask: int,
@@ -331,6 +339,7 @@ def py_skip_empty(index: bytearray, mask: int, cursor: int, budget: int) -> tupl
 
 
 index_read = py_index_read
+index_locate = py_index_locate
 chain_read = py_chain_read
 index_upsert = py_index_upsert
 index_incr = py_index_incr
@@ -347,6 +356,7 @@ else:
         log.warning("faster_backend.engine._hotpath is not built: hot paths run in Python")
     else:
         index_read = _hotpath.index_read
+        index_locate = _hotpath.index_locate
         chain_read = _hotpath.chain_read
         index_upsert = _hotpath.index_upsert
         index_incr = _hotpath.index_incr

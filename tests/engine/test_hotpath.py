@@ -33,6 +33,7 @@ needs_native = pytest.mark.skipif(_hotpath is None, reason="_hotpath is not buil
 
 PURE = {
     "_index_read": hotpath.py_index_read,
+    "_index_locate": hotpath.py_index_locate,
     "_chain_read": hotpath.py_chain_read,
     "_index_upsert": hotpath.py_index_upsert,
     "_index_incr": hotpath.py_index_incr,
@@ -45,6 +46,7 @@ def _native_table() -> dict[str, object]:
     assert _hotpath is not None
     return {
         "_index_read": _hotpath.index_read,
+        "_index_locate": _hotpath.index_locate,
         "_chain_read": _hotpath.chain_read,
         "_index_upsert": _hotpath.index_upsert,
         "_index_incr": _hotpath.index_incr,
