@@ -649,48 +649,55 @@ class FasterKv:
                 self.delete(key)
                 return
             expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
+            self._ttl_seen = True
         lock = self._lock
         lock.acquire()
         try:
-            self._n_upserts += 1
-            ix = self._index
-            if ix.old is None:
-                if expiry is not None:
-                    self._ttl_seen = True
-                table = ix.cur
-                hlog = self._log
-                r = _index_upsert(
-                    table.buf,
-                    table.mask,
-                    h,
-                    hlog.pages,
-                    hlog.head_address,
-                    hlog.read_only_address,
-                    -1 if self._lookup_below_begin else hlog.begin_address,
-                    hlog.tail_address,
-                    hlog.page_bits,
-                    key,
-                    value,
-                    expiry,
-                    self._info_bits,
-                    hlog.dirty,
-                )
-                if r == 1:
-                    self._n_in_place += 1
-                    # _after_write() minus index growth: an in-place update adds no key
-                    self._writes = writes = self._writes + 1
-                    if not writes & (_SWEEP_EVERY - 1):
-                        self._sweep(_SWEEP_BUCKETS)
-                        self._check_maintenance()
-                    return
-                if r:
-                    hlog.tail_address = r
-                    self._live += 1
-                    self._after_write()
-                    return
+            if self._upsert_in_memory(key, h, value, expiry):
+                return
         finally:
             lock.release()
         self._upsert_slow(key, h, value, expiry)
+
+    def _upsert_in_memory(self, key: bytes, h: int, value: bytes, expiry: int | None) -> bool:
+        """Under the latch: the upsert's compiled fast path (in place, or appended at the tail of
+        a page with room); False when the general path must run."""
+        self._n_upserts += 1
+        ix = self._index
+        if ix.old is not None:
+            return False
+        table = ix.cur
+        hlog = self._log
+        r = _index_upsert(
+            table.buf,
+            table.mask,
+            h,
+            hlog.pages,
+            hlog.head_address,
+            hlog.read_only_address,
+            -1 if self._lookup_below_begin else hlog.begin_address,
+            hlog.tail_address,
+            hlog.page_bits,
+            key,
+            value,
+            expiry,
+            self._info_bits,
+            hlog.dirty,
+        )
+        if r == 1:
+            self._n_in_place += 1
+            # _after_write() minus index growth: an in-place update adds no key
+            self._writes = writes = self._writes + 1
+            if not writes & (_SWEEP_EVERY - 1):
+                self._sweep(_SWEEP_BUCKETS)
+                self._check_maintenance()
+            return True
+        if r:
+            hlog.tail_address = r
+            self._live += 1
+            self._after_write()
+            return True
+        return False
 
     def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
         self._run(key, h, self._upsert_op(key, h, value, expiry))
@@ -875,39 +882,8 @@ class FasterKv:
         try:
             for key, value in items:
                 h = xxh3_64_intdigest(key)
-                self._n_upserts += 1
-                ix = self._index
-                hlog = self._log
-                r = 0
-                if ix.old is None:
-                    table = ix.cur
-                    r = _index_upsert(
-                        table.buf,
-                        table.mask,
-                        h,
-                        hlog.pages,
-                        hlog.head_address,
-                        hlog.read_only_address,
-                        -1 if self._lookup_below_begin else hlog.begin_address,
-                        hlog.tail_address,
-                        hlog.page_bits,
-                        key,
-                        value,
-                        expiry,
-                        self._info_bits,
-                        hlog.dirty,
-                    )
-                if r == 1:
-                    self._n_in_place += 1
-                    self._writes = writes = self._writes + 1
-                    if not writes & (_SWEEP_EVERY - 1):
-                        self._sweep(_SWEEP_BUCKETS)
-                        self._check_maintenance()
-                elif r:
-                    hlog.tail_address = r
-                    self._live += 1
-                    self._after_write()
-                else:  # the general path takes the latch itself; order is kept
+                if not self._upsert_in_memory(key, h, value, expiry):
+                    # The general path takes the latch itself; items stay in order.
                     lock.release()
                     try:
                         self._upsert_slow(key, h, value, expiry)

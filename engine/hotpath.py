@@ -93,21 +93,18 @@ def _expired(
 def py_chain_read(
     addr: int, pages: Pages, head: int, bits: int, key: bytes, now: Callable[[], float]
 ) -> ReadResult:
-    pmask = (1 << bits) - 1
-    klen = len(key)
-    while addr >= head:
-        page = pages[addr >> bits]
-        off = addr & pmask
-        info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-        if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-            if info & TOMBSTONE:
-                return None
-            if info & HAS_EXPIRY and _expired(page, off, info, kl, vl, now):  # type: ignore[arg-type]
-                return -addr
-            start = off + HEADER_SIZE + kl
-            return bytes(page[start : start + vl])  # type: ignore[index]
-        addr = info & PREV_MASK
-    return addr
+    addr, hit = _walk(pages, head, bits, addr, key)
+    if not hit:
+        return addr
+    page = pages[addr >> bits]
+    off = addr & ((1 << bits) - 1)
+    info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
+    if info & TOMBSTONE:
+        return None
+    if info & HAS_EXPIRY and _expired(page, off, info, kl, vl, now):  # type: ignore[arg-type]
+        return -addr
+    start = off + HEADER_SIZE + kl
+    return bytes(page[start : start + vl])  # type: ignore[index]
 
 
 def py_index_read(

@@ -73,30 +73,28 @@ def test_the_compiled_module_is_built_where_required() -> None:
         assert (_hotpath is not None) == hotpath.NATIVE
 
 
-class PureStoreModel(StoreModel):
+class OnTheReference:
+    """Mixin: a state machine whose store runs hotpath.py's pure-Python reference."""
+
     def __init__(self) -> None:
         self._replaced = _use(PURE)
         super().__init__()
 
     def teardown(self) -> None:
-        super().teardown()
+        super().teardown()  # type: ignore[misc]
         _use(self._replaced)
+
+
+class PureStoreModel(OnTheReference, StoreModel):
+    pass
+
+
+class PureLargerThanMemoryModel(OnTheReference, LargerThanMemoryModel):
+    pass
 
 
 TestPureStoreModel = PureStoreModel.TestCase
 TestPureStoreModel.settings = settings(max_examples=40, stateful_step_count=50, deadline=None)
-
-
-class PureLargerThanMemoryModel(LargerThanMemoryModel):
-    def __init__(self) -> None:
-        self._replaced = _use(PURE)
-        super().__init__()
-
-    def teardown(self) -> None:
-        super().teardown()
-        _use(self._replaced)
-
-
 TestPureLargerThanMemory = PureLargerThanMemoryModel.TestCase
 TestPureLargerThanMemory.settings = settings(
     max_examples=10, stateful_step_count=30, deadline=None
