@@ -604,6 +604,28 @@ class FasterKv:
         self._n_read_hits += 1
         return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
 
+    def _read_in_memory(self, key: bytes, h: int) -> bytes | bool | None:
+        """Under the latch: ``read``'s compiled fast path: the value, None (absent or deleted),
+        or False when the general path must decide (device, expiry, a growing index)."""
+        ix = self._index
+        if ix.old is not None:
+            return False
+        table = ix.cur
+        hlog = self._log
+        r = _index_read(
+            table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key, _now
+        )
+        if r.__class__ is bytes:
+            self._n_read_hits += 1
+            return r  # type: ignore[return-value]
+        if r is None:
+            self._n_misses += 1
+            return None
+        if r.__class__ is int and 0 <= r < hlog.begin_address and not self._lookup_below_begin:  # type: ignore[operator]
+            self._n_misses += 1
+            return None  # the chain ends before the log begins: absent
+        return False
+
     def _count_read(self, found: Found | None) -> bytes | None:
         self._n_reads += 1
         if found is None:
@@ -900,30 +922,11 @@ class FasterKv:
         lock.acquire()
         try:
             for key in keys:
-                ix = self._index
-                r: bytes | int | None = False
-                if ix.old is None:
-                    table = ix.cur
-                    hlog = self._log
-                    r = _index_read(
-                        table.buf,
-                        table.mask,
-                        xxh3_64_intdigest(key),
-                        hlog.pages,
-                        hlog.head_address,
-                        hlog.page_bits,
-                        key,
-                        _now,
-                    )
-                if r.__class__ is bytes:
-                    self._n_read_hits += 1
-                    out.append(r)  # type: ignore[arg-type]
-                elif r is None:
-                    self._n_misses += 1
-                    out.append(None)
-                else:  # the device, an expired record or a growing index: ``read`` decides
+                r = self._read_in_memory(key, xxh3_64_intdigest(key))
+                if r is False:
                     again.append(len(out))
-                    out.append(key)  # type: ignore[arg-type]
+                    r = key  # ``read`` decides below, without the latch
+                out.append(r)  # type: ignore[arg-type]
         finally:
             lock.release()
         for i in again:
@@ -998,7 +1001,12 @@ class FasterKv:
 
     async def aread(self, key: bytes) -> bytes | None:
         """``read`` for asyncio: device reads are awaited, never blocking the event loop."""
-        found = await self._arun(key, xxh3_64_intdigest(key), _found_value)
+        h = xxh3_64_intdigest(key)
+        with self._lock:
+            r = self._read_in_memory(key, h)
+        if r is not False:
+            return r  # type: ignore[return-value]
+        found = await self._arun(key, h, _found_value)
         self._n_reads += 1
         if found is not None:
             self._n_hits += 1
@@ -1024,6 +1032,11 @@ class FasterKv:
             return
         h = xxh3_64_intdigest(key)
         expiry = expiry_ms(ttl)
+        if expiry is not None:
+            self._ttl_seen = True
+        with self._lock:
+            if self._upsert_in_memory(key, h, value, expiry):
+                return
         await self._arun(key, h, self._upsert_op(key, h, value, expiry))
 
     async def aadd(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
