@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 
 from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine import hotpath as _hotpath
 from faster_backend.engine.address import FIRST_ADDRESS
 from faster_backend.engine.checkpoint import (
     CheckpointDir,
@@ -1155,6 +1156,7 @@ class FasterKv:
             slots = ix.size * 7
             dev = self.device.stats.as_dict()
             return {
+                "compiled_hot_paths": _hotpath.NATIVE,
                 "reads": self._n_reads + self._n_read_hits + self._n_misses,
                 "read_hits": self._n_hits + self._n_read_hits,
                 "read_misses": self._n_reads - self._n_hits + self._n_misses,

@@ -238,3 +238,8 @@ def test_random_workload_through_both_implementations_matches_a_dict(tmp_path: P
             kv.close()
         finally:
             _use(old)
+
+
+def test_stats_say_which_implementation_runs() -> None:
+    with FasterKV(memory_size="1MiB") as kv:
+        assert kv.stats()["compiled_hot_paths"] is hotpath.NATIVE
