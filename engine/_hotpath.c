@@ -517,12 +517,119 @@ static PyObject *skip_empty(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     return Py_BuildValue("(KK)", (unsigned long long)v, (unsigned long long)n);
 }
 
+#define MAX_CHAIN_KEYS 64
+
+PyDoc_STRVAR(collect_bucket_doc,
+"collect_bucket(index, mask, bucket, pages, head, bits, now_ms, hash, out)\n--\n\n"
+"Appends to out the live keys (not deleted, not expired, hash(key) & mask == bucket) of the\n"
+"in-memory chains of a bucket's entries, each key once; returns [(address, keys seen)] for the\n"
+"chains that continue below head. None when a chain holds too many distinct keys or leaves\n"
+"its pages: the Python walk then does the bucket.");
+
+static PyObject *collect_bucket(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("collect_bucket", 9)
+    PyObject *index = args[0], *pages = args[3], *hash = args[7], *out = args[8];
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytearray index, list of pages, list out)");
+        return NULL;
+    }
+    uint64_t mask, bucket, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &bucket) || get_u64(args[4], &head) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    double now_ms = PyFloat_AsDouble(args[6]);
+    if (now_ms == -1.0 && PyErr_Occurred()) return NULL;
+    const char *buf = PyByteArray_AS_STRING(index);
+    Py_ssize_t limit = PyByteArray_GET_SIZE(index) / 64;
+    uint64_t pmask = (UINT64_C(1) << bits) - 1;
+    Py_ssize_t out_start = PyList_GET_SIZE(out);
+    PyObject *on_disk = PyList_New(0);
+    if (!on_disk) return NULL;
+    const char *seen[MAX_CHAIN_KEYS];
+    uint32_t seen_len[MAX_CHAIN_KEYS];
+    uint64_t b = bucket;
+    for (Py_ssize_t hops = 0; hops <= limit && (Py_ssize_t)b < limit; hops++) {
+        const char *w = buf + (b << 6);
+        for (int i = 0; i < 7; i++) {
+            uint64_t e = load64(w + 8 * i);
+            if (!e || e & (UINT64_C(1) << 62)) continue; /* empty or tentative */
+            uint64_t addr = e & PREV_MASK;
+            int n_seen = 0;
+            while (addr >= head) {
+                Py_ssize_t plen;
+                char *page = page_at(pages, addr, bits, &plen);
+                uint64_t off = addr & pmask;
+                if (!page || (Py_ssize_t)(off + HEADER_SIZE) > plen) goto decline;
+                const char *r = page + off;
+                uint64_t info = load64(r);
+                uint32_t kl = load32(r + 8), vl = load32(r + 12);
+                uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+                if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+                if ((Py_ssize_t)(off + size) > plen) goto decline;
+                const char *k = r + HEADER_SIZE;
+                int known = 0;
+                for (int j = 0; j < n_seen && !known; j++)
+                    known = seen_len[j] == kl && memcmp(seen[j], k, kl) == 0;
+                if (!known) {
+                    if (n_seen == MAX_CHAIN_KEYS) goto decline;
+                    seen[n_seen] = k;
+                    seen_len[n_seen++] = kl;
+                    int64_t exp = 0;
+                    if (info & HAS_EXPIRY) memcpy(&exp, r + size - EXPIRY_SIZE, 8);
+                    if (!(info & TOMBSTONE) && (!(info & HAS_EXPIRY) || (double)exp > now_ms)) {
+                        PyObject *key = PyBytes_FromStringAndSize(k, kl);
+                        if (!key) goto fail;
+                        PyObject *hv = PyObject_CallOneArg(hash, key);
+                        if (!hv) { Py_DECREF(key); goto fail; }
+                        uint64_t kh = PyLong_AsUnsignedLongLong(hv);
+                        Py_DECREF(hv);
+                        if (kh == (uint64_t)-1 && PyErr_Occurred()) { Py_DECREF(key); goto fail; }
+                        int rc = (kh & mask) == bucket ? PyList_Append(out, key) : 0;
+                        Py_DECREF(key);
+                        if (rc) goto fail;
+                    }
+                }
+                addr = info & PREV_MASK;
+            }
+            if (addr) {
+                PyObject *keys = PySet_New(NULL);
+                if (!keys) goto fail;
+                for (int j = 0; j < n_seen; j++) {
+                    PyObject *key = PyBytes_FromStringAndSize(seen[j], seen_len[j]);
+                    if (!key || PySet_Add(keys, key)) { Py_XDECREF(key); Py_DECREF(keys); goto fail; }
+                    Py_DECREF(key);
+                }
+                PyObject *item = Py_BuildValue("(KN)", (unsigned long long)addr, keys);
+                if (!item) goto fail;
+                int rc = PyList_Append(on_disk, item);
+                Py_DECREF(item);
+                if (rc) goto fail;
+            }
+        }
+        b = load64(w + 56);
+        if (!b) break;
+    }
+    return on_disk;
+decline:
+    Py_DECREF(on_disk);
+    if (PyList_SetSlice(out, out_start, PyList_GET_SIZE(out), NULL)) return NULL;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(on_disk);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
     {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
     {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
     {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
+    {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
+     collect_bucket_doc},
     {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
     {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,
      expired_entries_doc},

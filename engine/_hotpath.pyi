@@ -67,3 +67,14 @@ def index_locate(
     bits: int,
     key: bytes,
 ) -> int: ...
+def collect_bucket(
+    index: bytearray,
+    mask: int,
+    bucket: int,
+    pages: list[bytearray | None],
+    head: int,
+    bits: int,
+    now_ms: float,
+    hash: Callable[[bytes], int],
+    out: list[bytes],
+) -> list[tuple[int, set[bytes]]] | None: ...

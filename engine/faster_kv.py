@@ -44,12 +44,13 @@ from faster_backend.engine.errors import EngineError, RecordTooLargeError, Store
 from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hotpath import chain_read as _chain_read
+from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
 from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
-from faster_backend.engine.hotpath import next_cursor
+from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
 from faster_backend.engine.hotpath import skip_empty as _skip_empty
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.read_cache import ReadCache
@@ -1526,32 +1527,26 @@ class FasterKv:
         on_disk: list[tuple[int, set[bytes], int, int]],
     ) -> None:
         """Append the live keys of a bucket's chains in memory to ``out``; chains that go on
-        to the device are noted in ``on_disk`` with the keys already seen.
-
-        After the index grew, both halves of a split bucket may share a chain that was on the
-        device, so only keys that hash to ``bucket`` are reported (each key exactly once)."""
+        to the device are noted in ``on_disk`` with the keys already seen."""
         hlog = self._log
-        head = hlog.head_address
-        now_ms = _now() * 1000
-        mask = table.mask
-        for _, entry in table.entries(bucket):
-            addr = entry & ADDRESS_MASK
-            seen: set[bytes] = set()
-            while addr >= head:
-                page = hlog.pages[addr >> hlog.page_bits]
-                assert page is not None
-                off = addr & hlog.page_mask
-                info, kl, vl = _unpack_header(page, off)
-                key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
-                if key not in seen:
-                    seen.add(key)
-                    if not info & TOMBSTONE and xxh3_64_intdigest(key) & mask == bucket:
-                        exp = _expiry_of(page, off, info, kl, vl)
-                        if exp is None or exp > now_ms:
-                            out.append(key)
-                addr = info & PREV_MASK
-            if addr >= hlog.begin_address:
-                on_disk.append((addr, seen, bucket, mask))
+        args = (
+            table.buf,
+            table.mask,
+            bucket,
+            hlog.pages,
+            hlog.head_address,
+            hlog.page_bits,
+            _now() * 1000,
+            xxh3_64_intdigest,
+            out,
+        )
+        chains = _bucket_keys(*args)
+        if chains is None:  # the compiled walk declined: the reference walks (and reports)
+            chains = py_collect_bucket(*args)
+        begin = hlog.begin_address
+        for addr, seen in chains or ():
+            if addr >= begin:
+                on_disk.append((addr, seen, bucket, table.mask))
 
     def _collect_disk_chain(
         self, addr: int, seen: set[bytes], out: list[bytes], bucket: int, mask: int

@@ -335,6 +335,59 @@ def py_skip_empty(index: bytearray, mask: int, cursor: int, budget: int) -> tupl
     return v, n
 
 
+def py_collect_bucket(
+    index: bytearray,
+    mask: int,
+    bucket: int,
+    pages: Pages,
+    head: int,
+    bits: int,
+    now_ms: float,
+    hash: Callable[[bytes], int],
+    out: list[bytes],
+) -> list[tuple[int, set[bytes]]] | None:
+    """Append to ``out`` the live keys (not deleted, not expired, hash(key) & mask == bucket)
+    of the in-memory chains of a bucket's entries, each key once; return (address, keys seen)
+    for the chains that continue below ``head``. (The compiled one returns None to decline.)
+
+    After the index grew, both halves of a split bucket may share a chain, hence the hash test.
+    """
+    on_disk: list[tuple[int, set[bytes]]] = []
+    pmask = (1 << bits) - 1
+    b = bucket
+    while True:
+        words = _unpack_bucket(index, b << 6)
+        for e in words[:7]:
+            if not e or e & TENTATIVE:
+                continue
+            addr = e & PREV_MASK
+            seen: set[bytes] = set()
+            while addr >= head:
+                page = pages[addr >> bits]
+                assert page is not None
+                off = addr & pmask
+                info, kl, vl = _unpack_header(page, off)
+                key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
+                if key not in seen:
+                    seen.add(key)
+                    if (
+                        not info & TOMBSTONE
+                        and not (info & HAS_EXPIRY and _expired_at(page, off, kl, vl, now_ms))
+                        and hash(key) & mask == bucket
+                    ):
+                        out.append(key)
+                addr = info & PREV_MASK
+            if addr:
+                on_disk.append((addr, seen))
+        b = words[7]
+        if not b:
+            return on_disk
+
+
+def _expired_at(page: bytearray, off: int, kl: int, vl: int, now_ms: float) -> bool:
+    return bool(_unpack_expiry(page, off + ((HEADER_SIZE + kl + vl + 7) & ~7))[0] <= now_ms)
+
+
 index_read = py_index_read
 index_locate = py_index_locate
 chain_read = py_chain_read
@@ -342,6 +395,7 @@ index_upsert = py_index_upsert
 index_incr = py_index_incr
 expired_entries = py_expired_entries
 skip_empty = py_skip_empty
+collect_bucket = py_collect_bucket
 NATIVE = False
 
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") not in ("", "0"):
@@ -359,4 +413,5 @@ else:
         index_incr = _hotpath.index_incr
         expired_entries = _hotpath.expired_entries
         skip_empty = _hotpath.skip_empty
+        collect_bucket = _hotpath.collect_bucket
         NATIVE = True

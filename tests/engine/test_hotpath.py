@@ -39,6 +39,7 @@ PURE = {
     "_index_incr": hotpath.py_index_incr,
     "_expired_entries": hotpath.py_expired_entries,
     "_skip_empty": hotpath.py_skip_empty,
+    "_bucket_keys": hotpath.py_collect_bucket,
 }
 
 
@@ -52,6 +53,7 @@ def _native_table() -> dict[str, object]:
         "_index_incr": _hotpath.index_incr,
         "_expired_entries": _hotpath.expired_entries,
         "_skip_empty": _hotpath.skip_empty,
+        "_bucket_keys": _hotpath.collect_bucket,
     }
 
 
@@ -243,3 +245,30 @@ def test_random_workload_through_both_implementations_matches_a_dict(tmp_path: P
 def test_stats_say_which_implementation_runs() -> None:
     with FasterKV(memory_size="1MiB") as kv:
         assert kv.stats()["compiled_hot_paths"] is hotpath.NATIVE
+
+
+def test_scan_of_a_chain_with_many_keys_sharing_a_tag() -> None:
+    """More distinct keys in one chain than the compiled walk tracks: it declines, the
+    reference walks, and every key is still reported once."""
+    by_tag: dict[int, list[bytes]] = {}
+    i = 0
+    while True:
+        key = b"t%d" % i
+        i += 1
+        same = by_tag.setdefault(faster_kv_module.xxh3_64_intdigest(key) >> 50, [])
+        same.append(key)
+        if len(same) == 70:
+            break
+    with FasterKV(memory_size="1MiB", index_size=1, index_load_factor=1000.0) as kv:
+        for key in same:
+            kv.upsert(key, b"v")
+        kv.delete(same[3])
+        if _hotpath is not None:
+            table, hlog = kv._index.cur, kv._log
+            declined = _hotpath.collect_bucket(
+                table.buf, table.mask, 0, hlog.pages, hlog.head_address, hlog.page_bits, 0.0,
+                faster_kv_module.xxh3_64_intdigest, out := [b"kept"],
+            )
+            assert declined is None and out == [b"kept"]
+        assert sorted(kv.keys()) == sorted(k for k in same if k != same[3])
+        assert kv.read(same[0]) == b"v"
