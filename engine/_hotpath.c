@@ -622,6 +622,51 @@ fail:
     return NULL;
 }
 
+PyDoc_STRVAR(cached_read_doc,
+"cached_read(entries, addr, key, floor, now)\n--\n\n"
+"read's read-cache hit: when entries (the read cache's address -> (record, position) dict)\n"
+"holds key's record at addr at a position >= floor (no second chance due), the value, or\n"
+"None when that record is a tombstone or expired. False otherwise: the general path runs.");
+
+static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("cached_read", 5)
+    PyObject *entries = args[0], *key = args[2], *now = args[4];
+    if (!PyDict_Check(entries) || !PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "expected (dict entries, int, bytes key, ...)");
+        return NULL;
+    }
+    double floor = PyFloat_AsDouble(args[3]);
+    if (floor == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(entries, args[1]); /* borrowed */
+    if (!entry) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) Py_RETURN_FALSE;
+    PyObject *rec_obj = PyTuple_GET_ITEM(entry, 0), *pos_obj = PyTuple_GET_ITEM(entry, 1);
+    if (!PyBytes_Check(rec_obj) || !PyLong_Check(pos_obj)) Py_RETURN_FALSE;
+    double pos = PyLong_AsDouble(pos_obj);
+    if (pos == -1.0 && PyErr_Occurred()) return NULL;
+    if (pos < floor) Py_RETURN_FALSE; /* due for its second chance: the general path copies it */
+    const char *r = PyBytes_AS_STRING(rec_obj);
+    Py_ssize_t len = PyBytes_GET_SIZE(rec_obj);
+    if (len < HEADER_SIZE) Py_RETURN_FALSE;
+    uint64_t info = load64(r);
+    uint32_t kl = load32(r + 8), vl = load32(r + 12);
+    uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+    if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+    if ((uint64_t)len < size) Py_RETURN_FALSE;
+    if (kl != (uint64_t)PyBytes_GET_SIZE(key) || memcmp(r + HEADER_SIZE, PyBytes_AS_STRING(key), kl))
+        Py_RETURN_FALSE; /* another key on the chain: the general path walks on */
+    if (info & TOMBSTONE) Py_RETURN_NONE;
+    int e = expired(r, now);
+    if (e < 0) return NULL;
+    if (e) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(r + HEADER_SIZE + kl, (Py_ssize_t)vl);
+}
+
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
     {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
@@ -630,6 +675,7 @@ static PyMethodDef methods[] = {
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
     {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
      collect_bucket_doc},
+    {"cached_read", (PyCFunction)(void (*)(void))cached_read, METH_FASTCALL, cached_read_doc},
     {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
     {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,
      expired_entries_doc},

@@ -78,3 +78,10 @@ def collect_bucket(
     hash: Callable[[bytes], int],
     out: list[bytes],
 ) -> list[tuple[int, set[bytes]]] | None: ...
+def cached_read(
+    entries: dict[int, tuple[bytes, int]],
+    addr: int,
+    key: bytes,
+    floor: float,
+    now: Callable[[], float],
+) -> bytes | bool | None: ...

@@ -43,6 +43,7 @@ from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
 from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
+from faster_backend.engine.hotpath import cached_read as _cached_read
 from faster_backend.engine.hotpath import chain_read as _chain_read
 from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
@@ -584,6 +585,17 @@ class FasterKv:
                 self._n_misses += 1
                 return None
             begin = hlog.begin_address
+            if addr > 0 and not self._lookup_below_begin:
+                # The chain's first record below the head may be in the read cache.
+                rc = self._read_cache
+                hit = _cached_read(rc.entries, addr, key, rc.hit_floor, _now)
+                if hit is not False:
+                    rc.hits += 1
+                    if hit is None:
+                        self._n_misses += 1
+                        return None
+                    self._n_read_hits += 1
+                    return hit  # type: ignore[return-value]
         finally:
             lock.release()
         if addr < 0:

@@ -82,7 +82,7 @@ def _walk(pages: Pages, head: int, bits: int, addr: int, key: bytes) -> tuple[in
 
 
 def _expired(
-    page: bytearray, off: int, info: int, kl: int, vl: int, now: Callable[[], float]
+    page: bytearray | bytes, off: int, info: int, kl: int, vl: int, now: Callable[[], float]
 ) -> bool:
     if not info & HAS_EXPIRY:
         return False
@@ -388,6 +388,28 @@ def _expired_at(page: bytearray, off: int, kl: int, vl: int, now_ms: float) -> b
     return bool(_unpack_expiry(page, off + ((HEADER_SIZE + kl + vl + 7) & ~7))[0] <= now_ms)
 
 
+def py_cached_read(
+    entries: dict[int, tuple[bytes, int]],
+    addr: int,
+    key: bytes,
+    floor: float,
+    now: Callable[[], float],
+) -> bytes | bool | None:
+    """``read``'s read-cache hit: when ``entries`` (the read cache's address -> (record,
+    position)) holds key's record at ``addr`` at a position >= ``floor`` (no second chance
+    due), the value, or None for a tombstone or an expired record; False otherwise."""
+    entry = entries.get(addr)
+    if entry is None or entry[1] < floor:
+        return False
+    rec = entry[0]
+    info, kl, vl = _unpack_header(rec, 0)
+    if kl != len(key) or not rec.startswith(key, HEADER_SIZE):
+        return False
+    if info & TOMBSTONE or _expired(rec, 0, info, kl, vl, now):
+        return None
+    return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+
+
 index_read = py_index_read
 index_locate = py_index_locate
 chain_read = py_chain_read
@@ -396,6 +418,7 @@ index_incr = py_index_incr
 expired_entries = py_expired_entries
 skip_empty = py_skip_empty
 collect_bucket = py_collect_bucket
+cached_read = py_cached_read
 NATIVE = False
 
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") not in ("", "0"):
@@ -414,4 +437,5 @@ else:
         expired_entries = _hotpath.expired_entries
         skip_empty = _hotpath.skip_empty
         collect_bucket = _hotpath.collect_bucket
+        cached_read = _hotpath.cached_read
         NATIVE = True

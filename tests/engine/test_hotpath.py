@@ -39,6 +39,7 @@ PURE = {
     "_index_incr": hotpath.py_index_incr,
     "_expired_entries": hotpath.py_expired_entries,
     "_skip_empty": hotpath.py_skip_empty,
+    "_cached_read": hotpath.py_cached_read,
     "_bucket_keys": hotpath.py_collect_bucket,
 }
 
@@ -53,6 +54,7 @@ def _native_table() -> dict[str, object]:
         "_index_incr": _hotpath.index_incr,
         "_expired_entries": _hotpath.expired_entries,
         "_skip_empty": _hotpath.skip_empty,
+        "_cached_read": _hotpath.cached_read,
         "_bucket_keys": _hotpath.collect_bucket,
     }
 
@@ -272,3 +274,44 @@ def test_scan_of_a_chain_with_many_keys_sharing_a_tag() -> None:
             assert declined is None and out == [b"kept"]
         assert sorted(kv.keys()) == sorted(k for k in same if k != same[3])
         assert kv.read(same[0]) == b"v"
+
+
+def _record(key: bytes, value: bytes, flags: int = 0, expiry: int | None = None) -> bytes:
+    from faster_backend.engine.record import HAS_EXPIRY, make_info, record_size, write_record
+
+    size = record_size(len(key), len(value), expiry is not None)
+    buf = bytearray(size)
+    info = make_info(0, 0, flags | (HAS_EXPIRY if expiry is not None else 0))
+    write_record(buf, 0, info, key, value, expiry, size)
+    return bytes(buf)
+
+
+@pytest.mark.parametrize("impl", ["reference", "compiled"])
+def test_cached_read_answers_only_what_it_can_answer_alone(impl: str) -> None:
+    from faster_backend.engine.record import TOMBSTONE
+
+    if impl == "compiled" and _hotpath is None:
+        pytest.skip("_hotpath is not built")
+    fn = hotpath.py_cached_read if impl == "reference" else _hotpath.cached_read
+
+    def now() -> float:
+        return 1000.0
+
+    entries = {
+        64: (_record(b"k", b"value"), 500),
+        128: (_record(b"k", b""), 10),  # due for its second chance (below the floor)
+        192: (_record(b"k", b"", TOMBSTONE), 500),
+        256: (_record(b"k", b"old", expiry=999_000), 500),  # expired at 1000 s
+        320: (_record(b"k", b"new", expiry=1_001_000), 500),
+        384: (_record(b"k", b"value")[:20], 500),  # truncated
+    }
+    assert fn(entries, 64, b"k", 100.0, now) == b"value"
+    assert fn(entries, 64, b"other", 100.0, now) is False  # another key: walk on
+    assert fn(entries, 64, b"k", 600.0, now) is False
+    assert fn(entries, 128, b"k", 100.0, now) is False
+    assert fn(entries, 192, b"k", 100.0, now) is None
+    assert fn(entries, 256, b"k", 100.0, now) is None
+    assert fn(entries, 320, b"k", 100.0, now) == b"new"
+    assert fn(entries, 999, b"k", 100.0, now) is False
+    if impl == "compiled":  # the reference trusts the cache's records; C checks their length
+        assert fn(entries, 384, b"k", 100.0, now) is False
