@@ -622,11 +622,49 @@ fail:
     return NULL;
 }
 
+/* The value of key's record rec (bytes from the device or the read cache): the value, None
+ * for a tombstone or an expired record, False when rec is another key's or malformed. */
+static PyObject *value_of(PyObject *rec_obj, PyObject *key, PyObject *now)
+{
+    const char *r = PyBytes_AS_STRING(rec_obj);
+    Py_ssize_t len = PyBytes_GET_SIZE(rec_obj);
+    if (len < HEADER_SIZE) Py_RETURN_FALSE;
+    uint64_t info = load64(r);
+    uint32_t kl = load32(r + 8), vl = load32(r + 12);
+    uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+    if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+    if ((uint64_t)len < size) Py_RETURN_FALSE;
+    if (kl != (uint64_t)PyBytes_GET_SIZE(key) || memcmp(r + HEADER_SIZE, PyBytes_AS_STRING(key), kl))
+        Py_RETURN_FALSE;
+    if (info & TOMBSTONE) Py_RETURN_NONE;
+    int e = expired(r, now);
+    if (e < 0) return NULL;
+    if (e) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(r + HEADER_SIZE + kl, (Py_ssize_t)vl);
+}
+
+PyDoc_STRVAR(record_value_doc,
+"record_value(rec, key, now)\n--\n\n"
+"The value of key's record rec (read from the device): the value, None for a tombstone or an\n"
+"expired record, False when rec is another key's record (or malformed).");
+
+static PyObject *record_value(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("record_value", 3)
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytes record, bytes key, now)");
+        return NULL;
+    }
+    return value_of(args[0], args[1], args[2]);
+}
+
 PyDoc_STRVAR(cached_read_doc,
 "cached_read(entries, addr, key, floor, now)\n--\n\n"
 "read's read-cache hit: when entries (the read cache's address -> (record, position) dict)\n"
 "holds key's record at addr at a position >= floor (no second chance due), the value, or\n"
-"None when that record is a tombstone or expired. False otherwise: the general path runs.");
+"None when that record is a tombstone or expired. True when addr is not in the cache, False\n"
+"when the general path must run (another key's record, or a second chance due).");
 
 static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -642,7 +680,7 @@ static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t na
     PyObject *entry = PyDict_GetItemWithError(entries, args[1]); /* borrowed */
     if (!entry) {
         if (PyErr_Occurred()) return NULL;
-        Py_RETURN_FALSE;
+        Py_RETURN_TRUE;
     }
     if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) Py_RETURN_FALSE;
     PyObject *rec_obj = PyTuple_GET_ITEM(entry, 0), *pos_obj = PyTuple_GET_ITEM(entry, 1);
@@ -650,21 +688,7 @@ static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t na
     double pos = PyLong_AsDouble(pos_obj);
     if (pos == -1.0 && PyErr_Occurred()) return NULL;
     if (pos < floor) Py_RETURN_FALSE; /* due for its second chance: the general path copies it */
-    const char *r = PyBytes_AS_STRING(rec_obj);
-    Py_ssize_t len = PyBytes_GET_SIZE(rec_obj);
-    if (len < HEADER_SIZE) Py_RETURN_FALSE;
-    uint64_t info = load64(r);
-    uint32_t kl = load32(r + 8), vl = load32(r + 12);
-    uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
-    if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
-    if ((uint64_t)len < size) Py_RETURN_FALSE;
-    if (kl != (uint64_t)PyBytes_GET_SIZE(key) || memcmp(r + HEADER_SIZE, PyBytes_AS_STRING(key), kl))
-        Py_RETURN_FALSE; /* another key on the chain: the general path walks on */
-    if (info & TOMBSTONE) Py_RETURN_NONE;
-    int e = expired(r, now);
-    if (e < 0) return NULL;
-    if (e) Py_RETURN_NONE;
-    return PyBytes_FromStringAndSize(r + HEADER_SIZE + kl, (Py_ssize_t)vl);
+    return value_of(rec_obj, key, now);
 }
 
 static PyMethodDef methods[] = {
@@ -676,6 +700,7 @@ static PyMethodDef methods[] = {
     {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
      collect_bucket_doc},
     {"cached_read", (PyCFunction)(void (*)(void))cached_read, METH_FASTCALL, cached_read_doc},
+    {"record_value", (PyCFunction)(void (*)(void))record_value, METH_FASTCALL, record_value_doc},
     {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
     {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,
      expired_entries_doc},

@@ -52,6 +52,7 @@ from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
+from faster_backend.engine.hotpath import record_value as _record_value
 from faster_backend.engine.hotpath import skip_empty as _skip_empty
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.read_cache import ReadCache
@@ -585,21 +586,38 @@ class FasterKv:
                 self._n_misses += 1
                 return None
             begin = hlog.begin_address
+            uncached = False
             if addr > 0 and not self._lookup_below_begin:
                 # The chain's first record below the head may be in the read cache.
                 rc = self._read_cache
                 hit = _cached_read(rc.entries, addr, key, rc.hit_floor, _now)
-                if hit is not False:
+                if hit is None or hit.__class__ is bytes:
                     rc.hits += 1
                     if hit is None:
                         self._n_misses += 1
                         return None
                     self._n_read_hits += 1
                     return hit  # type: ignore[return-value]
+                uncached = hit is True
         finally:
             lock.release()
         if addr < 0:
             return self._run(key, h, self._count_read)
+        if uncached:
+            # The common case on the device: the chain's first record there is the key's.
+            try:
+                rec = self._device_record(addr)
+            except AddressTruncatedError:
+                return self.read(key)  # compaction moved the chain meanwhile: look again
+            value = _record_value(rec, key, _now)
+            if value is not False:
+                rc.misses += 1
+                rc.put(addr, rec)
+                if value is None:
+                    self._n_misses += 1
+                    return None
+                self._n_read_hits += 1
+                return value  # type: ignore[return-value]
         # The chain continues on the device: read it without the latch.
         try:
             found = self._disk_lookup(key, addr)

@@ -388,6 +388,17 @@ def _expired_at(page: bytearray, off: int, kl: int, vl: int, now_ms: float) -> b
     return bool(_unpack_expiry(page, off + ((HEADER_SIZE + kl + vl + 7) & ~7))[0] <= now_ms)
 
 
+def py_record_value(rec: bytes, key: bytes, now: Callable[[], float]) -> bytes | bool | None:
+    """The value of key's record ``rec`` (read from the device): the value, None for a
+    tombstone or an expired record, False when ``rec`` is another key's record."""
+    info, kl, vl = _unpack_header(rec, 0)
+    if kl != len(key) or not rec.startswith(key, HEADER_SIZE):
+        return False
+    if info & TOMBSTONE or _expired(rec, 0, info, kl, vl, now):
+        return None
+    return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+
+
 def py_cached_read(
     entries: dict[int, tuple[bytes, int]],
     addr: int,
@@ -397,17 +408,14 @@ def py_cached_read(
 ) -> bytes | bool | None:
     """``read``'s read-cache hit: when ``entries`` (the read cache's address -> (record,
     position)) holds key's record at ``addr`` at a position >= ``floor`` (no second chance
-    due), the value, or None for a tombstone or an expired record; False otherwise."""
+    due), the value, or None for a tombstone or an expired record. True when ``addr`` is not
+    in the cache; False when the general path must run (another key, a second chance due)."""
     entry = entries.get(addr)
-    if entry is None or entry[1] < floor:
+    if entry is None:
+        return True
+    if entry[1] < floor:
         return False
-    rec = entry[0]
-    info, kl, vl = _unpack_header(rec, 0)
-    if kl != len(key) or not rec.startswith(key, HEADER_SIZE):
-        return False
-    if info & TOMBSTONE or _expired(rec, 0, info, kl, vl, now):
-        return None
-    return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+    return py_record_value(entry[0], key, now)
 
 
 index_read = py_index_read
@@ -419,6 +427,7 @@ expired_entries = py_expired_entries
 skip_empty = py_skip_empty
 collect_bucket = py_collect_bucket
 cached_read = py_cached_read
+record_value = py_record_value
 NATIVE = False
 
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") not in ("", "0"):
@@ -438,4 +447,5 @@ else:
         skip_empty = _hotpath.skip_empty
         collect_bucket = _hotpath.collect_bucket
         cached_read = _hotpath.cached_read
+        record_value = _hotpath.record_value
         NATIVE = True
