@@ -391,8 +391,13 @@ def _expired_at(page: bytearray, off: int, kl: int, vl: int, now_ms: float) -> b
 def py_record_value(rec: bytes, key: bytes, now: Callable[[], float]) -> bytes | bool | None:
     """The value of key's record ``rec`` (read from the device): the value, None for a
     tombstone or an expired record, False when ``rec`` is another key's record."""
+    if len(rec) < HEADER_SIZE:
+        return False
     info, kl, vl = _unpack_header(rec, 0)
-    if kl != len(key) or not rec.startswith(key, HEADER_SIZE):
+    size = (HEADER_SIZE + kl + vl + 7) & ~7
+    if info & HAS_EXPIRY:
+        size += EXPIRY_SIZE
+    if len(rec) < size or kl != len(key) or not rec.startswith(key, HEADER_SIZE):
         return False
     if info & TOMBSTONE or _expired(rec, 0, info, kl, vl, now):
         return None
