@@ -13,6 +13,8 @@
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
+#include <unistd.h>
+#include <errno.h>
 
 #define HEADER_SIZE 16
 #define EXPIRY_SIZE 8
@@ -242,16 +244,19 @@ static int mark_dirty(PyObject *dirty, uint64_t addr, int bits)
 
 PyDoc_STRVAR(index_upsert_doc,
 "index_upsert(index, mask, h, pages, head, read_only, begin, tail, bits, key, value, expiry,\n"
-"             info_bits, dirty)\n--\n\n"
+"             info_bits, dirty, known_end)\n--\n\n"
 "The fast part of FasterKv.upsert: update the key's mutable record in place (1), or append a\n"
-"record at the tail and point the index at it (the new tail, > 1). 0 when the Python path\n"
-"must run: a record that cannot be updated in place, a chain that continues on the device,\n"
-"a full bucket or page, or begin < 0 (the store must look below its begin address).");
+"record at the tail and point the index at it (the new tail, > 1). -address when the key's\n"
+"chain continues on the device at that address (>= begin): the caller may read the key's live\n"
+"record there and call again with known_end = address, which appends only if the chain still\n"
+"ends there (in memory: in place as usual). 0 when the Python path must run:\n"
+"a record that cannot be updated in place, a full bucket or page, or begin < 0 (the store\n"
+"must look below its begin address).");
 
 static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
-    CHECK_NARGS("index_upsert", 14)
+    CHECK_NARGS("index_upsert", 15)
     PyObject *index = args[0], *pages = args[3], *key = args[9], *value = args[10];
     PyObject *expiry_obj = args[11], *dirty = args[13];
     CHECK_TYPES(index, pages, key)
@@ -259,12 +264,12 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "expected bytes value and a set of dirty pages");
         return NULL;
     }
-    uint64_t mask, h, head, read_only, tail, info_bits;
+    uint64_t mask, h, head, read_only, tail, info_bits, known_end;
     long long begin;
     int bits;
     if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
         get_u64(args[5], &read_only) || get_u64(args[7], &tail) || get_bits(args[8], &bits) ||
-        get_u64(args[12], &info_bits))
+        get_u64(args[12], &info_bits) || get_u64(args[14], &known_end))
         return NULL;
     begin = PyLong_AsLongLong(args[6]);
     if (begin == -1 && PyErr_Occurred()) return NULL;
@@ -290,7 +295,9 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
         char *rec;
         uint64_t addr = walk(pages, head, bits, prev, k, (Py_ssize_t)klen, &rec);
         if (rec && load64(rec) & TOMBSTONE) {
-            /* Deleted: a new record at the chain's head supersedes the tombstone. */
+            /* Deleted: a new record at the chain's head supersedes the tombstone (unless the
+             * caller believes the key live on the device: its count would be wrong). */
+            if (known_end) return PyLong_FromLong(0);
         } else if (rec) {
             uint64_t info = load64(rec);
             uint32_t vl = load32(rec + 12);
@@ -303,10 +310,15 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
             store32(rec + 12, (uint32_t)vlen);
             if (has_exp) store64(rec + size - EXPIRY_SIZE, (uint64_t)expiry);
             return PyLong_FromLong(1);
+        } else if (addr == UINT64_MAX || begin < 0) {
+            return PyLong_FromLong(0);
+        } else if (known_end) {
+            /* Append only on the chain the caller read: it ends where the caller looked. */
+            if (addr != known_end) return PyLong_FromLong(0);
+        } else if (addr >= (uint64_t)begin) {
+            return PyLong_FromLongLong(-(long long)addr); /* the key may be on the device there */
         }
-        else if (addr == UINT64_MAX || begin < 0 || addr >= (uint64_t)begin)
-            return PyLong_FromLong(0); /* the key may be on the device */
-    } else if (!empty || begin < 0) {
+    } else if (!empty || begin < 0 || known_end) {
         return PyLong_FromLong(0);
     }
     uint64_t page_size = UINT64_C(1) << bits;
@@ -691,6 +703,82 @@ static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t na
     return value_of(rec_obj, key, now);
 }
 
+PyDoc_STRVAR(pread_value_doc,
+"pread_value(segments, segment_size, addr, length, key, now)\n--\n\n"
+"read's device case in one call: pread length bytes at addr from its open segment file\n"
+"(segments: the device's segment number -> Segment dict) and decode key's record there:\n"
+"(value, record) with value None for a tombstone or an expired record. False when the general\n"
+"path must run: the segment is not open, the read crosses it or fails or comes back short, or\n"
+"the record is another key's or longer than length.");
+
+static PyObject *pread_value(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("pread_value", 6)
+    PyObject *segments = args[0], *key = args[4], *now = args[5];
+    if (!PyDict_Check(segments) || !PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "expected (dict segments, ..., bytes key, now)");
+        return NULL;
+    }
+    uint64_t segment_size, addr, length;
+    if (get_u64(args[1], &segment_size) || get_u64(args[2], &addr) || get_u64(args[3], &length))
+        return NULL;
+    if (!segment_size || length < HEADER_SIZE || length > (1 << 20)) Py_RETURN_FALSE;
+    uint64_t number = addr / segment_size, offset = addr % segment_size;
+    if (offset + length > segment_size) Py_RETURN_FALSE;
+    PyObject *num = PyLong_FromUnsignedLongLong(number);
+    if (!num) return NULL;
+    PyObject *seg = PyDict_GetItemWithError(segments, num); /* borrowed */
+    Py_DECREF(num);
+    if (!seg) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    /* Hold the Segment across the pread: its descriptor is closed only when the last
+     * reference goes, so a concurrent truncate cannot close it (or let it be reused) under us. */
+    Py_INCREF(seg);
+    PyObject *fd_obj = PyObject_GetAttrString(seg, "fd");
+    long fd = fd_obj ? PyLong_AsLong(fd_obj) : -1;
+    Py_XDECREF(fd_obj);
+    if (fd < 0) {
+        Py_DECREF(seg);
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_FALSE;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)length);
+    if (!data) { Py_DECREF(seg); return NULL; }
+    ssize_t got;
+    Py_BEGIN_ALLOW_THREADS
+    do {
+        got = pread((int)fd, PyBytes_AS_STRING(data), (size_t)length, (off_t)offset);
+    } while (got < 0 && errno == EINTR);
+    Py_END_ALLOW_THREADS
+    Py_DECREF(seg);
+    if (got != (ssize_t)length) { Py_DECREF(data); Py_RETURN_FALSE; }
+    const char *r = PyBytes_AS_STRING(data);
+    uint64_t info = load64(r);
+    uint32_t kl = load32(r + 8), vl = load32(r + 12);
+    uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+    if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+    if (size > length || kl != (uint64_t)PyBytes_GET_SIZE(key) ||
+        memcmp(r + HEADER_SIZE, PyBytes_AS_STRING(key), kl)) {
+        Py_DECREF(data);
+        Py_RETURN_FALSE;
+    }
+    if (size < length && _PyBytes_Resize(&data, (Py_ssize_t)size)) return NULL;
+    r = PyBytes_AS_STRING(data);
+    PyObject *value;
+    if (info & TOMBSTONE) {
+        value = Py_NewRef(Py_None);
+    } else {
+        int e = expired(r, now);
+        if (e < 0) { Py_DECREF(data); return NULL; }
+        value = e ? Py_NewRef(Py_None) : PyBytes_FromStringAndSize(r + HEADER_SIZE + kl, vl);
+        if (!value) { Py_DECREF(data); return NULL; }
+    }
+    return Py_BuildValue("(NN)", value, data);
+}
+
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
     {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
@@ -700,6 +788,7 @@ static PyMethodDef methods[] = {
     {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
      collect_bucket_doc},
     {"cached_read", (PyCFunction)(void (*)(void))cached_read, METH_FASTCALL, cached_read_doc},
+    {"pread_value", (PyCFunction)(void (*)(void))pread_value, METH_FASTCALL, pread_value_doc},
     {"record_value", (PyCFunction)(void (*)(void))record_value, METH_FASTCALL, record_value_doc},
     {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
     {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,

@@ -1,4 +1,5 @@
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 def index_read(
     index: bytearray,
@@ -33,6 +34,7 @@ def index_upsert(
     expiry: int | None,
     info_bits: int,
     dirty: set[int],
+    known_end: int,
 ) -> int: ...
 def index_incr(
     index: bytearray,
@@ -86,3 +88,11 @@ def cached_read(
     now: Callable[[], float],
 ) -> bytes | bool | None: ...
 def record_value(rec: bytes, key: bytes, now: Callable[[], float]) -> bytes | bool | None: ...
+def pread_value(
+    segments: Mapping[int, Any],
+    segment_size: int,
+    addr: int,
+    length: int,
+    key: bytes,
+    now: Callable[[], float],
+) -> tuple[bytes | None, bytes] | bool: ...

@@ -52,6 +52,7 @@ from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
+from faster_backend.engine.hotpath import pread_value as _pread_value
 from faster_backend.engine.hotpath import record_value as _record_value
 from faster_backend.engine.hotpath import skip_empty as _skip_empty
 from faster_backend.engine.hybrid_log import HybridLog
@@ -228,6 +229,8 @@ class FasterKv:
         self._n_read_hits = self._n_misses = 0
         self._n_in_place = self._n_copies = self._n_deletes = self._n_expired = 0
         self._n_evicted = self._n_grows = self._n_disk_reads = self._n_pending = 0
+        # Device reads that read's compiled path made itself (counted here, not by the device).
+        self._n_fast_reads = self._fast_read_bytes = 0
         self._n_compactions = self._n_compacted_copies = self._n_dropped_segments_keys = 0
         self._n_commits = self._n_checkpoints = 0
         # durability
@@ -605,11 +608,24 @@ class FasterKv:
             return self._run(key, h, self._count_read)
         if uncached:
             # The common case on the device: the chain's first record there is the key's.
-            try:
-                rec = self._device_record(addr)
-            except AddressTruncatedError:
-                return self.read(key)  # compaction moved the chain meanwhile: look again
-            value = _record_value(rec, key, _now)
+            device = self.device
+            segments = device.pread_segments
+            value: bytes | bool | None = False
+            if segments is not None:  # read and decode in one compiled call
+                bits = hlog.page_bits
+                room = (((addr >> bits) + 1) << bits) - addr  # a record never crosses its page
+                n = _FIRST_READ if room > _FIRST_READ else room
+                got = _pread_value(segments, device.segment_size, addr, n, key, _now)
+                if got is not False:
+                    value, rec = got  # type: ignore[misc]
+                    self._n_fast_reads += 1
+                    self._fast_read_bytes += n
+            if value is False:
+                try:
+                    rec = self._device_record(addr)
+                except AddressTruncatedError:
+                    return self.read(key)  # compaction moved the chain meanwhile: look again
+                value = _record_value(rec, key, _now)
             if value is not False:
                 rc.misses += 1
                 rc.put(addr, rec)
@@ -707,19 +723,23 @@ class FasterKv:
         lock = self._lock
         lock.acquire()
         try:
-            if self._upsert_in_memory(key, h, value, expiry):
-                return
+            self._n_upserts += 1
+            at = self._upsert_in_memory(key, h, value, expiry, 0)
         finally:
             lock.release()
-        self._upsert_slow(key, h, value, expiry)
+        if at:
+            self._upsert_beyond_memory(key, h, value, expiry, at)
 
-    def _upsert_in_memory(self, key: bytes, h: int, value: bytes, expiry: int | None) -> bool:
+    def _upsert_in_memory(
+        self, key: bytes, h: int, value: bytes, expiry: int | None, known_end: int
+    ) -> int:
         """Under the latch: the upsert's compiled fast path (in place, or appended at the tail of
-        a page with room); False when the general path must run."""
-        self._n_upserts += 1
+        a page with room). 0 when done; the device address where the key's chain continues (the
+        key may be live there); -1 when the general path must run. ``known_end``: that address,
+        where the caller found the key live: append on the chain only if it still ends there."""
         ix = self._index
         if ix.old is not None:
-            return False
+            return -1
         table = ix.cur
         hlog = self._log
         r = _index_upsert(
@@ -737,6 +757,7 @@ class FasterKv:
             expiry,
             self._info_bits,
             hlog.dirty,
+            known_end,
         )
         if r == 1:
             self._n_in_place += 1
@@ -745,13 +766,38 @@ class FasterKv:
             if not writes & (_SWEEP_EVERY - 1):
                 self._sweep(_SWEEP_BUCKETS)
                 self._check_maintenance()
-            return True
-        if r:
+            return 0
+        if r > 1:
             hlog.tail_address = r
-            self._live += 1
+            if known_end:
+                self._n_copies += 1  # the key's live record on the device is superseded
+            else:
+                self._live += 1
             self._after_write()
-            return True
-        return False
+            return 0
+        return -r if r < 0 else -1
+
+    def _upsert_beyond_memory(
+        self, key: bytes, h: int, value: bytes, expiry: int | None, at: int
+    ) -> None:
+        """The rest of an upsert that memory alone could not do: when the key's chain continues
+        on the device at ``at`` (> 0) and the key's live record is the first one there, append on
+        that chain (one device read, no general walk); else the general path."""
+        device = self.device
+        segments = device.pread_segments
+        if at > 0 and segments is not None:
+            bits = self._log.page_bits
+            room = (((at >> bits) + 1) << bits) - at  # a record never crosses its page
+            n = _FIRST_READ if room > _FIRST_READ else room
+            got = _pread_value(segments, device.segment_size, at, n, key, _now)
+            if got is not False:
+                self._n_fast_reads += 1
+                self._fast_read_bytes += n
+                if got[0] is not None:  # type: ignore[index]
+                    with self._lock:
+                        if not self._upsert_in_memory(key, h, value, expiry, at):
+                            return
+        self._upsert_slow(key, h, value, expiry)
 
     def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
         self._run(key, h, self._upsert_op(key, h, value, expiry))
@@ -762,7 +808,6 @@ class FasterKv:
         self, key: bytes, h: int, value: bytes, expiry: int | None
     ) -> Callable[[Found | None], None]:
         def op(found: Found | None) -> None:
-            self._n_upserts += 1
             self._write(key, h, value, expiry, found)
 
         return op
@@ -936,11 +981,13 @@ class FasterKv:
         try:
             for key, value in items:
                 h = xxh3_64_intdigest(key)
-                if not self._upsert_in_memory(key, h, value, expiry):
-                    # The general path takes the latch itself; items stay in order.
+                self._n_upserts += 1
+                at = self._upsert_in_memory(key, h, value, expiry, 0)
+                if at:
+                    # The rest takes the latch itself; items stay in order.
                     lock.release()
                     try:
-                        self._upsert_slow(key, h, value, expiry)
+                        self._upsert_beyond_memory(key, h, value, expiry, at)
                     finally:
                         lock.acquire()
         finally:
@@ -1067,7 +1114,8 @@ class FasterKv:
         if expiry is not None:
             self._ttl_seen = True
         with self._lock:
-            if self._upsert_in_memory(key, h, value, expiry):
+            self._n_upserts += 1
+            if not self._upsert_in_memory(key, h, value, expiry, 0):
                 return
         await self._arun(key, h, self._upsert_op(key, h, value, expiry))
 
@@ -1216,7 +1264,7 @@ class FasterKv:
                 "log_disk_bytes": hlog.head_address - hlog.begin_address
                 if hlog.persistent
                 else 0,
-                "disk_reads": self._n_disk_reads,
+                "disk_reads": self._n_disk_reads + self._n_fast_reads,
                 "pending_reads": self._n_pending,
                 "read_cache_bytes": rc.bytes,
                 "read_cache_records": len(rc),
@@ -1230,9 +1278,9 @@ class FasterKv:
                 if self._maintenance_error
                 else None,
                 "device": self.device.kind,
-                "device_bytes_read": dev["bytes_read"],
+                "device_bytes_read": dev["bytes_read"] + self._fast_read_bytes,
                 "device_bytes_written": dev["bytes_written"],
-                "device_reads": dev["reads"],
+                "device_reads": dev["reads"] + self._n_fast_reads,
                 "device_writes": dev["writes"],
                 "memory_bytes": hlog.memory_bytes() + index_bytes + rc.bytes,
                 "page_size": self.page_size,

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Protocol
 
 from faster_backend.engine.hash_bucket import BUCKET, HASH_TAG_SHIFT, TENTATIVE
 from faster_backend.engine.record import (
@@ -41,6 +42,7 @@ _unpack_expiry = EXPIRY.unpack_from
 _pack_expiry = EXPIRY.pack_into
 _pack_vlen = VALUE_LEN.pack_into
 _pack_word = struct.Struct("<Q").pack_into
+_pread = os.pread
 _PADDING = tuple(bytes(n) for n in range(8))
 _INT64_MIN = -(1 << 63)
 _INT64_MAX = (1 << 63) - 1
@@ -158,9 +160,12 @@ def py_index_upsert(
     expiry: int | None,
     info_bits: int,
     dirty: set[int],
+    known_end: int,
 ) -> int:
-    """1: updated in place; > 1: appended, the new tail; 0: the caller's general path must run
-    (not updatable in place, chain continues on the device, bucket or page full, begin < 0)."""
+    """1: updated in place; > 1: appended, the new tail; -address: the chain continues on the
+    device at that address (>= begin): the caller may read the key's live record there and call
+    again with ``known_end`` = address, which appends only if the chain still ends there. 0: the
+    caller's general path must run (not updatable in place, bucket or page full, begin < 0)."""
     klen = len(key)
     vlen = len(value)
     if klen > MAX_FIELD or vlen > MAX_FIELD:
@@ -176,7 +181,10 @@ def py_index_upsert(
         page = pages[addr >> bits] if hit else None
         off = addr & ((1 << bits) - 1)
         if page is not None and _unpack_header(page, off)[0] & TOMBSTONE:
-            pass  # deleted: a new record at the chain's head supersedes the tombstone
+            # Deleted: a new record at the chain's head supersedes the tombstone (unless the
+            # caller believes the key live on the device: its count would be wrong).
+            if known_end:
+                return 0
         elif page is not None:
             info, kl, vl = _unpack_header(page, off)
             if (
@@ -192,9 +200,14 @@ def py_index_upsert(
             if expiry is not None:
                 _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)
             return 1
-        elif begin < 0 or addr >= begin:
-            return 0  # the key may be on the device
-    elif empty < 0 or begin < 0:
+        elif begin < 0:
+            return 0
+        elif known_end:
+            if addr != known_end:
+                return 0  # append only on the chain the caller read
+        elif addr >= begin:
+            return -addr  # the key may be on the device there
+    elif empty < 0 or begin < 0 or known_end:
         return 0
     off = tail & ((1 << bits) - 1)
     if off + size >= 1 << bits:
@@ -404,6 +417,38 @@ def py_record_value(rec: bytes, key: bytes, now: Callable[[], float]) -> bytes |
     return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
 
 
+class _Segment(Protocol):
+    fd: int
+
+
+def py_pread_value(
+    segments: Mapping[int, _Segment],
+    segment_size: int,
+    addr: int,
+    length: int,
+    key: bytes,
+    now: Callable[[], float],
+) -> tuple[bytes | None, bytes] | bool:
+    """``read``'s device case in one call: ``pread`` ``length`` bytes at ``addr`` from its open
+    segment file (``segments``: the device's number -> Segment) and decode key's record there:
+    (value, record), value None for a tombstone or an expired record. False when the general
+    path must run (segment not open, crossed, a failed or short read, another key's record)."""
+    number, offset = divmod(addr, segment_size)
+    seg = segments.get(number)
+    if seg is None or offset + length > segment_size or length < HEADER_SIZE:
+        return False
+    try:
+        data = _pread(seg.fd, length, offset)
+    except OSError:
+        return False
+    value = py_record_value(data, key, now) if len(data) == length else False
+    if value is False:
+        return False
+    info, kl, vl = _unpack_header(data, 0)
+    size = (HEADER_SIZE + kl + vl + 7) & ~7
+    return value, data[: size + EXPIRY_SIZE if info & HAS_EXPIRY else size]  # type: ignore[return-value]
+
+
 def py_cached_read(
     entries: dict[int, tuple[bytes, int]],
     addr: int,
@@ -433,6 +478,7 @@ skip_empty = py_skip_empty
 collect_bucket = py_collect_bucket
 cached_read = py_cached_read
 record_value = py_record_value
+pread_value = py_pread_value
 NATIVE = False
 
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") not in ("", "0"):
@@ -453,4 +499,5 @@ else:
         collect_bucket = _hotpath.collect_bucket
         cached_read = _hotpath.cached_read
         record_value = _hotpath.record_value
+        pread_value = _hotpath.pread_value
         NATIVE = True

@@ -57,6 +57,10 @@ class StorageDevice(ABC):
     """A segmented, flat byte address space with blocking, callback and asyncio I/O."""
 
     kind = "abstract"
+    # Devices whose blocking reads are plain ``pread`` calls on open segment files expose those
+    # files here (segment number -> Segment, maintained by the device): the store then reads a
+    # record and decodes it in one compiled call. The reader holds the Segment while it reads.
+    pread_segments: dict[int, Any] | None = None
 
     def __init__(
         self,

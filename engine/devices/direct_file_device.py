@@ -60,6 +60,7 @@ class DirectFileDevice(FileDevice):
             directory, name, segment_size, threads, DIRECT_SECTOR_SIZE, _open_flags=os.O_DIRECT
         )
         self._rmw_lock = threading.Lock()
+        self.pread_segments = None  # O_DIRECT reads need aligned buffers: ``read`` does them
 
     def _span(self, offset: int, length: int) -> tuple[int, int]:
         sector = self.sector_size

@@ -37,6 +37,7 @@ class FileDevice(StorageDevice):
         super().__init__(directory, name, segment_size, sector_size)
         assert self.directory is not None
         self.files = SegmentFiles(self.directory, name, _open_flags)
+        self.pread_segments = self.files.open
         self.begin_segment = self.files.begin_segment
         self._pool = WorkerPool(threads, f"file-device-{name}")
 

@@ -139,6 +139,7 @@ class IoUringDevice(StorageDevice):
         self._uring = _load_liburing()
         assert self.directory is not None
         self.files = SegmentFiles(self.directory, name)
+        self.pread_segments = self.files.open
         self.begin_segment = self.files.begin_segment
         self.entries = entries
         self.ring_fd_registered = False

@@ -41,6 +41,7 @@ PURE = {
     "_skip_empty": hotpath.py_skip_empty,
     "_cached_read": hotpath.py_cached_read,
     "_record_value": hotpath.py_record_value,
+    "_pread_value": hotpath.py_pread_value,
     "_bucket_keys": hotpath.py_collect_bucket,
 }
 
@@ -57,6 +58,7 @@ def _native_table() -> dict[str, object]:
         "_skip_empty": _hotpath.skip_empty,
         "_cached_read": _hotpath.cached_read,
         "_record_value": _hotpath.record_value,
+        "_pread_value": _hotpath.pread_value,
         "_bucket_keys": _hotpath.collect_bucket,
     }
 
@@ -317,3 +319,42 @@ def test_cached_read_answers_only_what_it_can_answer_alone(impl: str) -> None:
     assert fn(entries, 999, b"k", 100.0, now) is True  # not cached: read the device
     if impl == "compiled":  # the reference trusts the cache's records; C checks their length
         assert fn(entries, 384, b"k", 100.0, now) is False
+
+
+def test_upserts_of_keys_on_the_device_keep_the_count_exact(tmp_path: Path) -> None:
+    """Updating keys whose newest record is on the device (live, deleted or expired there)."""
+    clock = [4_000_000.0]
+    saved = faster_kv_module._now
+    faster_kv_module._now = lambda: clock[0]  # type: ignore[assignment]
+    try:
+        kv = small_store(tmp_path, "file", index_size=64)
+        model = {b"k%d" % i: b"x" * 40 for i in range(1500)}
+        for key, value in model.items():
+            kv.upsert(key, value)
+        kv.delete(b"k5")
+        del model[b"k5"]
+        kv.upsert(b"k6", b"short-lived", ttl=5)
+        model[b"k6"] = b"short-lived"
+        for i in range(1500, 2500):  # push k5's tombstone and k6 to the device
+            model[b"k%d" % i] = b"f" * 40
+            kv.upsert(b"k%d" % i, b"f" * 40)
+        clock[0] += 10
+        del model[b"k6"]
+        fast = kv.stats()["disk_reads"]
+        for i in range(0, 1500, 3):  # k0, k3, k6 ...: most are on the device
+            model[b"k%d" % i] = b"z" * 40
+            kv.upsert(b"k%d" % i, b"z" * 40)
+        kv.upsert_many([(b"k5", b"back"), (b"k7", b"seven")])
+        model[b"k5"] = b"back"
+        model[b"k7"] = b"seven"
+        assert kv.stats()["disk_reads"] > fast
+        assert len(kv) == len(model)
+        assert sorted(kv.keys()) == sorted(model)
+        assert kv.read_many(list(model)) == list(model.values())
+        kv.close()
+        kv = small_store(tmp_path, "file", index_size=64)  # and after recovery
+        assert len(kv) == len(model)
+        assert kv.read(b"k6") == b"z" * 40 and kv.read(b"k5") == b"back"
+        kv.close()
+    finally:
+        faster_kv_module._now = saved  # type: ignore[assignment]
