@@ -24,6 +24,8 @@
 #define HASH_TAG_SHIFT 50
 #define MAX_FIELD UINT64_C(0xFFFFFFFF)
 
+static PyObject *str_fd; /* "fd", interned at import */
+
 static inline uint64_t load64(const char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
 static inline uint32_t load32(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
 static inline void store64(char *p, uint64_t v) { memcpy(p, &v, 8); }
@@ -737,7 +739,7 @@ static PyObject *pread_value(PyObject *mod, PyObject *const *args, Py_ssize_t na
     /* Hold the Segment across the pread: its descriptor is closed only when the last
      * reference goes, so a concurrent truncate cannot close it (or let it be reused) under us. */
     Py_INCREF(seg);
-    PyObject *fd_obj = PyObject_GetAttrString(seg, "fd");
+    PyObject *fd_obj = PyObject_GetAttr(seg, str_fd);
     long fd = fd_obj ? PyLong_AsLong(fd_obj) : -1;
     Py_XDECREF(fd_obj);
     if (fd < 0) {
@@ -802,4 +804,9 @@ static struct PyModuleDef module = {
     methods, NULL, NULL, NULL, NULL,
 };
 
-PyMODINIT_FUNC PyInit__hotpath(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__hotpath(void)
+{
+    str_fd = PyUnicode_InternFromString("fd");
+    if (!str_fd) return NULL;
+    return PyModule_Create(&module);
+}
