@@ -299,7 +299,7 @@ class F2Kv(FasterKv):
         """(-cold address, record) of ``key``'s newest cold record (maybe a tombstone)."""
         self._n_cold_reads += 1
         cache = self._cold_cache
-        hit = cache.get(key)
+        hit = cache.get(key, h)
         if hit is not None:
             return -hit[0], hit[1]
         epoch = cache.epoch
@@ -307,7 +307,7 @@ class F2Kv(FasterKv):
         found = self._cold.lookup(key, h)
         if found is None:
             return None
-        cache.put(key, found[0], found[1], epoch)
+        cache.put(key, h, found[0], found[1], epoch)
         return -found[0], found[1]
 
     def _find_on_device(self, key: bytes, h: int, addr: int, hint: Hint | None) -> Found | None:
@@ -338,7 +338,7 @@ class F2Kv(FasterKv):
             found = await FasterKv._adisk_lookup(self, key, addr)
             if found is not None:
                 return found
-        hit = self._cold_cache.get(key)
+        hit = self._cold_cache.get(key, h)
         if hit is not None:
             self._n_cold_reads += 1
             return -hit[0], hit[1]
