@@ -59,7 +59,7 @@ class KeyReadCache:
         self.misses = 0
 
     @property
-    def bytes(self) -> int:
+    def memory_bytes(self) -> int:
         """Memory held: the ring, the table and the filter, all allocated up front."""
         return self._ring_size + 10 * len(self._tags) + 2 * len(self._seen)
 

@@ -733,7 +733,7 @@ class F2Kv(FasterKv):
                 # every operation's cold-index lookups (an upsert of a key that is not in the
                 # hot log's memory looks the cold tier up too, for an exact len()) per read
                 "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
-                "cold_read_cache_bytes": rc.bytes,
+                "cold_read_cache_bytes": rc.memory_bytes,
                 "cold_read_cache_records": len(rc),
                 "cold_read_cache_hits": rc.hits,
                 "cold_read_cache_misses": rc.misses,
@@ -751,7 +751,7 @@ class F2Kv(FasterKv):
                 "hot_device_bytes_written": hot_dev["bytes_written"],
                 "cold_device_bytes_written": cold_dev["bytes_written"],
                 "cold_index_device_bytes_written": self._cold_index.bytes_written,
-                "memory_bytes": st["memory_bytes"] + cold_memory + rc.bytes,
+                "memory_bytes": st["memory_bytes"] + cold_memory + rc.memory_bytes,
                 "memory_size": self.total_memory_size,
                 **ci,
             }
