@@ -36,6 +36,8 @@ from pathlib import Path
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
+from faster_backend.engine.record import INFO as _INFO
+from faster_backend.engine.record import PREV_MASK
 
 log = logging.getLogger(__name__)
 
@@ -89,21 +91,20 @@ class ColdIndex:
         self.bytes_read += 8
         return _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
 
-    def set(self, h: int, address: int, link: Callable[[int], None]) -> None:
-        """Point the chain of hash ``h`` at ``address``.
-
-        ``link(previous chain address)`` runs before the new entry is written: the caller
-        stores it as the new record's previous address, so a reader never follows a record
-        whose link is not set yet. The caller serialises writers (the cold log's write lock).
-        """
+    def set(self, h: int, address: int, page: bytearray, off: int) -> None:
+        """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
+        ``page``: its previous-address field is set to the chain's current head first, so a
+        reader never follows a record whose link is not set yet. The caller serialises writers
+        (the cold log's write lock)."""
         self.updates += 1
-        off = self._entry_offset(h)
+        entry = HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
+        fd = self._fd
         with self._lock:
-            data = os.pread(self._fd, 8, off)
-        link(_U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0)
-        entry = _U64.pack(address)
-        with self._lock:
-            os.pwrite(self._fd, entry, off)
+            data = os.pread(fd, 8, entry)
+            prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+            info = _INFO.unpack_from(page, off)[0]
+            _INFO.pack_into(page, off, (info & ~PREV_MASK) | prev)
+            os.pwrite(fd, _U64.pack(address), entry)
         self.bytes_read += 8
         self.bytes_written += 8
 

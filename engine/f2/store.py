@@ -284,7 +284,7 @@ class F2Kv(FasterKv):
 
     def checkpoint(self, kind: str | None = None) -> int:
         """Checkpoint the hot store (``kind`` as in FasterKv) with the compactions paused, then
-        the cold tier (its log, a chunk-store checkpoint and a new manifest)."""
+        the cold tier (its log and a new manifest)."""
         with self._maint_lock:
             seq = super().checkpoint(kind)
             self._hot_checkpoint = seq
@@ -342,7 +342,7 @@ class F2Kv(FasterKv):
         if hit is not None:
             self._n_cold_reads += 1
             return -hit[0], hit[1]
-        # The cold index's chunk store has no asyncio path: run the lookup off the loop.
+        # The cold index and cold log read with blocking preads: run the lookup off the loop.
         return await asyncio.to_thread(self._cold_lookup, key, h)
 
     # Pending reads (sessions): a read that must go to the cold tier is issued under a token
@@ -441,8 +441,8 @@ class F2Kv(FasterKv):
         with self._maint_lock, self._cold.write_lock:
             cold = self._cold
             # The cold tier first: a reader then never sees an older cold version of a key
-            # whose newer hot version is already gone. The chunk store keeps its chunks: their
-            # entries all point below the new cold begin address, which ends every chain.
+            # whose newer hot version is already gone. The cold index keeps its entries: they
+            # all point below the new cold begin address, which ends every chain.
             with self._lock:
                 old = cold.log
                 old.wait_flushed(old.read_only_address)
