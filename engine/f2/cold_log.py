@@ -62,8 +62,9 @@ class ColdLog:
         """(address, record) of ``key``'s newest cold record, tombstones included."""
         addr = self.index.find(h)
         klen = len(key)
+        read_record = self.read_record
         while addr >= self.log.begin_address:
-            rec = self.read_record(addr)
+            rec = read_record(addr)
             info, kl, _ = _unpack_header(rec, 0)
             if kl == klen and rec.startswith(key, HEADER_SIZE):
                 return addr, rec

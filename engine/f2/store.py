@@ -326,11 +326,11 @@ class F2Kv(FasterKv):
         return self._live_or_none(rec_addr, rec, 0, info, kl, vl, key, h)
 
     def _disk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
-        h = xxh3_64_intdigest(key)
-        if addr & COLD:
-            return self._cold_lookup(key, h)
-        found = FasterKv._disk_lookup(self, key, addr)
-        return found if found is not None else self._cold_lookup(key, h)
+        if not addr & COLD and addr >= self._log.begin_address:
+            found = FasterKv._disk_lookup(self, key, addr)
+            if found is not None:
+                return found
+        return self._cold_lookup(key, xxh3_64_intdigest(key))
 
     async def _adisk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
         h = xxh3_64_intdigest(key)
