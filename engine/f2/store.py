@@ -27,6 +27,7 @@ import shutil
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -202,7 +203,7 @@ class F2Kv(FasterKv):
                     manifest.seq,
                     manifest.cold_begin,
                     manifest.cold_tail,
-                    lambda m=manifest: _cold_hashes(self._cold, m.cold_begin, m.cold_tail),  # type: ignore[misc]
+                    partial(_cold_hashes, self._cold, manifest.cold_begin, manifest.cold_tail),
                 )
             else:
                 cold_index.create()
