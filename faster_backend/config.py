@@ -55,7 +55,6 @@ class StoreConfig:
     hot_log_size: int | None = _size(None)
     cold_log_size: int | None = _size(None)
     cold_index_chunks: int | None = None
-    cold_index_memory_size: int | None = _size(None)
 
 
 @dataclass

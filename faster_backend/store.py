@@ -29,7 +29,7 @@ def _size(value: int | str | None, name: str) -> int | None:
 TIERINGS = ("single", "f2")
 # FasterKV arguments that mean nothing to one of the two tierings (None: not given)
 _SINGLE_ONLY = ("log_size_limit", "max_disk_size")
-_F2_ONLY = ("hot_log_size", "cold_log_size", "cold_index_chunks", "cold_index_memory_size")
+_F2_ONLY = ("hot_log_size", "cold_log_size", "cold_index_chunks")
 
 
 class FasterKV(FasterKv):
@@ -40,8 +40,8 @@ class FasterKV(FasterKv):
     locked for this process (a second opener gets DataDirLockedError naming the holder).
 
     ``tiering="f2"`` opens F2's hot and cold tiers instead (an ``F2Kv``, same API; needs a
-    ``path``; ``hot_log_size``, ``cold_log_size``, ``cold_index_chunks`` and
-    ``cold_index_memory_size`` size them, see docs/f2.md).
+    ``path``; ``hot_log_size``, ``cold_log_size`` and ``cold_index_chunks`` size them, see
+    docs/f2.md).
     """
 
     def __new__(cls, *args: Any, tiering: str = "single", **kwargs: Any) -> Any:
@@ -89,12 +89,11 @@ class FasterKV(FasterKv):
         hot_log_size: int | str | None = None,
         cold_log_size: int | str | None = None,
         cold_index_chunks: int | None = None,
-        cold_index_memory_size: int | str | None = None,
     ) -> None:
         # tiering="f2" never gets here (__new__ returns an F2Kv)
         for name, given in zip(
             _F2_ONLY,
-            (hot_log_size, cold_log_size, cold_index_chunks, cold_index_memory_size),
+            (hot_log_size, cold_log_size, cold_index_chunks),
             strict=True,
         ):
             if given is not None:
@@ -201,7 +200,6 @@ class FasterKV(FasterKv):
                 hot_log_size=config.hot_log_size,
                 cold_log_size=config.cold_log_size,
                 cold_index_chunks=config.cold_index_chunks,
-                cold_index_memory_size=config.cold_index_memory_size,
             )
         args.update(overrides)
         return cls(**args)

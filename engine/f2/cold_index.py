@@ -1,129 +1,237 @@
-"""F2's cold index: a two-level hash index whose chunks are records of an internal FasterKv.
+"""F2's cold index: a two-level hash index in a flat file of fixed-size chunks.
 
-Level one is arithmetic: the low bits of a key's hash pick a chunk. Level two is the chunk, a
-256-byte value of 4 hash buckets of 8 u64 entries (FASTER's cold index geometry: 32 entries in
-256 bytes)::
+Level one is arithmetic: the low bits of a key's hash pick a chunk. Level two is the chunk, 256
+bytes of 4 hash buckets of 8 u64 entries (FASTER's cold index geometry: 32 entries in 256
+bytes), at a fixed place in the file. Hash bits 40-44 pick the entry: they are its tag, so a
+lookup needs no tag search and a bucket never overflows. An entry holds the cold-log address
+of the newest record of its chain (bits 0-47; 0 = empty); records on a chain are compared by
+key. Only the one 8-byte entry a lookup needs is read (``pread``), so the index costs no
+process memory at all: what the kernel keeps of the file in its page cache is not ours.
 
-    entry        bits 0-47 address of the newest cold record of the chain, bits 48-63 tag
-    slots 0-6    one chain per tag (16-bit tag = high bits of the key hash, never 0)
-    slot 7       the bucket's overflow chain: keys whose tag found no free slot
+Because an entry's place depends on the key's hash alone, the index is a function of the cold
+log: replaying the records of [cold begin, cold tail) in address order rebuilds it exactly (the
+records' previous-address links were written by the same rule). So it needs no checkpoint of
+its own. It is written in place while the store runs; at a clean close its checksums are
+written and its header names the manifest it matches. Opening trusts it only if the header is
+clean, names the manifest recovery chose and every block's checksum holds; otherwise (a crash,
+corruption: logged with file and offset) it is rebuilt from the cold log, whose pages the
+manifest has just verified. File layout::
 
-A chunk is stored under its 8-byte chunk number in the chunk store, a FasterKv with its own
-device and a small memory budget, so the index costs memory only for the chunk store's hash
-index (one entry per chunk) and its few in-memory pages: almost nothing per cold key.
-
-Tag slots are never freed (except by ``clear``). That keeps the one invariant readers rely on:
-all records of a (bucket, tag) are on the tag's chain if the tag has a slot, otherwise on the
-overflow chain, so a reader that finds no slot for its tag follows the overflow chain. Records
-are compared by key on every chain, so sharing a chain between keys is always safe.
+    0       header (4096 B): magic "F2CIDX01" | version u32 | state u32 (0 in use, 1 clean) |
+            n_chunks u64 | manifest seq u64 | cold begin u64 | cold tail u64 | blocks u64 |
+            xxh3 of the preceding header bytes u64
+    4096    n_chunks x 256 B of chunks (entry e of bucket b of chunk c at 4096 + 256c + 64b + 8e)
+    after   blocks x u64: xxh3 of each 1 MiB block of the chunk region (valid when clean)
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import struct
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
 
-from faster_backend.engine.faster_kv import FasterKv
+from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
+from faster_backend.engine.record import INFO as _INFO
+from faster_backend.engine.record import PREV_MASK
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"F2CIDX01"
+VERSION = 1
 CHUNK_BYTES = 256
 BUCKETS_PER_CHUNK = 4
 ENTRIES_PER_BUCKET = 8
-TAG_SLOTS = 7  # slot 7 is the overflow chain
-OVERFLOW = 7
+HEADER_BYTES = 4096
+BLOCK_BYTES = 1 << 20
 ADDRESS_MASK = (1 << 48) - 1
-TAG_SHIFT = 48
-_BUCKET = struct.Struct("<8Q")
-_CHUNK_KEY = struct.Struct("<Q")
+IN_USE, CLEAN = 0, 1
+_HEADER = struct.Struct("<8sIIQQQQQ")
+_U64 = struct.Struct("<Q")
 _EMPTY = bytes(CHUNK_BYTES)
-
-
-def _locate(h: int, mask: int) -> tuple[int, int, int]:
-    """(chunk number, byte offset of the bucket in the chunk, tag) of a key hash."""
-    return h & mask, ((h >> 40) & 3) * 64, (h >> TAG_SHIFT) or 1
+_REBUILD_BATCH = 1 << 18  # entries gathered before they are written, during a rebuild
 
 
 class ColdIndex:
-    """Maps a key hash to the newest cold-log address of its chain; chunks live in ``store``."""
+    """Maps a key hash to the newest cold-log address of its chain, in the file ``path``."""
 
-    def __init__(self, store: FasterKv, n_chunks: int) -> None:
+    def __init__(self, path: Path, n_chunks: int) -> None:
         if n_chunks < 1 or n_chunks & (n_chunks - 1):
             raise ValueError(f"cold_index_chunks must be a power of two, got {n_chunks}")
-        self.store = store
+        self.path = path
         self.n_chunks = n_chunks
         self.mask = n_chunks - 1
+        self.chunk_bytes = n_chunks * CHUNK_BYTES
+        self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        # Readers and the writer touch single entries with pread/pwrite; the lock keeps a
+        # reader from seeing half of an entry being written.
+        self._lock = threading.Lock()
         self.lookups = 0
         self.updates = 0
+        self.rebuilds = 0
+        self.bytes_read = 0
+        self.bytes_written = 0
 
-    def chunk(self, number: int) -> bytes:
-        """The 256 bytes of chunk ``number`` (zeros if it was never written)."""
-        data = self.store.read(_CHUNK_KEY.pack(number))
-        return _EMPTY if data is None else data
+    # -- entries -----------------------------------------------------------------------------
+
+    def _entry_offset(self, h: int) -> int:
+        return HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
 
     def find(self, h: int) -> int:
         """Address of the chain a key with hash ``h`` is on (0: no chain)."""
         self.lookups += 1
-        number, off, tag = _locate(h, self.mask)
-        data = self.store.read(_CHUNK_KEY.pack(number))
-        if data is None:
-            return 0
-        words = _BUCKET.unpack_from(data, off)
-        for i in range(TAG_SLOTS):
-            if words[i] >> TAG_SHIFT == tag:
-                return int(words[i] & ADDRESS_MASK)
-        return int(words[OVERFLOW] & ADDRESS_MASK)
+        off = HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
+        with self._lock:
+            data = os.pread(self._fd, 8, off)
+        self.bytes_read += 8
+        return _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
 
-    def set(self, h: int, address: int, link: Callable[[int], None]) -> None:
-        """Point the chain of hash ``h`` at ``address`` (claiming a tag slot if one is free).
-
-        ``link(previous chain address)`` runs inside the chunk's RMW, before the new entry is
-        visible: the caller stores it as the new record's previous address there, so a reader
-        never follows a new record whose link is not set yet. The caller serialises updates
-        (the cold log's write lock); the chunk store's RMW makes each atomic for readers.
-        """
+    def set(self, h: int, address: int, page: bytearray, off: int) -> None:
+        """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
+        ``page``: its previous-address field is set to the chain's current head first, so a
+        reader never follows a record whose link is not set yet. The caller serialises writers
+        (the cold log's write lock)."""
         self.updates += 1
-        number, off, tag = _locate(h, self.mask)
+        entry = HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
+        fd = self._fd
+        with self._lock:
+            data = os.pread(fd, 8, entry)
+            prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+            info = _INFO.unpack_from(page, off)[0]
+            _INFO.pack_into(page, off, (info & ~PREV_MASK) | prev)
+            os.pwrite(fd, _U64.pack(address), entry)
+        self.bytes_read += 8
+        self.bytes_written += 8
 
-        def update(old: bytes | None) -> bytes:
-            chunk = bytearray(old if old is not None else _EMPTY)
-            words = _BUCKET.unpack_from(chunk, off)
-            slot = -1
-            free = -1
-            for i in range(TAG_SLOTS):
-                w = words[i]
-                if w >> TAG_SHIFT == tag:
-                    slot = i
-                    break
-                if not w and free < 0:
-                    free = i
-            if slot < 0:
-                # Slots are never freed, so a free slot means the bucket never filled up and
-                # no key went to the overflow chain yet: claiming it keeps the invariant.
-                slot = free if free >= 0 else OVERFLOW
-            link(int(words[slot] & ADDRESS_MASK))
-            entry = address | (tag << TAG_SHIFT) if slot != OVERFLOW else address
-            struct.pack_into("<Q", chunk, off + slot * 8, entry)
-            return bytes(chunk)
+    def chunk(self, number: int) -> bytes:
+        """The 256 bytes of chunk ``number``."""
+        with self._lock:
+            data = os.pread(self._fd, CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
+        self.bytes_read += CHUNK_BYTES
+        return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
 
-        self.store.rmw(_CHUNK_KEY.pack(number), update)
+    # -- the file's life cycle ---------------------------------------------------------------
+
+    def open_for(
+        self, seq: int, begin: int, tail: int, records: Callable[[], Iterable[tuple[int, int]]]
+    ) -> None:
+        """Make the file match manifest ``seq`` (cold log [begin, tail)), then mark it in use.
+
+        ``records()`` yields (address, key hash) of the cold log's records in address order;
+        it is replayed when the file cannot be trusted."""
+        reason = self._check_clean(seq, begin, tail)
+        if reason is not None:
+            log.info("%s: rebuilding the F2 cold index from the cold log (%s)", self.path, reason)
+            self.rebuild(records())
+        self._write_header(IN_USE, 0, 0, 0)
+
+    def create(self) -> None:
+        """Start an empty index (a new store)."""
+        os.ftruncate(self._fd, 0)
+        os.ftruncate(self._fd, HEADER_BYTES + self.chunk_bytes)  # sparse: zeros cost no disk
+        self._write_header(IN_USE, 0, 0, 0)
+        fsync_dir(self.path.parent)
+
+    def rebuild(self, records: Iterable[tuple[int, int]]) -> None:
+        """Empty the index and set every entry from ``records`` (address order: the newest
+        record of a chain wins)."""
+        self.rebuilds += 1
+        fd = self._fd
+        with self._lock:
+            os.ftruncate(fd, 0)
+            os.ftruncate(fd, HEADER_BYTES + self.chunk_bytes)
+        batch: dict[int, int] = {}
+        offset = self._entry_offset
+        for addr, h in records:
+            batch[offset(h)] = addr
+            if len(batch) >= _REBUILD_BATCH:
+                self._write_batch(batch)
+        self._write_batch(batch)
+
+    def _write_batch(self, batch: dict[int, int]) -> None:
+        pack = _U64.pack
+        with self._lock:
+            for off in sorted(batch):
+                os.pwrite(self._fd, pack(batch[off]), off)
+        self.bytes_written += 8 * len(batch)
+        batch.clear()
+
+    def close_clean(self, seq: int, begin: int, tail: int) -> None:
+        """Write the checksums and a clean header naming manifest ``seq`` (cold log
+        [begin, tail)); the next open then trusts the file without rebuilding it."""
+        fd = self._fd
+        sums = [
+            xxh3_64_intdigest(self._block(i)) for i in range(self.n_blocks)
+        ]
+        os.pwrite(fd, struct.pack(f"<{len(sums)}Q", *sums), HEADER_BYTES + self.chunk_bytes)
+        self.bytes_written += 8 * len(sums)
+        os.fsync(fd)
+        self._write_header(CLEAN, seq, begin, tail)
 
     def close(self) -> None:
-        ColdIndex.close_store(self.store)
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
-    @staticmethod
-    def close_store(store: FasterKv) -> None:
-        """Close the chunk store without the checkpoint FasterKv takes at close: the cold
-        index's durable state is the chunk checkpoint that an F2 manifest names."""
-        store._checkpoints = None
-        store.close()
+    def _block(self, i: int) -> bytes:
+        start = i * BLOCK_BYTES
+        size = min(BLOCK_BYTES, self.chunk_bytes - start)
+        data = os.pread(self._fd, size, HEADER_BYTES + start)
+        return data + bytes(size - len(data))
+
+    def _write_header(self, state: int, seq: int, begin: int, tail: int) -> None:
+        head = _HEADER.pack(MAGIC, VERSION, state, self.n_chunks, seq, begin, tail, self.n_blocks)
+        os.pwrite(self._fd, head + _U64.pack(xxh3_64_intdigest(head)), 0)
+        os.fsync(self._fd)  # in use is durable before the first entry changes
+
+    def _check_clean(self, seq: int, begin: int, tail: int) -> str | None:
+        """None if the file is a clean index of manifest ``seq``, else why it is not (a
+        corruption is logged as a warning with the file and offset)."""
+        raw = os.pread(self._fd, _HEADER.size + 8, 0)
+        if len(raw) < _HEADER.size + 8:
+            return "no header"
+        head = raw[: _HEADER.size]
+        if xxh3_64_intdigest(head) != _U64.unpack_from(raw, _HEADER.size)[0]:
+            log.warning("%s: corrupt F2 cold index header at offset 0 (checksum)", self.path)
+            return "corrupt header"
+        magic, version, state, n_chunks, h_seq, h_begin, h_tail, blocks = _HEADER.unpack(head)
+        if magic != MAGIC or version != VERSION:
+            log.warning("%s: not an F2 cold index of version %d at offset 0", self.path, VERSION)
+            return "unknown format"
+        if state != CLEAN:
+            return "the store was not closed cleanly"
+        if (n_chunks, h_seq, h_begin, h_tail, blocks) != (
+            self.n_chunks, seq, begin, tail, self.n_blocks
+        ):
+            return f"it matches manifest {h_seq}, recovery chose {seq}"
+        sums_off = HEADER_BYTES + self.chunk_bytes
+        raw_sums = os.pread(self._fd, 8 * blocks, sums_off)
+        if len(raw_sums) != 8 * blocks:
+            log.warning("%s: F2 cold index checksums truncated at offset %d", self.path, sums_off)
+            return "truncated checksums"
+        sums = struct.unpack(f"<{blocks}Q", raw_sums)
+        for i in range(blocks):
+            if xxh3_64_intdigest(self._block(i)) != sums[i]:
+                off = HEADER_BYTES + i * BLOCK_BYTES
+                log.warning(
+                    "%s: F2 cold index block at offset %d does not match its checksum",
+                    self.path,
+                    off,
+                )
+                return f"corrupt block at offset {off}"
+        return None
 
     def stats(self) -> dict[str, int]:
-        st = self.store.stats()
         return {
             "cold_index_chunks": self.n_chunks,
             "cold_index_lookups": self.lookups,
             "cold_index_updates": self.updates,
-            "cold_index_memory_bytes": st["memory_bytes"],
-            "cold_index_hash_bytes": st["index_bytes"],
-            "cold_index_disk_bytes": st["log_disk_bytes"],
+            "cold_index_rebuilds": self.rebuilds,
+            "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,
+            "cold_index_memory_bytes": 0,
         }
-

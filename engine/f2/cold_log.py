@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.hybrid_log import HybridLog, RecordTuple
-from faster_backend.engine.record import HEADER, HEADER_SIZE, INFO, PREV_MASK, size_from_header
+from faster_backend.engine.record import HEADER, HEADER_SIZE, PREV_MASK, size_from_header
 
 _FIRST_READ = 512
 _unpack_header = HEADER.unpack_from
@@ -62,8 +62,9 @@ class ColdLog:
         """(address, record) of ``key``'s newest cold record, tombstones included."""
         addr = self.index.find(h)
         klen = len(key)
+        read_record = self.read_record
         while addr >= self.log.begin_address:
-            rec = self.read_record(addr)
+            rec = read_record(addr)
             info, kl, _ = _unpack_header(rec, 0)
             if kl == klen and rec.startswith(key, HEADER_SIZE):
                 return addr, rec
@@ -91,13 +92,8 @@ class ColdLog:
         assert page is not None
         off = addr & hlog.page_mask
         page[off : off + size] = record
-        info = INFO.unpack_from(page, off)[0] & ~PREV_MASK
-
-        def link(prev: int) -> None:
-            INFO.pack_into(page, off, info | (prev & PREV_MASK))
-
         # The record is not reachable before ``set`` publishes it, with its link already set.
-        self.index.set(h, addr, link)
+        self.index.set(h, addr, page, off)
         self.records_appended += 1
         return addr
 

@@ -4,13 +4,12 @@ The hot store recovers by itself (its own checkpoints and commit log, engine/rec
 cold tier has no commit log: its durable state is the one a manifest names, written after each
 change of the cold tier (every compaction, ``clear``, a checkpoint)::
 
-    magic "F2MANIF1" | version u32 | length u32 | JSON | first page u64 | n u32 | n x u64 | xxh3
+    magic "F2MANIF2" | version u32 | length u32 | JSON | first page u64 | n u32 | n x u64 | xxh3
 
 JSON: ``seq``, ``cold_begin``, ``cold_tail``, ``cold_tail_sum`` (xxh3 of the tail's partial
-page), ``cold_records``, ``chunk_checkpoint`` (the chunk store's checkpoint that matches this
-cold log), ``cold_index_chunks``, ``cold_page_size``, ``hot_begin_low`` / ``hot_begin_high``,
-``hot_checkpoint`` (the newest hot checkpoint then, for information) and ``created``; the
-binary part holds the xxh3 of every complete cold-log page from ``first page`` on.
+page), ``cold_records``, ``cold_index_chunks``, ``cold_page_size``, ``hot_begin_low`` /
+``hot_begin_high``, ``hot_checkpoint`` (the newest hot checkpoint then, for information) and
+``created``; the binary part holds the xxh3 of every complete cold-log page from ``first page`` on.
 
 A manifest is valid with a recovered hot log whose begin address lies in
 [hot_begin_low, hot_begin_high]: a hot-cold compaction writes the manifest that covers the
@@ -39,7 +38,10 @@ from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"F2MANIF1"
+# The magic names the format: F2MANIF1 (a cold index stored in a chunk store, with its
+# checkpoint named here) is not read by this build.
+MAGIC = b"F2MANIF2"
+OLD_MAGICS = (b"F2MANIF1",)
 VERSION = 1  # engine/checkpoint.py's FORMAT_VERSION: read_checked checks it
 SLOT_NAMES = ("f2.manifest.0", "f2.manifest.1")
 _PREFIX = struct.Struct("<8sII")
@@ -53,7 +55,6 @@ class Manifest:
     cold_tail: int
     cold_tail_sum: int
     cold_records: int
-    chunk_checkpoint: int
     cold_index_chunks: int
     cold_page_size: int
     hot_begin_low: int
@@ -86,6 +87,14 @@ class Manifest:
 
 def decode(path: Path) -> Manifest:
     """The manifest in ``path``; CorruptFileError (file and offset) when it fails a check."""
+    head = path.read_bytes()[: len(MAGIC)]
+    if head in OLD_MAGICS:
+        raise CorruptFileError(
+            path,
+            0,
+            f"an F2 manifest of an older format ({head.decode()}: the cold index was a chunk"
+            f" store); this build reads {MAGIC.decode()}: recreate the store",
+        )
     body = read_checked(path, MAGIC)
     _, _, length = _PREFIX.unpack_from(body, 0)
     off = _PREFIX.size

@@ -1,43 +1,34 @@
-"""F2 recovery: bring the cold log and the cold index back to the manifest that fits the hot log.
+"""F2 recovery: bring the cold log back to the manifest that fits the hot log.
 
 The hot store has recovered first (FasterKv's own recovery: newest checkpoint plus commits, the
 CPR prefix). Then the newest readable manifest whose hot-begin range holds the recovered hot
-log's begin address is chosen; its chunk-store checkpoint is pinned (newer chunk checkpoints and
-the chunk store's commit log are removed, so the chunk store recovers exactly that checkpoint),
-and the cold log is restored to [cold_begin, cold_tail) after every page is checked against the
-manifest's checksums.
+log's begin address is chosen, and the cold log is restored to [cold_begin, cold_tail) after
+every page is checked against the manifest's checksums. The cold index follows from the cold
+log (cold_index.py: trusted if it was closed cleanly at that manifest, else rebuilt).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
-from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
 
-from faster_backend.engine.checkpoint import CheckpointDir, CorruptFileError
+from faster_backend.engine.checkpoint import CorruptFileError
 from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
 from faster_backend.engine.hybrid_log import HybridLog
 
 log = logging.getLogger(__name__)
 
 
-def choose_manifest(slots: ManifestSlots, hot_begin: int, chunk_dir: Path) -> Manifest:
-    """The newest manifest that fits the hot log and whose chunk checkpoint is intact."""
+def choose_manifest(slots: ManifestSlots, hot_begin: int) -> Manifest:
+    """The newest readable manifest that fits the hot log."""
     found, problems = slots.read()
-    checkpoints = CheckpointDir(chunk_dir / "checkpoints", writable=False)
     for path, m in found:
         if not m.fits(hot_begin):
             problems.append(
                 f"{path}: made for a hot log beginning in [{m.hot_begin_low},"
                 f" {m.hot_begin_high}], the recovered hot log begins at {hot_begin} (offset 0)"
             )
-            continue
-        try:
-            checkpoints.load(m.chunk_checkpoint)
-        except (CorruptFileError, OSError) as exc:
-            problems.append(f"{path}: its cold index checkpoint is unusable: {exc}")
             continue
         if problems:
             log.warning("F2 recovery falls back to %s (seq %d): %s", path, m.seq, problems)
@@ -48,18 +39,6 @@ def choose_manifest(slots: ManifestSlots, hot_begin: int, chunk_dir: Path) -> Ma
         "no usable F2 manifest (cold tier state) for the recovered hot log: "
         + "; ".join(problems or ["none found"]),
     )
-
-
-def pin_chunk_checkpoint(chunk_dir: Path, seq: int) -> None:
-    """Make the chunk store recover exactly checkpoint ``seq``: later checkpoints (taken after
-    the manifest was written, or never named by one) and the commit log go."""
-    root = chunk_dir / "checkpoints"
-    for p in sorted(root.iterdir()) if root.is_dir() else []:
-        if p.name.isdigit() and int(p.name) > seq:
-            doomed = root / f"tmp-{p.name}"
-            p.rename(doomed)  # a crash while deleting leaves a tmp-*, removed at the next open
-            shutil.rmtree(doomed, ignore_errors=True)
-    (chunk_dir / "commits").unlink(missing_ok=True)
 
 
 def restore_cold_log(hlog: HybridLog, m: Manifest) -> None:

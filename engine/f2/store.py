@@ -3,8 +3,8 @@
 - The hot tier is this FasterKv itself (hash index in memory, hybrid log with a mutable region,
   mutable fraction 0.6) on ``<path>/hot``.
 - The cold tier is an append-only log on ``<path>/cold`` (cold_log.py) indexed by the cold
-  index (cold_index.py), whose chunks are records of an internal FasterKv on
-  ``<path>/cold-index``; a key-keyed read cache (read_cache.py) sits in front of it.
+  index (cold_index.py), a flat file of chunks in ``<path>/cold-index``; a key-keyed read
+  cache (read_cache.py) sits in front of it.
 
 Reads go hot index -> read cache -> cold index -> cold log. The hot store's operations reach the
 cold tier through FasterKv's device-hint protocol: when a key's hot chain ends below the hot
@@ -25,8 +25,9 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -44,15 +45,11 @@ from faster_backend.engine.devices import (
 )
 from faster_backend.engine.errors import EngineError, RecordTooLargeError
 from faster_backend.engine.f2 import compaction
-from faster_backend.engine.f2.cold_index import CHUNK_BYTES, ColdIndex
+from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.f2.cold_log import ColdLog
 from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
 from faster_backend.engine.f2.read_cache import KeyReadCache
-from faster_backend.engine.f2.recovery import (
-    choose_manifest,
-    pin_chunk_checkpoint,
-    restore_cold_log,
-)
+from faster_backend.engine.f2.recovery import choose_manifest, restore_cold_log
 from faster_backend.engine.faster_kv import (
     GEOMETRY_FILE,
     FasterKv,
@@ -83,7 +80,7 @@ T = TypeVar("T")
 
 COLD = 1 << 60  # hint addresses with this bit mean "the cold tier, as of hot begin address"
 HOT_DIR, COLD_DIR, INDEX_DIR = "hot", "cold", "cold-index"
-HOT_NAME, COLD_NAME, INDEX_NAME = "hlog", "clog", "cidx"
+HOT_NAME, COLD_NAME, INDEX_FILE = "hlog", "clog", "cidx.chunks"
 SINGLE_LOG_DIR = "log"  # the single-log layout of faster_backend.store
 
 _unpack_bucket = BUCKET.unpack_from
@@ -120,7 +117,6 @@ class F2Kv(FasterKv):
         hot_log_size: int | str | None = None,
         cold_log_size: int | str | None = None,
         cold_index_chunks: int | None = None,
-        cold_index_memory_size: int | str | None = None,
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
         compaction_fraction: float = 0.2,
@@ -131,9 +127,6 @@ class F2Kv(FasterKv):
         checkpoint_retention: int = 2,
     ) -> None:
         memory = parse_size(memory_size, name="memory_size")
-        index_memory = _size(cold_index_memory_size, "cold_index_memory_size")
-        if index_memory is None:
-            index_memory = max(64 << 10, memory // 6)
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
             cache = memory // 4
@@ -142,7 +135,7 @@ class F2Kv(FasterKv):
         self.data_dir = DataDir(path)
         devices: list[StorageDevice] = []
         hot_open = False
-        index_store: FasterKv | None = None
+        cold_index: ColdIndex | None = None
         try:
             root = self.data_dir.path
             slots = ManifestSlots(root)
@@ -157,21 +150,16 @@ class F2Kv(FasterKv):
             # The cold log only appends (one page filling, one flushing): small pages suffice.
             # A record must fit in a cold page, which bounds record sizes (checked in _write).
             cold_page = max(4096, page // 4)
-            hot_memory = memory - index_memory - cache - 2 * cold_page
+            hot_memory = memory - cache - 2 * cold_page
             if hot_memory < 2 * page:
                 raise ValueError(
                     f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot"
-                    " log needs 2 pages after the cold log's 2 pages, the cold index and the"
-                    " read cache"
+                    " log needs 2 pages after the cold log's 2 pages and the read cache"
                 )
             hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
             devices.append(hot_dev)
             cold_dev = open_device(device, root / COLD_DIR, name=COLD_NAME, segment_size=segment)
             devices.append(cold_dev)
-            index_dev = open_device(
-                device, root / INDEX_DIR, name=INDEX_NAME, segment_size=segment
-            )
-            devices.append(index_dev)
             # The hot store recovers by itself (checkpoints + commits: the CPR prefix); the
             # cold tier then goes back to the manifest that fits it.
             super().__init__(
@@ -193,7 +181,7 @@ class F2Kv(FasterKv):
             hot_open = True
             manifest = None
             if existing:
-                manifest = choose_manifest(slots, self._log.begin_address, root / INDEX_DIR)
+                manifest = choose_manifest(slots, self._log.begin_address)
                 kept = manifest.cold_index_chunks
                 if cold_index_chunks is not None and cold_index_chunks != kept:
                     raise ValueError(
@@ -206,29 +194,22 @@ class F2Kv(FasterKv):
                         f" does not match {cold_page} (from page_size {page})"
                     )
                 cold_index_chunks = manifest.cold_index_chunks
-                pin_chunk_checkpoint(root / INDEX_DIR, manifest.chunk_checkpoint)
             n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
-            index_page = _geometry(root / INDEX_DIR, None, segment, index_memory)[0]
-            index_store = FasterKv(
-                memory_size=index_memory,
-                index_size=max(16, n_chunks // 8),
-                page_size=index_page,
-                device=index_dev,
-                # chunk updates append when the chunk left the mutable region; keep the log
-                # within a few times the chunks' size by compacting it in the background
-                log_size_limit=max(4 * index_memory, 3 * n_chunks * (CHUNK_BYTES + 32)),
-                state_dir=root / INDEX_DIR,
-                # the current and the previous manifest's checkpoints, plus one being written
-                checkpoint_retention=3,
-            )
-            devices.remove(index_dev)
-            cold_index = ColdIndex(index_store, n_chunks)
+            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks)
             self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             if manifest is not None:
                 restore_cold_log(self._cold.log, manifest)
+                cold_index.open_for(
+                    manifest.seq,
+                    manifest.cold_begin,
+                    manifest.cold_tail,
+                    partial(_cold_hashes, self._cold, manifest.cold_begin, manifest.cold_tail),
+                )
+            else:
+                cold_index.create()
         except BaseException:
-            if index_store is not None:
-                ColdIndex.close_store(index_store)
+            if cold_index is not None:
+                cold_index.close()
             if hot_open:
                 self._checkpoints = None  # never opened: no checkpoint at close
                 FasterKv.close(self)
@@ -242,7 +223,6 @@ class F2Kv(FasterKv):
         self.cold_compaction_fraction = cold_compaction_fraction
         self._cold_trigger = self.cold_log_size
         self._cold_index = cold_index
-        self._index_store = index_store
         self._manifests = slots
         self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
         self._maint_lock = threading.Lock()
@@ -283,7 +263,6 @@ class F2Kv(FasterKv):
         hlog = cold.log
         hlog.flush_tail()
         cold.device.flush()
-        chunk_seq = self._index_store.checkpoint("fold-over")
         begin, tail = hlog.begin_address, hlog.tail_address
         first = begin >> hlog.page_bits
         sums = hlog.page_sums
@@ -293,7 +272,6 @@ class F2Kv(FasterKv):
             cold_tail=tail,
             cold_tail_sum=hlog.tail_checksum(tail),
             cold_records=self._n_cold_records,
-            chunk_checkpoint=chunk_seq,
             cold_index_chunks=self._cold_index.n_chunks,
             cold_page_size=cold.page_size,
             hot_begin_low=hot_low,
@@ -307,7 +285,7 @@ class F2Kv(FasterKv):
 
     def checkpoint(self, kind: str | None = None) -> int:
         """Checkpoint the hot store (``kind`` as in FasterKv) with the compactions paused, then
-        the cold tier (its log, a chunk-store checkpoint and a new manifest)."""
+        the cold tier (its log and a new manifest)."""
         with self._maint_lock:
             seq = super().checkpoint(kind)
             self._hot_checkpoint = seq
@@ -322,7 +300,7 @@ class F2Kv(FasterKv):
         """(-cold address, record) of ``key``'s newest cold record (maybe a tombstone)."""
         self._n_cold_reads += 1
         cache = self._cold_cache
-        hit = cache.get(key)
+        hit = cache.get(key, h)
         if hit is not None:
             return -hit[0], hit[1]
         epoch = cache.epoch
@@ -330,7 +308,7 @@ class F2Kv(FasterKv):
         found = self._cold.lookup(key, h)
         if found is None:
             return None
-        cache.put(key, found[0], found[1], epoch)
+        cache.put(key, h, found[0], found[1], epoch)
         return -found[0], found[1]
 
     def _find_on_device(self, key: bytes, h: int, addr: int, hint: Hint | None) -> Found | None:
@@ -349,11 +327,11 @@ class F2Kv(FasterKv):
         return self._live_or_none(rec_addr, rec, 0, info, kl, vl, key, h)
 
     def _disk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
-        h = xxh3_64_intdigest(key)
-        if addr & COLD:
-            return self._cold_lookup(key, h)
-        found = FasterKv._disk_lookup(self, key, addr)
-        return found if found is not None else self._cold_lookup(key, h)
+        if not addr & COLD and addr >= self._log.begin_address:
+            found = FasterKv._disk_lookup(self, key, addr)
+            if found is not None:
+                return found
+        return self._cold_lookup(key, xxh3_64_intdigest(key))
 
     async def _adisk_lookup(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
         h = xxh3_64_intdigest(key)
@@ -361,11 +339,11 @@ class F2Kv(FasterKv):
             found = await FasterKv._adisk_lookup(self, key, addr)
             if found is not None:
                 return found
-        hit = self._cold_cache.get(key)
+        hit = self._cold_cache.get(key, h)
         if hit is not None:
             self._n_cold_reads += 1
             return -hit[0], hit[1]
-        # The cold index's chunk store has no asyncio path: run the lookup off the loop.
+        # The cold index and cold log read with blocking preads: run the lookup off the loop.
         return await asyncio.to_thread(self._cold_lookup, key, h)
 
     # Pending reads (sessions): a read that must go to the cold tier is issued under a token
@@ -464,8 +442,8 @@ class F2Kv(FasterKv):
         with self._maint_lock, self._cold.write_lock:
             cold = self._cold
             # The cold tier first: a reader then never sees an older cold version of a key
-            # whose newer hot version is already gone. The chunk store keeps its chunks: their
-            # entries all point below the new cold begin address, which ends every chain.
+            # whose newer hot version is already gone. The cold index keeps its entries: they
+            # all point below the new cold begin address, which ends every chain.
             with self._lock:
                 old = cold.log
                 old.wait_flushed(old.read_only_address)
@@ -642,6 +620,9 @@ class F2Kv(FasterKv):
             self._executor.shutdown(wait=True)
         try:
             super().close()  # takes a checkpoint (self.checkpoint: both tiers)
+            newest = self._newest_manifest()
+            if newest is not None and newest.cold_tail == self._cold.tail_address:
+                self._cold_index.close_clean(newest.seq, newest.cold_begin, newest.cold_tail)
         finally:
             try:
                 self._cold.device.close()
@@ -713,21 +694,23 @@ class F2Kv(FasterKv):
 
     # -- statistics --------------------------------------------------------------------------
 
+    def _newest_manifest(self) -> Manifest | None:
+        return max(
+            (m for m in self._manifests.current if m is not None), key=lambda m: m.seq, default=None
+        )
+
     def stats(self) -> dict[str, Any]:
         st = super().stats()
         cold = self._cold
         ci = self._cold_index.stats()
         rc = self._cold_cache
         cold_dev = cold.device.stats.as_dict()
-        index_dev = self._index_store.device.stats.as_dict()
         hot_dev = self.device.stats.as_dict()
         with self._lock:
             hlog = self._log
             hot_bytes = hlog.tail_address - hlog.begin_address
         cold_memory = cold.log.memory_bytes()
-        manifest = max(
-            (m for m in self._manifests.current if m is not None), key=lambda m: m.seq, default=None
-        )
+        manifest = self._newest_manifest()
         reads = max(1, st["reads"])
         st.update(
             {
@@ -751,7 +734,7 @@ class F2Kv(FasterKv):
                 # every operation's cold-index lookups (an upsert of a key that is not in the
                 # hot log's memory looks the cold tier up too, for an exact len()) per read
                 "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
-                "cold_read_cache_bytes": rc.bytes,
+                "cold_read_cache_bytes": rc.memory_bytes,
                 "cold_read_cache_records": len(rc),
                 "cold_read_cache_hits": rc.hits,
                 "cold_read_cache_misses": rc.misses,
@@ -762,22 +745,25 @@ class F2Kv(FasterKv):
                 "compaction_error": st["maintenance_error"],
                 "device_bytes_read": hot_dev["bytes_read"]
                 + cold_dev["bytes_read"]
-                + index_dev["bytes_read"],
+                + self._cold_index.bytes_read,
                 "device_bytes_written": hot_dev["bytes_written"]
                 + cold_dev["bytes_written"]
-                + index_dev["bytes_written"],
+                + self._cold_index.bytes_written,
                 "hot_device_bytes_written": hot_dev["bytes_written"],
                 "cold_device_bytes_written": cold_dev["bytes_written"],
-                "cold_index_device_bytes_written": index_dev["bytes_written"],
-                "memory_bytes": st["memory_bytes"]
-                + cold_memory
-                + ci["cold_index_memory_bytes"]
-                + rc.bytes,
+                "cold_index_device_bytes_written": self._cold_index.bytes_written,
+                "memory_bytes": st["memory_bytes"] + cold_memory + rc.memory_bytes,
                 "memory_size": self.total_memory_size,
                 **ci,
             }
         )
         return st
+
+
+def _cold_hashes(cold: ColdLog, begin: int, tail: int) -> Iterator[tuple[int, int]]:
+    """(address, key hash) of the cold log's records in [begin, tail), in address order."""
+    for addr, _info, kl, _vl, rec in cold.records(begin, tail):
+        yield addr, xxh3_64_intdigest(bytes(rec[HEADER_SIZE : HEADER_SIZE + kl]))
 
 
 def _geometry(

@@ -552,7 +552,8 @@ def infer_geometry(
 
 
 def refuse_f2(root: Path, tool: str) -> None:
-    """The tools read single-log stores; an F2 directory holds three stores and manifests."""
+    """The tools read single-log stores; an F2 directory holds a hot store, a cold log, a cold
+    index and manifests."""
     if any((root / name).exists() for name in F2_MANIFESTS):
         raise ToolError(
             f"{root} is an F2 store (tiering='f2'): {tool} handles single-log stores only"

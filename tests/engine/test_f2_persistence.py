@@ -215,6 +215,51 @@ def test_a_corrupt_cold_log_page_is_reported(tmp_path: Path) -> None:
         f2_store(tmp_path)
 
 
+def test_the_cold_index_is_trusted_after_a_clean_close_and_rebuilt_after_a_crash(
+    tmp_path: Path,
+) -> None:
+    model = filled(tmp_path)  # closed cleanly
+    kv = f2_store(tmp_path)
+    assert kv.stats()["cold_index_rebuilds"] == 0
+    for i in range(3000, 3600):  # more cold records, then a crash: the file is in use
+        model[b"m%d" % i] = b"y%d" % i
+        kv.upsert(b"m%d" % i, b"y%d" % i)
+    kv.compact(kv.stats()["log_head_address"])
+    abandon(kv)
+    kv = f2_store(tmp_path)
+    assert kv.stats()["cold_index_rebuilds"] == 1
+    for key, value in model.items():
+        assert kv.read(key) == value
+    kv.close()
+
+
+def test_a_corrupt_cold_index_is_reported_and_rebuilt(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    model = filled(tmp_path)
+    index = tmp_path / "cold-index" / "cidx.chunks"
+    data = bytearray(index.read_bytes())
+    data[4096 + 8 * 5] ^= 0x10  # an entry of chunk 0
+    index.write_bytes(data)
+    with caplog.at_level(logging.WARNING):
+        kv = f2_store(tmp_path)
+    assert str(index) in caplog.text and "offset 4096" in caplog.text
+    assert kv.stats()["cold_index_rebuilds"] == 1
+    for key, value in model.items():
+        assert kv.read(key) == value
+    kv.close()
+
+
+def test_a_manifest_of_the_older_format_is_refused(tmp_path: Path) -> None:
+    filled(tmp_path)
+    for path, _ in manifests(tmp_path):
+        data = bytearray(path.read_bytes())
+        data[:8] = b"F2MANIF1"
+        path.write_bytes(data)
+    with pytest.raises(CorruptFileError, match="older format"):
+        f2_store(tmp_path)
+
+
 def test_a_directory_without_a_manifest_starts_fresh_with_a_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
