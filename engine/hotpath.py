@@ -175,18 +175,44 @@ def py_index_upsert(
     if expiry is not None:
         size += EXPIRY_SIZE
         flags = HAS_EXPIRY
-    slot, prev, empty = _probe(index, mask, h)
+    # _probe and _walk, inlined (this is the pure-Python store's hot path).
+    tag = (h >> HASH_TAG_SHIFT) or 1
+    b = h & mask
+    slot = empty = -1
+    prev = 0
+    while True:
+        words = _unpack_bucket(index, b << 6)
+        for e in words:
+            if e >> 48 == tag:
+                slot = (b << 3) + words.index(e)
+                prev = e & PREV_MASK
+                break
+        else:
+            if empty < 0 and 0 in words[:7]:
+                empty = (b << 3) + words.index(0)
+            b = words[7]
+            if b:
+                continue
+        break
     if slot >= 0:
-        addr, hit = _walk(pages, head, bits, prev, key)
-        page = pages[addr >> bits] if hit else None
-        off = addr & ((1 << bits) - 1)
-        if page is not None and _unpack_header(page, off)[0] & TOMBSTONE:
+        pmask = (1 << bits) - 1
+        addr = prev
+        page = None
+        info = kl = vl = off = 0
+        while addr >= head:
+            candidate = pages[addr >> bits]
+            off = addr & pmask
+            info, kl, vl = _unpack_header(candidate, off)  # type: ignore[arg-type]
+            if kl == klen and candidate.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
+                page = candidate
+                break
+            addr = info & PREV_MASK
+        if page is not None and info & TOMBSTONE:
             # Deleted: a new record at the chain's head supersedes the tombstone (unless the
             # caller believes the key live on the device: its count would be wrong).
             if known_end:
                 return 0
         elif page is not None:
-            info, kl, vl = _unpack_header(page, off)
             if (
                 info & HAS_EXPIRY != flags
                 or addr < read_only
