@@ -89,12 +89,15 @@ async def measure(args: argparse.Namespace) -> None:
             chunk = TESTS[test] * args.pipeline
             n = args.batches
             received = conn.data_received
+            flush = server.flush  # the end of the loop turn: replies are written there
             received(chunk)  # warm up
+            flush()
             if args.profile:
                 prof = cProfile.Profile()
                 prof.enable()
                 for _ in range(n):
                     received(chunk)
+                    flush()
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
                 continue
@@ -103,6 +106,7 @@ async def measure(args: argparse.Namespace) -> None:
                 t0 = time.thread_time()
                 for _ in range(n):
                     received(chunk)
+                    flush()
                 best = min(best, time.thread_time() - t0)
             print(f"{test:<11}{best / (n * args.pipeline) * 1e6:8.3f} us/command")
     finally:
