@@ -9,9 +9,10 @@ runs again with what it read as a hint: if the chain still leads to the same add
 completes it, otherwise it reads again. RMW updaters run under the latch, which is what makes RMW
 atomic: they must be quick and must not call back into the store.
 
-The hot paths (``read``, ``upsert``) are straight-line code that reaches into the index's and
-log's buffers directly: in CPython every call and attribute lookup costs tens of nanoseconds, and
-these functions run millions of times per second.
+The hot paths (``read``, ``upsert``, ``incr`` and the expiry sweep) hand the index's and log's
+buffers to ``hotpath``, compiled C (``_hotpath.c``) with a pure-Python reference: in CPython every
+bytecode of a bucket probe and chain walk costs tens of nanoseconds, and these run millions of
+times per second.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any, TypeVar
 
 from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine import hotpath as _hotpath
 from faster_backend.engine.address import FIRST_ADDRESS
 from faster_backend.engine.checkpoint import (
     CheckpointDir,
@@ -39,8 +41,19 @@ from faster_backend.engine.checkpoint import (
 )
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.errors import EngineError, RecordTooLargeError, StoreClosedError
-from faster_backend.engine.hash_bucket import ADDRESS_MASK, BUCKET, HASH_TAG_SHIFT, TAG_SHIFT
+from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_SHIFT
 from faster_backend.engine.hash_table import HashTable
+from faster_backend.engine.hotpath import cached_read as _cached_read
+from faster_backend.engine.hotpath import chain_read as _chain_read
+from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
+from faster_backend.engine.hotpath import expired_entries as _expired_entries
+from faster_backend.engine.hotpath import index_incr as _index_incr
+from faster_backend.engine.hotpath import index_locate as _index_locate
+from faster_backend.engine.hotpath import index_read as _index_read
+from faster_backend.engine.hotpath import index_upsert as _index_upsert
+from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
+from faster_backend.engine.hotpath import record_value as _record_value
+from faster_backend.engine.hotpath import skip_empty as _skip_empty
 from faster_backend.engine.hybrid_log import HybridLog
 from faster_backend.engine.read_cache import ReadCache
 from faster_backend.engine.record import (
@@ -72,9 +85,7 @@ Found = tuple[int, bytearray | bytes, int, int, int, int]
 # What a device lookup learned: the chain start it read from, and the key's newest record there.
 Hint = tuple[int, tuple[int, bytes] | None]
 
-_unpack_bucket = BUCKET.unpack_from
 _unpack_header = HEADER.unpack_from
-_pack_header = HEADER.pack_into
 _unpack_expiry = EXPIRY.unpack_from
 _pack_info = INFO.pack_into
 _pack_expiry = EXPIRY.pack_into
@@ -85,7 +96,6 @@ _SWEEP_EVERY = 64  # writes between two incremental expiry sweeps
 _SWEEP_BUCKETS = 16
 _GROW_STEP = 256  # old buckets split per write while the index grows
 _FIRST_READ = 512  # bytes read for a record on the device before its size is known
-_BIT_REVERSE = bytes(int(f"{b:08b}"[::-1], 2) for b in range(256))
 
 
 DURABILITY_MODES = ("none", "periodic", "always")
@@ -101,10 +111,6 @@ _MAX_TTL = 9e15
 def expiry_ms(ttl: float | None) -> int | None:
     """Absolute expiry (unix ms) of a ``ttl`` in seconds from now; None stays None."""
     return None if ttl is None else int((_now() + min(ttl, _MAX_TTL)) * 1000)
-
-
-def _reverse64(v: int) -> int:
-    return int.from_bytes(v.to_bytes(8, "little").translate(_BIT_REVERSE), "big")
 
 
 class _NeedsIO(Exception):
@@ -549,59 +555,69 @@ class FasterKv:
     def read(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None if absent, deleted or expired."""
         h = xxh3_64_intdigest(key)
-        tag = (h >> HASH_TAG_SHIFT) or 1
         lock = self._lock
         lock.acquire()
         try:
             ix = self._index
-            addr = 0
+            hlog = self._log
             if ix.old is None:
                 table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                            addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
-                            break
-                    else:
-                        b = words[7]
-                        if b:
-                            continue
-                    break
+                r = _index_read(
+                    table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key,
+                    _now,
+                )
             else:
-                addr = ix.find(h)
-            hlog = self._log
-            head = hlog.head_address
-            pages = hlog.pages
-            bits = hlog.page_bits
-            pmask = hlog.page_mask
-            klen = len(key)
-            while addr >= head:
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                    if info & TOMBSTONE:
-                        self._n_misses += 1
-                        return None
-                    if info & HAS_EXPIRY:
-                        size = ((HEADER_SIZE + kl + vl + 7) & ~7) + EXPIRY_SIZE
-                        if _unpack_expiry(page, off + size - EXPIRY_SIZE)[0] <= _now() * 1000:  # type: ignore[arg-type]
-                            self._expire_at(addr, key, h)
-                            self._n_misses += 1
-                            return None
-                    self._n_read_hits += 1
-                    start = off + HEADER_SIZE + kl
-                    return hlog.views[addr >> bits][start : start + vl].tobytes()  # type: ignore[index]
-                addr = info & PREV_MASK
-            if addr < hlog.begin_address and not self._lookup_below_begin:
+                r = _chain_read(
+                    ix.find(h), hlog.pages, hlog.head_address, hlog.page_bits, key, _now
+                )
+            if r.__class__ is bytes:
+                self._n_read_hits += 1
+                return r  # type: ignore[return-value]
+            if r is None:
+                self._n_misses += 1
+                return None
+            # False: the compiled walk declined (a page it cannot read); -1 walks in Python.
+            addr: int = -1 if r is False else r  # type: ignore[assignment]
+            if addr < -1:
+                self._expire_at(-addr, key, h)
+                self._n_misses += 1
+                return None
+            if 0 <= addr < hlog.begin_address and not self._lookup_below_begin:
                 self._n_misses += 1
                 return None
             begin = hlog.begin_address
+            uncached = False
+            if addr > 0 and not self._lookup_below_begin:
+                # The chain's first record below the head may be in the read cache.
+                rc = self._read_cache
+                hit = _cached_read(rc.entries, addr, key, rc.hit_floor, _now)
+                if hit is None or hit.__class__ is bytes:
+                    rc.hits += 1
+                    if hit is None:
+                        self._n_misses += 1
+                        return None
+                    self._n_read_hits += 1
+                    return hit  # type: ignore[return-value]
+                uncached = hit is True
         finally:
             lock.release()
+        if addr < 0:
+            return self._run(key, h, self._count_read)
+        if uncached:
+            # The common case on the device: the chain's first record there is the key's.
+            try:
+                rec = self._device_record(addr)
+            except AddressTruncatedError:
+                return self.read(key)  # compaction moved the chain meanwhile: look again
+            value = _record_value(rec, key, _now)
+            if value is not False:
+                rc.misses += 1
+                rc.put(addr, rec)
+                if value is None:
+                    self._n_misses += 1
+                    return None
+                self._n_read_hits += 1
+                return value  # type: ignore[return-value]
         # The chain continues on the device: read it without the latch.
         try:
             found = self._disk_lookup(key, addr)
@@ -619,6 +635,35 @@ class FasterKv:
             return None
         self._n_read_hits += 1
         return rec[HEADER_SIZE + kl : HEADER_SIZE + kl + vl]
+
+    def _read_in_memory(self, key: bytes, h: int) -> bytes | bool | None:
+        """Under the latch: ``read``'s compiled fast path: the value, None (absent or deleted),
+        or False when the general path must decide (device, expiry, a growing index)."""
+        ix = self._index
+        if ix.old is not None:
+            return False
+        table = ix.cur
+        hlog = self._log
+        r = _index_read(
+            table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key, _now
+        )
+        if r.__class__ is bytes:
+            self._n_read_hits += 1
+            return r  # type: ignore[return-value]
+        if r is None:
+            self._n_misses += 1
+            return None
+        if r.__class__ is int and 0 <= r < hlog.begin_address and not self._lookup_below_begin:  # type: ignore[operator]
+            self._n_misses += 1
+            return None  # the chain ends before the log begins: absent
+        return False
+
+    def _count_read(self, found: Found | None) -> bytes | None:
+        self._n_reads += 1
+        if found is None:
+            return None
+        self._n_hits += 1
+        return _found_value(found)
 
     def read_with_expiry(self, key: bytes) -> tuple[bytes, float | None] | None:
         """(value, absolute expiry as a unix time or None), or None if there is no live value."""
@@ -658,108 +703,55 @@ class FasterKv:
                 self.delete(key)
                 return
             expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
-        tag = (h >> HASH_TAG_SHIFT) or 1
+            self._ttl_seen = True
         lock = self._lock
         lock.acquire()
         try:
-            self._n_upserts += 1
-            ix = self._index
-            if ix.old is not None:
-                slow = True
-            else:
-                slow = False
-                # Fast path (index not growing): probe the bucket chain inline.
-                table = ix.cur
-                buf = table.buf
-                b = h & table.mask
-                slot = empty = -1
-                while True:
-                    words = _unpack_bucket(buf, b << 6)
-                    for e in words:
-                        if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                            slot = (b << 3) + words.index(e)
-                            break
-                    else:
-                        if empty < 0 and 0 in words[:7]:
-                            empty = (b << 3) + words.index(0)
-                        b = words[7]
-                        if b:
-                            continue
-                    break
-                hlog = self._log
-                klen = len(key)
-                vlen = len(value)
-                size = base = (HEADER_SIZE + klen + vlen + 7) & ~7
-                flags = 0
-                if expiry is not None:
-                    size += EXPIRY_SIZE
-                    flags = HAS_EXPIRY
-                    self._ttl_seen = True
-                prev = 0
-                if slot >= 0:
-                    prev = table.words[slot] & ADDRESS_MASK
-                    addr = prev
-                    head = hlog.head_address
-                    pages = hlog.pages
-                    bits = hlog.page_bits
-                    pmask = hlog.page_mask
-                    while addr >= head:
-                        page = pages[addr >> bits]
-                        off = addr & pmask
-                        info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                        if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                            if (
-                                info & TOMBSTONE
-                                or info & HAS_EXPIRY != flags
-                                or addr < hlog.read_only_address
-                                or (HEADER_SIZE + kl + vl + 7) & ~7 != base
-                            ):  # (the same size as a record in a page: vlen needs no bound check)
-                                slow = True  # deleted, or not updatable in place
-                                break
-                            start = off + HEADER_SIZE + kl
-                            page[start : start + vlen] = value  # type: ignore[index]
-                            _pack_vlen(page, off + 12, vlen)  # type: ignore[arg-type]
-                            if flags:
-                                _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
-                            hlog.dirty.add(addr >> bits)
-                            self._n_in_place += 1
-                            # _after_write() minus index growth: an in-place update adds no key
-                            self._writes = writes = self._writes + 1
-                            if not writes & (_SWEEP_EVERY - 1):
-                                self._sweep(_SWEEP_BUCKETS)
-                                self._check_maintenance()
-                            return
-                        addr = info & PREV_MASK
-                    else:
-                        # The chain continues on the device: the key may exist there.
-                        slow = addr >= hlog.begin_address or self._lookup_below_begin
-                elif empty < 0 or klen > MAX_FIELD or vlen > MAX_FIELD or self._lookup_below_begin:
-                    slow = True  # needs an overflow bucket, too large, or may be beyond the log
-            if not slow:
-                # A key not in the log: append at the tail.
-                tail = hlog.tail_address
-                off = tail & hlog.page_mask
-                if off + size >= hlog.page_size:
-                    tail = hlog.allocate(size)
-                    off = tail & hlog.page_mask
-                    if slot >= 0:  # eviction may have moved the chain's head out of memory
-                        prev = table.words[slot] & ADDRESS_MASK
-                else:
-                    hlog.tail_address = tail + size
-                page = hlog.pages[tail >> hlog.page_bits]
-                _pack_header(page, off, prev | self._info_bits | flags, klen, vlen)  # type: ignore[arg-type]
-                start = off + HEADER_SIZE
-                page[start : start + klen] = key  # type: ignore[index]
-                page[start + klen : start + klen + vlen] = value  # type: ignore[index]
-                if flags:
-                    _pack_expiry(page, off + size - EXPIRY_SIZE, expiry)  # type: ignore[arg-type]
-                table.words[empty if slot < 0 else slot] = tail | tag << TAG_SHIFT
-                self._live += 1
-                self._after_write()
+            if self._upsert_in_memory(key, h, value, expiry):
                 return
         finally:
             lock.release()
         self._upsert_slow(key, h, value, expiry)
+
+    def _upsert_in_memory(self, key: bytes, h: int, value: bytes, expiry: int | None) -> bool:
+        """Under the latch: the upsert's compiled fast path (in place, or appended at the tail of
+        a page with room); False when the general path must run."""
+        self._n_upserts += 1
+        ix = self._index
+        if ix.old is not None:
+            return False
+        table = ix.cur
+        hlog = self._log
+        r = _index_upsert(
+            table.buf,
+            table.mask,
+            h,
+            hlog.pages,
+            hlog.head_address,
+            hlog.read_only_address,
+            -1 if self._lookup_below_begin else hlog.begin_address,
+            hlog.tail_address,
+            hlog.page_bits,
+            key,
+            value,
+            expiry,
+            self._info_bits,
+            hlog.dirty,
+        )
+        if r == 1:
+            self._n_in_place += 1
+            # _after_write() minus index growth: an in-place update adds no key
+            self._writes = writes = self._writes + 1
+            if not writes & (_SWEEP_EVERY - 1):
+                self._sweep(_SWEEP_BUCKETS)
+                self._check_maintenance()
+            return True
+        if r:
+            hlog.tail_address = r
+            self._live += 1
+            self._after_write()
+            return True
+        return False
 
     def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
         self._run(key, h, self._upsert_op(key, h, value, expiry))
@@ -853,57 +845,46 @@ class FasterKv:
         lock = self._lock
         lock.acquire()
         try:
-            addr = self._locate(key, h)
-            hlog = self._log
-            if addr >= hlog.read_only_address:  # mutable: update in place when it still fits
-                bits = hlog.page_bits
-                page = hlog.pages[addr >> bits]
-                off = addr & hlog.page_mask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if not info & TOMBSTONE and not (
-                    info & HAS_EXPIRY and _expired(page, off, info, kl, vl)  # type: ignore[arg-type]
-                ):
-                    start = off + HEADER_SIZE + kl
-                    new = _int64(_parse_int64(bytes(page[start : start + vl])) + delta)  # type: ignore[index]
-                    raw = b"%d" % new
-                    n = len(raw)
-                    if (kl + n + HEADER_SIZE + 7) & ~7 == (kl + vl + HEADER_SIZE + 7) & ~7:
-                        page[start : start + n] = raw  # type: ignore[index]
-                        _pack_vlen(page, off + 12, n)  # type: ignore[arg-type]
-                        hlog.dirty.add(addr >> bits)
-                        self._n_rmws += 1
-                        self._n_in_place += 1
-                        self._after_write()
-                        return new
+            ix = self._index
+            if ix.old is None:
+                table = ix.cur
+                hlog = self._log
+                new = _index_incr(
+                    table.buf,
+                    table.mask,
+                    h,
+                    hlog.pages,
+                    hlog.head_address,
+                    hlog.read_only_address,
+                    hlog.page_bits,
+                    key,
+                    delta,
+                    _now,
+                    hlog.dirty,
+                )
+                if new is not None:
+                    self._n_rmws += 1
+                    self._n_in_place += 1
+                    self._after_write()
+                    return new
         finally:
             lock.release()
         return self._run(key, h, self._incr_op(key, h, delta, create))
 
     def _locate(self, key: bytes, h: int) -> int:
         """Under the latch: the address of ``key``'s newest record when it is in memory, else
-        the first address of its chain below the head (0: no chain; else on the device).
-        ``read`` and ``upsert`` inline this walk: as a call it costs ``read`` about 10%."""
+        the first address of its chain below the head (0: no chain; else on the device)."""
         ix = self._index
+        hlog = self._log
         if ix.old is None:
             table = ix.cur
-            buf = table.buf
-            b = h & table.mask
-            tag = (h >> HASH_TAG_SHIFT) or 1
-            addr = 0
-            while True:
-                words = _unpack_bucket(buf, b << 6)
-                for e in words:
-                    if e >> 48 == tag:  # TAG_SHIFT, as a literal: this loop is hot
-                        addr = e & 0xFFFFFFFFFFFF  # ADDRESS_MASK
-                        break
-                else:
-                    b = words[7]
-                    if b:
-                        continue
-                break
-        else:
-            addr = ix.find(h)
-        hlog = self._log
+            addr = _index_locate(
+                table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key
+            )
+            if addr >= 0:
+                return addr
+        # The index grows (or the compiled walk declined): walk in Python.
+        addr = ix.find(h)
         head = hlog.head_address
         pages = hlog.pages
         bits = hlog.page_bits
@@ -940,16 +921,49 @@ class FasterKv:
     def upsert_many(
         self, items: Iterable[tuple[bytes, bytes]], ttl: float | None = None
     ) -> None:
-        """Upsert each (key, value) with one ``ttl``; under durability "always" the whole
-        batch becomes durable with one commit before this returns."""
-        upsert = type(self).upsert
-        for key, value in items:
-            upsert(self, key, value, ttl)
+        """Upsert each (key, value) in order with one ``ttl``; under durability "always" the
+        whole batch becomes durable with one commit before this returns."""
+        if ttl is not None and ttl <= 0:
+            for key, _ in items:
+                self.delete(key)
+            return
+        expiry = None
+        if ttl is not None:
+            expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
+            self._ttl_seen = True
+        lock = self._lock
+        lock.acquire()
+        try:
+            for key, value in items:
+                h = xxh3_64_intdigest(key)
+                if not self._upsert_in_memory(key, h, value, expiry):
+                    # The general path takes the latch itself; items stay in order.
+                    lock.release()
+                    try:
+                        self._upsert_slow(key, h, value, expiry)
+                    finally:
+                        lock.acquire()
+        finally:
+            lock.release()
 
     def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """``read`` of each key, in order."""
-        read = self.read
-        return [read(key) for key in keys]
+        out: list[bytes | None] = []
+        again: list[int] = []
+        lock = self._lock
+        lock.acquire()
+        try:
+            for key in keys:
+                r = self._read_in_memory(key, xxh3_64_intdigest(key))
+                if r is False:
+                    again.append(len(out))
+                    r = key  # ``read`` decides below, without the latch
+                out.append(r)  # type: ignore[arg-type]
+        finally:
+            lock.release()
+        for i in again:
+            out[i] = self.read(out[i])  # type: ignore[arg-type]
+        return out
 
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""
@@ -1019,7 +1033,12 @@ class FasterKv:
 
     async def aread(self, key: bytes) -> bytes | None:
         """``read`` for asyncio: device reads are awaited, never blocking the event loop."""
-        found = await self._arun(key, xxh3_64_intdigest(key), _found_value)
+        h = xxh3_64_intdigest(key)
+        with self._lock:
+            r = self._read_in_memory(key, h)
+        if r is not False:
+            return r  # type: ignore[return-value]
+        found = await self._arun(key, h, _found_value)
         self._n_reads += 1
         if found is not None:
             self._n_hits += 1
@@ -1045,6 +1064,11 @@ class FasterKv:
             return
         h = xxh3_64_intdigest(key)
         expiry = expiry_ms(ttl)
+        if expiry is not None:
+            self._ttl_seen = True
+        with self._lock:
+            if self._upsert_in_memory(key, h, value, expiry):
+                return
         await self._arun(key, h, self._upsert_op(key, h, value, expiry))
 
     async def aadd(self, key: bytes, value: bytes, ttl: float | None = None) -> bool:
@@ -1089,10 +1113,15 @@ class FasterKv:
             v = cursor
             visited = 0
             while True:
+                # Empty buckets count as visited but cost next to nothing: a sparse index
+                # (few keys, many buckets) scans as fast as a dense one.
+                v, skipped = _skip_empty(table.buf, mask, v, count - visited)
+                visited += skipped
+                if (skipped and v == 0) or visited >= count:
+                    break
                 self._collect_bucket(table, v & mask, keys, on_disk)
                 visited += 1
-                v |= ~mask & 0xFFFFFFFFFFFFFFFF
-                v = _reverse64(_reverse64(v) + 1 & 0xFFFFFFFFFFFFFFFF)
+                v = next_cursor(v, mask)
                 if v == 0 or visited >= count:
                     break
         for addr, seen, bucket, bmask in on_disk:
@@ -1158,6 +1187,7 @@ class FasterKv:
             slots = ix.size * 7
             dev = self.device.stats.as_dict()
             return {
+                "compiled_hot_paths": _hotpath.NATIVE,
                 "reads": self._n_reads + self._n_read_hits + self._n_misses,
                 "read_hits": self._n_hits + self._n_read_hits,
                 "read_misses": self._n_reads - self._n_hits + self._n_misses,
@@ -1527,32 +1557,26 @@ class FasterKv:
         on_disk: list[tuple[int, set[bytes], int, int]],
     ) -> None:
         """Append the live keys of a bucket's chains in memory to ``out``; chains that go on
-        to the device are noted in ``on_disk`` with the keys already seen.
-
-        After the index grew, both halves of a split bucket may share a chain that was on the
-        device, so only keys that hash to ``bucket`` are reported (each key exactly once)."""
+        to the device are noted in ``on_disk`` with the keys already seen."""
         hlog = self._log
-        head = hlog.head_address
-        now_ms = _now() * 1000
-        mask = table.mask
-        for _, entry in table.entries(bucket):
-            addr = entry & ADDRESS_MASK
-            seen: set[bytes] = set()
-            while addr >= head:
-                page = hlog.pages[addr >> hlog.page_bits]
-                assert page is not None
-                off = addr & hlog.page_mask
-                info, kl, vl = _unpack_header(page, off)
-                key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])
-                if key not in seen:
-                    seen.add(key)
-                    if not info & TOMBSTONE and xxh3_64_intdigest(key) & mask == bucket:
-                        exp = _expiry_of(page, off, info, kl, vl)
-                        if exp is None or exp > now_ms:
-                            out.append(key)
-                addr = info & PREV_MASK
-            if addr >= hlog.begin_address:
-                on_disk.append((addr, seen, bucket, mask))
+        args = (
+            table.buf,
+            table.mask,
+            bucket,
+            hlog.pages,
+            hlog.head_address,
+            hlog.page_bits,
+            _now() * 1000,
+            xxh3_64_intdigest,
+            out,
+        )
+        chains = _bucket_keys(*args)
+        if chains is None:  # the compiled walk declined: the reference walks (and reports)
+            chains = py_collect_bucket(*args)
+        begin = hlog.begin_address
+        for addr, seen in chains or ():
+            if addr >= begin:
+                on_disk.append((addr, seen, bucket, table.mask))
 
     def _collect_disk_chain(
         self, addr: int, seen: set[bytes], out: list[bytes], bucket: int, mask: int
@@ -1582,27 +1606,13 @@ class FasterKv:
             return 0
         table = ix.cur
         hlog = self._log
-        head = hlog.head_address
-        pages = hlog.pages
-        bits = hlog.page_bits
-        pmask = hlog.page_mask
-        now_ms = _now() * 1000
-        expired: list[tuple[int, bytes]] = []
-        for _ in range(min(max_buckets, table.size)):
-            bucket = self._sweep_cursor & table.mask
-            self._sweep_cursor = bucket + 1
-            for _, entry in table.entries(bucket):
-                addr = entry & ADDRESS_MASK
-                if addr < head:
-                    continue
-                page = pages[addr >> bits]
-                off = addr & pmask
-                info, kl, vl = _unpack_header(page, off)  # type: ignore[arg-type]
-                if info & HAS_EXPIRY and not info & TOMBSTONE:
-                    exp = _expiry_of(page, off, info, kl, vl)  # type: ignore[arg-type]
-                    if exp is not None and exp <= now_ms:
-                        key = bytes(page[off + HEADER_SIZE : off + HEADER_SIZE + kl])  # type: ignore[index]
-                        expired.append((addr, key))
+        start = self._sweep_cursor & table.mask
+        count = min(max_buckets, table.size)
+        self._sweep_cursor = start + count
+        expired = _expired_entries(
+            table.buf, table.mask, start, count, hlog.pages, hlog.head_address, hlog.page_bits,
+            _now() * 1000,
+        )
         for addr, key in expired:
             self._expire_at(addr, key, xxh3_64_intdigest(key))
         return len(expired)

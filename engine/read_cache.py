@@ -47,6 +47,10 @@ class ReadCache:
         self._seen_mask = (1 << bits) - 1
         self.record_capacity = max(0, capacity_bytes - self.filter_bytes)
         self._second_chance_bytes = self.record_capacity * second_chance_fraction
+        # For the store's lock-free hit path: the dict itself, and the position below which a
+        # hit is due for its second chance (that one takes the slow path, ``get``).
+        self.entries = self._entries
+        self.hit_floor: float = self._second_chance_bytes
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -107,6 +111,7 @@ class ReadCache:
                 _, (old, position) = self._entries.popitem(last=False)
                 self.bytes -= len(old)
                 self._head = position + len(old)  # the oldest position still cached, at most
+            self.hit_floor = self._head + self._second_chance_bytes
 
     def drop_below(self, address: int) -> None:
         """Forget records below ``address`` (the log was truncated there)."""

@@ -35,6 +35,9 @@ rm -rf .cache/typecheck
 (cd .cache && MYPYPATH="$PWD/typecheck" ../.venv/bin/mypy --config-file ../pyproject.toml -p faster_backend)
 
 echo "== pytest"
+# The install compiles the store's hot paths (setup.py); a missing C compiler would leave the
+# pure-Python reference in use, which must not pass unnoticed here.
+export FASTER_BACKEND_REQUIRE_NATIVE="${FASTER_BACKEND_REQUIRE_NATIVE:-1}"
 set +e
 .venv/bin/python -m pytest "$@"
 rc=$?

@@ -58,6 +58,16 @@ def _no_entries() -> int:
     return 0
 
 
+def _index_size_for(max_entries: int) -> int:
+    """The initial index size when OPTIONS set none: about MAX_ENTRIES / 4 buckets (a power of
+    two from 64 up to the store's default). The index grows by itself; a small one keeps the
+    cull's scans short for Django's default MAX_ENTRIES of 300."""
+    size = 64
+    while size < max_entries // 4 and size < 1 << 16:
+        size <<= 1
+    return size
+
+
 def default_reverse_key(key: str) -> str:
     """The user's key inside a key made by Django's default key function."""
     return key.split(":", 2)[2]
@@ -118,7 +128,9 @@ class FasterCache(BaseCache):  # type: ignore[misc]
 
     def _attach(self) -> None:
         try:
-            entry = registry.open_store(self.location, self._store_options)
+            entry = registry.open_store(
+                self.location, self._store_options, _index_size_for(self._max_entries)
+            )
         except DataDirLockedError as exc:
             exc.add_note(f"(Django cache backend FasterCache, LOCATION={self.location!r})")
             raise
@@ -376,7 +388,9 @@ class FasterCache(BaseCache):  # type: ignore[misc]
             wrapped = 0
             # Resume where the last cull stopped, so culls spread over the whole key space.
             while len(kv) > target and wrapped < 2:
-                cursor, keys = kv.scan(cursor, 16)
+                # 1024 buckets a step: empty ones cost next to nothing, and a cache far below
+                # its index size (Django's default MAX_ENTRIES is 300) is mostly empty buckets.
+                cursor, keys = kv.scan(cursor, 1024)
                 for k in keys:
                     if len(kv) <= target:
                         break

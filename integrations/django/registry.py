@@ -70,8 +70,11 @@ def store_key(location: str) -> str:
 _resolved: dict[str, str] = {}
 
 
-def open_store(location: str, options: dict[str, Any]) -> StoreEntry:
-    """The process's store for ``location``, opened on first use with ``options``."""
+def open_store(
+    location: str, options: dict[str, Any], index_size: int | None = None
+) -> StoreEntry:
+    """The process's store for ``location``, opened on first use with ``options``;
+    ``index_size`` is the initial index size when the options give none."""
     key = store_key(location)
     entry = _entries.get(key)
     if entry is not None:
@@ -81,7 +84,10 @@ def open_store(location: str, options: dict[str, Any]) -> StoreEntry:
         entry = _entries.get(key)
         if entry is None:
             path = None if key == MEMORY else key
-            kv = FasterKV(path=path, **options)
+            args = dict(options)
+            if index_size is not None:
+                args.setdefault("index_size", index_size)
+            kv = FasterKV(path=path, **args)
             entry = StoreEntry(key, kv, dict(options))
             _entries[key] = entry
             log.debug("opened embedded store %s", key)

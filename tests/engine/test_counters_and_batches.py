@@ -105,3 +105,22 @@ def test_always_durability_covers_incr_and_upsert_many(tmp_path: Path) -> None:
     assert kv.read_many([b"a199", b"b199", b"a0"]) == [b"x", b"y", b"x"]
     assert len(kv) == 401
     kv.close()
+
+
+def test_upsert_many_keeps_order_when_an_item_takes_the_general_path(tmp_path: Path) -> None:
+    kv = open_small(tmp_path)
+    kv.upsert(b"old", b"on the device soon")
+    kv.upsert_many((b"fill%05d" % i, b"x" * 40) for i in range(3000))  # evicts "old"
+    long = b"L" * 200  # cannot replace "k"'s record in place: appended by the general path
+    kv.upsert(b"k", b"short")
+    kv.upsert(b"gone", b"1")
+    kv.delete(b"gone")
+    kv.upsert_many(
+        [(b"k", long), (b"k", b"M" * 200), (b"old", b"new"), (b"old", b"newer"), (b"gone", b"back")]
+    )
+    got = kv.read_many([b"k", b"old", b"gone", b"fill00007"])
+    assert got == [b"M" * 200, b"newer", b"back", b"x" * 40]
+    assert len(kv) == 3003
+    kv.upsert_many([(b"k", b"t")], ttl=0)  # a non-positive ttl deletes, as in upsert
+    assert kv.read(b"k") is None and len(kv) == 3002
+    kv.close()

@@ -626,9 +626,15 @@ def test_replies_match_redis_server(server: ServerProcess, redis_server: int) ->
 
 # -- random values through both servers ------------------------------------------------------
 
+# -0.0 is left out of every number here: lupa hands Lua's -0 to Python as 0, so cjson and
+# cmsgpack encode 0 where Redis writes -0 (a documented difference, docs/resp.md).
+_not_minus_zero = st.floats(allow_nan=False, allow_infinity=False, width=64).filter(
+    lambda f: f != 0 or math.copysign(1, f) > 0
+)
+
 lua_scalars = st.one_of(
     st.integers(min_value=-(2**53), max_value=2**53).map(str),
-    st.floats(allow_nan=False, allow_infinity=False, width=64).map(repr),
+    _not_minus_zero.map(repr),
     st.sampled_from(["true", "false", "nil", "0/0", "1/0", "-1/0", "2^63", "-2^63", "''"]),
     st.binary(max_size=12).map(lambda b: '"' + "".join(f"\\{c}" for c in b) + '"'),
 )
@@ -656,11 +662,7 @@ lua_values = st.recursive(
 @settings(max_examples=150, deadline=None)
 @given(
     value=lua_values,
-    # -0.0 excluded: lupa hands Lua's -0 to Python as 0, so we send "0" where Redis sends "-0"
-    # (a documented difference).
-    number=st.floats(allow_nan=False, allow_infinity=False).filter(
-        lambda f: f != 0 or math.copysign(1, f) > 0
-    ),
+    number=_not_minus_zero,
 )
 def test_random_values_match_redis_server(
     server: ServerProcess, redis_server: int, value: str, number: float

@@ -1,0 +1,716 @@
+/* The hot paths of FasterKv's in-memory part (read, upsert in place or at the tail, INCRBY in
+ * place), compiled: in CPython every bytecode of the pure-Python walk costs 30-50 ns, and these
+ * run millions of times per second. faster_kv.py calls them under the store latch (and the GIL),
+ * with the index's and log's buffers as arguments; engine/hotpath.py is the pure-Python
+ * reference used when this module is not built, and the tests run both.
+ *
+ * Layouts (engine/hash_bucket.py, engine/record.py): a bucket is 8 little-endian u64 words, 7
+ * entries (tag << 48 | address, bit 62 tentative) and an overflow bucket number; a record is
+ * info u64 (bits 0-47 previous address, 60 has-expiry, 62 tombstone), key length u32, value
+ * length u32, key, value, padding to 8, then an i64 expiry (ms) when it has one.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define HEADER_SIZE 16
+#define EXPIRY_SIZE 8
+#define PREV_MASK ((UINT64_C(1) << 48) - 1)
+#define HAS_EXPIRY (UINT64_C(1) << 60)
+#define TOMBSTONE (UINT64_C(1) << 62)
+#define HASH_TAG_SHIFT 50
+#define MAX_FIELD UINT64_C(0xFFFFFFFF)
+
+static inline uint64_t load64(const char *p) { uint64_t v; memcpy(&v, p, 8); return v; }
+static inline uint32_t load32(const char *p) { uint32_t v; memcpy(&v, p, 4); return v; }
+static inline void store64(char *p, uint64_t v) { memcpy(p, &v, 8); }
+static inline void store32(char *p, uint32_t v) { memcpy(p, &v, 4); }
+
+static inline uint64_t padded(uint64_t n) { return (n + 7) & ~(uint64_t)7; }
+
+/* The index entry word for hash h, or NULL when its tag has none. The bucket chain is bounded by
+ * the buffer so a corrupt overflow number cannot read out of it. */
+static uint64_t *probe(char *buf, Py_ssize_t len, uint64_t mask, uint64_t h, uint64_t **empty)
+{
+    uint64_t tag = h >> HASH_TAG_SHIFT;
+    if (!tag) tag = 1;
+    uint64_t b = h & mask;
+    Py_ssize_t limit = len / 64;
+    if (empty) *empty = NULL;
+    for (Py_ssize_t hops = 0; hops <= limit && (Py_ssize_t)b < limit; hops++) {
+        uint64_t *w = (uint64_t *)(buf + (b << 6));
+        for (int i = 0; i < 7; i++) {
+            uint64_t e = load64((char *)(w + i));
+            if (e >> 48 == tag) return w + i;
+            if (empty && !*empty && e == 0) *empty = w + i;
+        }
+        b = load64((char *)(w + 7));
+        if (!b) break;
+    }
+    return NULL;
+}
+
+/* The page holding addr, or NULL. */
+static inline char *page_at(PyObject *pages, uint64_t addr, int bits, Py_ssize_t *plen)
+{
+    Py_ssize_t n = (Py_ssize_t)(addr >> bits);
+    if (n >= PyList_GET_SIZE(pages)) return NULL;
+    PyObject *page = PyList_GET_ITEM(pages, n);
+    if (!PyByteArray_CheckExact(page)) return NULL;
+    *plen = PyByteArray_GET_SIZE(page);
+    return PyByteArray_AS_STRING(page);
+}
+
+/* Walks the chain from addr while it is in memory (>= head) looking for key. Returns the
+ * record's address and sets *rec, or returns the first address below head with *rec NULL.
+ * Returns UINT64_MAX with *rec NULL when a page is missing or a record runs past its page
+ * (the caller then takes the Python path, which reports what is wrong). */
+static uint64_t walk(PyObject *pages, uint64_t head, int bits, uint64_t addr,
+                     const char *key, Py_ssize_t klen, char **rec)
+{
+    uint64_t pmask = (UINT64_C(1) << bits) - 1;
+    *rec = NULL;
+    while (addr >= head) {
+        Py_ssize_t plen;
+        char *page = page_at(pages, addr, bits, &plen);
+        uint64_t off = addr & pmask;
+        if (!page || (Py_ssize_t)(off + HEADER_SIZE) > plen) return UINT64_MAX;
+        char *r = page + off;
+        uint64_t info = load64(r);
+        uint32_t kl = load32(r + 8);
+        if (kl == (uint64_t)klen) {
+            if ((Py_ssize_t)(off + HEADER_SIZE + kl) > plen) return UINT64_MAX;
+            if (memcmp(r + HEADER_SIZE, key, (size_t)klen) == 0) {
+                uint32_t vl = load32(r + 12);
+                uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+                if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+                if ((Py_ssize_t)(off + size) > plen) return UINT64_MAX;
+                *rec = r;
+                return addr;
+            }
+        }
+        addr = info & PREV_MASK;
+    }
+    return addr;
+}
+
+/* 1 when the record's expiry has passed, 0 if not (or it has none), -1 on error. now() is the
+ * store's clock (faster_kv._now, seconds), called only for records that expire. */
+static int expired(const char *r, PyObject *now)
+{
+    uint64_t info = load64(r);
+    if (!(info & HAS_EXPIRY)) return 0;
+    uint32_t kl = load32(r + 8), vl = load32(r + 12);
+    int64_t exp;
+    memcpy(&exp, r + padded(HEADER_SIZE + (uint64_t)kl + vl), 8);
+    PyObject *t = PyObject_CallNoArgs(now);
+    if (!t) return -1;
+    double secs = PyFloat_AsDouble(t);
+    Py_DECREF(t);
+    if (secs == -1.0 && PyErr_Occurred()) return -1;
+    return (double)exp <= secs * 1000.0;
+}
+
+static int get_u64(PyObject *o, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == (unsigned long long)-1 && PyErr_Occurred()) return -1;
+    *out = v;
+    return 0;
+}
+
+static int get_bits(PyObject *o, int *out)
+{
+    long v = PyLong_AsLong(o);
+    if (v == -1 && PyErr_Occurred()) return -1;
+    if (v < 1 || v > 47) {
+        PyErr_SetString(PyExc_ValueError, "page bits out of range");
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+#define CHECK_NARGS(name, n)                                                                \
+    if (nargs != n) {                                                                       \
+        PyErr_Format(PyExc_TypeError, name "() takes %d arguments (%zd given)", n, nargs);  \
+        return NULL;                                                                        \
+    }
+
+#define CHECK_TYPES(index, pages, key)                                                      \
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PyBytes_Check(key)) { \
+        PyErr_SetString(PyExc_TypeError, "expected (bytearray index, list of pages, bytes key)"); \
+        return NULL;                                                                        \
+    }
+
+static PyObject *read_result(uint64_t addr, char *rec, PyObject *now)
+{
+    if (!rec) {
+        if (addr == UINT64_MAX) Py_RETURN_FALSE;
+        return PyLong_FromUnsignedLongLong(addr);
+    }
+    uint64_t info = load64(rec);
+    if (info & TOMBSTONE) Py_RETURN_NONE;
+    int e = expired(rec, now);
+    if (e < 0) return NULL;
+    if (e) return PyLong_FromLongLong(-(long long)addr);
+    uint32_t kl = load32(rec + 8), vl = load32(rec + 12);
+    return PyBytes_FromStringAndSize(rec + HEADER_SIZE + kl, (Py_ssize_t)vl);
+}
+
+PyDoc_STRVAR(index_read_doc,
+"index_read(index, mask, h, pages, head, bits, key, now)\n--\n\n"
+"The in-memory part of FasterKv.read: the value (bytes); None for a tombstone; an int >= 0,\n"
+"the chain's first address below head (0: none); -address for an expired record; False when\n"
+"the Python path must decide.");
+
+static PyObject *index_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_read", 8)
+    PyObject *index = args[0], *pages = args[3], *key = args[6], *now = args[7];
+    CHECK_TYPES(index, pages, key)
+    uint64_t mask, h, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
+                           NULL);
+    uint64_t addr = slot ? load64((char *)slot) & PREV_MASK : 0;
+    char *rec;
+    addr = walk(pages, head, bits, addr, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &rec);
+    return read_result(addr, rec, now);
+}
+
+PyDoc_STRVAR(chain_read_doc,
+"chain_read(addr, pages, head, bits, key, now)\n--\n\n"
+"index_read from a chain start the caller found (while the index grows).");
+
+static PyObject *chain_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("chain_read", 6)
+    PyObject *pages = args[1], *key = args[4], *now = args[5];
+    if (!PyList_CheckExact(pages) || !PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "expected (list of pages, bytes key)");
+        return NULL;
+    }
+    uint64_t addr, head;
+    int bits;
+    if (get_u64(args[0], &addr) || get_u64(args[2], &head) || get_bits(args[3], &bits))
+        return NULL;
+    char *rec;
+    addr = walk(pages, head, bits, addr, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &rec);
+    return read_result(addr, rec, now);
+}
+
+PyDoc_STRVAR(index_locate_doc,
+"index_locate(index, mask, h, pages, head, bits, key)\n--\n\n"
+"The address of key's newest record when it is in memory, else the first address of its chain\n"
+"below head (0: none); -1 when the Python walk must decide.");
+
+static PyObject *index_locate(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_locate", 7)
+    PyObject *index = args[0], *pages = args[3], *key = args[6];
+    CHECK_TYPES(index, pages, key)
+    uint64_t mask, h, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
+                           NULL);
+    char *rec;
+    uint64_t addr = walk(pages, head, bits, slot ? load64((char *)slot) & PREV_MASK : 0,
+                         PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), &rec);
+    if (addr == UINT64_MAX) return PyLong_FromLong(-1);
+    return PyLong_FromUnsignedLongLong(addr);
+}
+
+static int mark_dirty(PyObject *dirty, uint64_t addr, int bits)
+{
+    PyObject *n = PyLong_FromUnsignedLongLong(addr >> bits);
+    if (!n) return -1;
+    int rc = PySet_Add(dirty, n);
+    Py_DECREF(n);
+    return rc;
+}
+
+PyDoc_STRVAR(index_upsert_doc,
+"index_upsert(index, mask, h, pages, head, read_only, begin, tail, bits, key, value, expiry,\n"
+"             info_bits, dirty)\n--\n\n"
+"The fast part of FasterKv.upsert: update the key's mutable record in place (1), or append a\n"
+"record at the tail and point the index at it (the new tail, > 1). 0 when the Python path\n"
+"must run: a record that cannot be updated in place, a chain that continues on the device,\n"
+"a full bucket or page, or begin < 0 (the store must look below its begin address).");
+
+static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_upsert", 14)
+    PyObject *index = args[0], *pages = args[3], *key = args[9], *value = args[10];
+    PyObject *expiry_obj = args[11], *dirty = args[13];
+    CHECK_TYPES(index, pages, key)
+    if (!PyBytes_Check(value) || !PySet_CheckExact(dirty)) {
+        PyErr_SetString(PyExc_TypeError, "expected bytes value and a set of dirty pages");
+        return NULL;
+    }
+    uint64_t mask, h, head, read_only, tail, info_bits;
+    long long begin;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
+        get_u64(args[5], &read_only) || get_u64(args[7], &tail) || get_bits(args[8], &bits) ||
+        get_u64(args[12], &info_bits))
+        return NULL;
+    begin = PyLong_AsLongLong(args[6]);
+    if (begin == -1 && PyErr_Occurred()) return NULL;
+    int has_exp = expiry_obj != Py_None;
+    long long expiry = 0;
+    if (has_exp) {
+        expiry = PyLong_AsLongLong(expiry_obj);
+        if (expiry == -1 && PyErr_Occurred()) return NULL;
+    }
+    const char *k = PyBytes_AS_STRING(key), *v = PyBytes_AS_STRING(value);
+    uint64_t klen = (uint64_t)PyBytes_GET_SIZE(key), vlen = (uint64_t)PyBytes_GET_SIZE(value);
+    if (klen > MAX_FIELD || vlen > MAX_FIELD) return PyLong_FromLong(0);
+    uint64_t base = padded(HEADER_SIZE + klen + vlen);
+    uint64_t size = base + (has_exp ? EXPIRY_SIZE : 0);
+    uint64_t flags = has_exp ? HAS_EXPIRY : 0;
+
+    uint64_t *empty;
+    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
+                           &empty);
+    uint64_t prev = 0;
+    if (slot) {
+        prev = load64((char *)slot) & PREV_MASK;
+        char *rec;
+        uint64_t addr = walk(pages, head, bits, prev, k, (Py_ssize_t)klen, &rec);
+        if (rec && load64(rec) & TOMBSTONE) {
+            /* Deleted: a new record at the chain's head supersedes the tombstone. */
+        } else if (rec) {
+            uint64_t info = load64(rec);
+            uint32_t vl = load32(rec + 12);
+            if ((info & HAS_EXPIRY) != flags || addr < read_only ||
+                padded(HEADER_SIZE + klen + vl) != base)
+                return PyLong_FromLong(0);
+            /* Mark the page dirty first: if that fails nothing was written. */
+            if (mark_dirty(dirty, addr, bits)) return NULL;
+            memcpy(rec + HEADER_SIZE + klen, v, vlen);
+            store32(rec + 12, (uint32_t)vlen);
+            if (has_exp) store64(rec + size - EXPIRY_SIZE, (uint64_t)expiry);
+            return PyLong_FromLong(1);
+        }
+        else if (addr == UINT64_MAX || begin < 0 || addr >= (uint64_t)begin)
+            return PyLong_FromLong(0); /* the key may be on the device */
+    } else if (!empty || begin < 0) {
+        return PyLong_FromLong(0);
+    }
+    uint64_t page_size = UINT64_C(1) << bits;
+    uint64_t off = tail & (page_size - 1);
+    if (off + size >= page_size) return PyLong_FromLong(0); /* the Python path allocates */
+    Py_ssize_t plen;
+    char *page = page_at(pages, tail, bits, &plen);
+    if (!page || (Py_ssize_t)(off + size) > plen) return PyLong_FromLong(0);
+    char *r = page + off;
+    store64(r, prev | info_bits | flags);
+    store32(r + 8, (uint32_t)klen);
+    store32(r + 12, (uint32_t)vlen);
+    memcpy(r + HEADER_SIZE, k, klen);
+    memcpy(r + HEADER_SIZE + klen, v, vlen);
+    /* Zero the padding: pages are reused and checksums cover it. */
+    memset(r + HEADER_SIZE + klen + vlen, 0, base - HEADER_SIZE - klen - vlen);
+    if (has_exp) store64(r + base, (uint64_t)expiry);
+    uint64_t tag = h >> HASH_TAG_SHIFT;
+    if (!tag) tag = 1;
+    store64((char *)(slot ? slot : empty), tail | tag << 48);
+    return PyLong_FromUnsignedLongLong(tail + size);
+}
+
+/* Redis' string2ll: the canonical decimal form of an int64 only. */
+static int parse_int64(const char *s, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 20) return 0;
+    if (n == 1 && s[0] == '0') { *out = 0; return 1; }
+    size_t i = 0;
+    int neg = 0;
+    if (s[0] == '-') { neg = 1; i = 1; if (n == 1) return 0; }
+    if (s[i] < '1' || s[i] > '9') return 0;
+    uint64_t v = 0;
+    for (; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9') return 0;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10) return 0;
+        v = v * 10 + d;
+    }
+    if (neg) {
+        if (v > (uint64_t)INT64_MAX + 1) return 0;
+        *out = (int64_t)(0 - v);
+    } else {
+        if (v > (uint64_t)INT64_MAX) return 0;
+        *out = (int64_t)v;
+    }
+    return 1;
+}
+
+PyDoc_STRVAR(index_incr_doc,
+"index_incr(index, mask, h, pages, head, read_only, bits, key, delta, now, dirty)\n--\n\n"
+"FasterKv.incr in place: the new value when the key's live, mutable record holds a canonical\n"
+"int64 and the sum fits both int64 and the record; None when the Python path must run\n"
+"(absent, on the device, read-only, not an integer, overflow, or a longer record).");
+
+static PyObject *index_incr(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_incr", 11)
+    PyObject *index = args[0], *pages = args[3], *key = args[7], *now = args[9];
+    PyObject *dirty = args[10];
+    CHECK_TYPES(index, pages, key)
+    if (!PySet_CheckExact(dirty)) {
+        PyErr_SetString(PyExc_TypeError, "expected a set of dirty pages");
+        return NULL;
+    }
+    uint64_t mask, h, head, read_only;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
+        get_u64(args[5], &read_only) || get_bits(args[6], &bits))
+        return NULL;
+    int overflow;
+    long long delta = PyLong_AsLongLongAndOverflow(args[8], &overflow);
+    if (delta == -1 && PyErr_Occurred()) return NULL;
+    if (overflow) Py_RETURN_NONE;
+    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
+                           NULL);
+    if (!slot) Py_RETURN_NONE;
+    char *rec;
+    Py_ssize_t klen = PyBytes_GET_SIZE(key);
+    uint64_t addr = walk(pages, head, bits, load64((char *)slot) & PREV_MASK,
+                         PyBytes_AS_STRING(key), klen, &rec);
+    if (!rec || addr < read_only) Py_RETURN_NONE;
+    uint64_t info = load64(rec);
+    if (info & TOMBSTONE) Py_RETURN_NONE;
+    int e = expired(rec, now);
+    if (e < 0) return NULL;
+    if (e) Py_RETURN_NONE;
+    uint32_t vl = load32(rec + 12);
+    char *val = rec + HEADER_SIZE + klen;
+    int64_t cur, sum;
+    if (!parse_int64(val, vl, &cur) || __builtin_add_overflow(cur, (int64_t)delta, &sum))
+        Py_RETURN_NONE;
+    char out[24];
+    int n = snprintf(out, sizeof out, "%lld", (long long)sum);
+    if (padded(HEADER_SIZE + (uint64_t)klen + (uint64_t)n) !=
+        padded(HEADER_SIZE + (uint64_t)klen + vl))
+        Py_RETURN_NONE;
+    if (mark_dirty(dirty, addr, bits)) return NULL;
+    memcpy(val, out, (size_t)n);
+    store32(rec + 12, (uint32_t)n);
+    return PyLong_FromLongLong(sum);
+}
+
+PyDoc_STRVAR(expired_entries_doc,
+"expired_entries(index, mask, start, count, pages, head, bits, now_ms)\n--\n\n"
+"(address, key) of each expired, live record that an index entry of buckets start..start+count\n"
+"(and their overflow buckets) points to in memory: the store's incremental expiry sweep.");
+
+static PyObject *expired_entries(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("expired_entries", 8)
+    PyObject *index = args[0], *pages = args[4];
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages)) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytearray index, list of pages)");
+        return NULL;
+    }
+    uint64_t mask, start, count, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &start) || get_u64(args[3], &count) ||
+        get_u64(args[5], &head) || get_bits(args[6], &bits))
+        return NULL;
+    double now_ms = PyFloat_AsDouble(args[7]);
+    if (now_ms == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *out = PyList_New(0);
+    if (!out) return NULL;
+    char *buf = PyByteArray_AS_STRING(index);
+    Py_ssize_t limit = PyByteArray_GET_SIZE(index) / 64;
+    uint64_t pmask = (UINT64_C(1) << bits) - 1;
+    for (uint64_t n = 0; n < count; n++) {
+        uint64_t b = (start + n) & mask;
+        for (Py_ssize_t hops = 0; hops <= limit && (Py_ssize_t)b < limit; hops++) {
+            char *w = buf + (b << 6);
+            for (int i = 0; i < 7; i++) {
+                uint64_t e = load64(w + 8 * i);
+                if (!e || e & (UINT64_C(1) << 62)) continue; /* empty or tentative */
+                uint64_t addr = e & PREV_MASK;
+                if (addr < head) continue;
+                Py_ssize_t plen;
+                char *page = page_at(pages, addr, bits, &plen);
+                uint64_t off = addr & pmask;
+                if (!page || (Py_ssize_t)(off + HEADER_SIZE) > plen) continue;
+                char *r = page + off;
+                uint64_t info = load64(r);
+                if (!(info & HAS_EXPIRY) || info & TOMBSTONE) continue;
+                uint32_t kl = load32(r + 8), vl = load32(r + 12);
+                uint64_t at = off + padded(HEADER_SIZE + (uint64_t)kl + vl);
+                if ((Py_ssize_t)(at + EXPIRY_SIZE) > plen) continue;
+                int64_t exp;
+                memcpy(&exp, page + at, 8);
+                if ((double)exp > now_ms) continue;
+                PyObject *item = Py_BuildValue("(Ky#)", (unsigned long long)addr,
+                                               r + HEADER_SIZE, (Py_ssize_t)kl);
+                if (!item || PyList_Append(out, item)) {
+                    Py_XDECREF(item);
+                    Py_DECREF(out);
+                    return NULL;
+                }
+                Py_DECREF(item);
+            }
+            b = load64(w + 56);
+            if (!b) break;
+        }
+    }
+    return out;
+}
+
+static inline uint64_t reverse64(uint64_t v)
+{
+    v = ((v >> 1) & UINT64_C(0x5555555555555555)) | ((v & UINT64_C(0x5555555555555555)) << 1);
+    v = ((v >> 2) & UINT64_C(0x3333333333333333)) | ((v & UINT64_C(0x3333333333333333)) << 2);
+    v = ((v >> 4) & UINT64_C(0x0F0F0F0F0F0F0F0F)) | ((v & UINT64_C(0x0F0F0F0F0F0F0F0F)) << 4);
+    return __builtin_bswap64(v);
+}
+
+PyDoc_STRVAR(skip_empty_doc,
+"skip_empty(index, mask, cursor, budget)\n--\n\n"
+"(cursor, buckets skipped): advances a reverse-binary SCAN cursor past at most budget buckets\n"
+"with no entries (and no overflow bucket); stops at a bucket with one, or at 0 (wrapped).");
+
+static PyObject *skip_empty(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("skip_empty", 4)
+    if (!PyByteArray_CheckExact(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "expected a bytearray index");
+        return NULL;
+    }
+    uint64_t mask, v, budget;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &v) || get_u64(args[3], &budget))
+        return NULL;
+    const char *buf = PyByteArray_AS_STRING(args[0]);
+    uint64_t limit = (uint64_t)PyByteArray_GET_SIZE(args[0]) / 64;
+    uint64_t n = 0;
+    while (n < budget) {
+        uint64_t b = v & mask;
+        if (b >= limit) break;
+        const char *w = buf + (b << 6);
+        int used = 0;
+        for (int i = 0; i < 8 && !used; i++) used = load64(w + 8 * i) != 0;
+        if (used) break;
+        n++;
+        v |= ~mask;
+        v = reverse64(reverse64(v) + 1);
+        if (!v) break;
+    }
+    return Py_BuildValue("(KK)", (unsigned long long)v, (unsigned long long)n);
+}
+
+#define MAX_CHAIN_KEYS 64
+
+PyDoc_STRVAR(collect_bucket_doc,
+"collect_bucket(index, mask, bucket, pages, head, bits, now_ms, hash, out)\n--\n\n"
+"Appends to out the live keys (not deleted, not expired, hash(key) & mask == bucket) of the\n"
+"in-memory chains of a bucket's entries, each key once; returns [(address, keys seen)] for the\n"
+"chains that continue below head. None when a chain holds too many distinct keys or leaves\n"
+"its pages: the Python walk then does the bucket.");
+
+static PyObject *collect_bucket(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("collect_bucket", 9)
+    PyObject *index = args[0], *pages = args[3], *hash = args[7], *out = args[8];
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytearray index, list of pages, list out)");
+        return NULL;
+    }
+    uint64_t mask, bucket, head;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[2], &bucket) || get_u64(args[4], &head) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    double now_ms = PyFloat_AsDouble(args[6]);
+    if (now_ms == -1.0 && PyErr_Occurred()) return NULL;
+    const char *buf = PyByteArray_AS_STRING(index);
+    Py_ssize_t limit = PyByteArray_GET_SIZE(index) / 64;
+    uint64_t pmask = (UINT64_C(1) << bits) - 1;
+    Py_ssize_t out_start = PyList_GET_SIZE(out);
+    PyObject *on_disk = PyList_New(0);
+    if (!on_disk) return NULL;
+    const char *seen[MAX_CHAIN_KEYS];
+    uint32_t seen_len[MAX_CHAIN_KEYS];
+    uint64_t b = bucket;
+    for (Py_ssize_t hops = 0; hops <= limit && (Py_ssize_t)b < limit; hops++) {
+        const char *w = buf + (b << 6);
+        for (int i = 0; i < 7; i++) {
+            uint64_t e = load64(w + 8 * i);
+            if (!e || e & (UINT64_C(1) << 62)) continue; /* empty or tentative */
+            uint64_t addr = e & PREV_MASK;
+            int n_seen = 0;
+            while (addr >= head) {
+                Py_ssize_t plen;
+                char *page = page_at(pages, addr, bits, &plen);
+                uint64_t off = addr & pmask;
+                if (!page || (Py_ssize_t)(off + HEADER_SIZE) > plen) goto decline;
+                const char *r = page + off;
+                uint64_t info = load64(r);
+                uint32_t kl = load32(r + 8), vl = load32(r + 12);
+                uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+                if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+                if ((Py_ssize_t)(off + size) > plen) goto decline;
+                const char *k = r + HEADER_SIZE;
+                int known = 0;
+                for (int j = 0; j < n_seen && !known; j++)
+                    known = seen_len[j] == kl && memcmp(seen[j], k, kl) == 0;
+                if (!known) {
+                    if (n_seen == MAX_CHAIN_KEYS) goto decline;
+                    seen[n_seen] = k;
+                    seen_len[n_seen++] = kl;
+                    int64_t exp = 0;
+                    if (info & HAS_EXPIRY) memcpy(&exp, r + size - EXPIRY_SIZE, 8);
+                    if (!(info & TOMBSTONE) && (!(info & HAS_EXPIRY) || (double)exp > now_ms)) {
+                        PyObject *key = PyBytes_FromStringAndSize(k, kl);
+                        if (!key) goto fail;
+                        PyObject *hv = PyObject_CallOneArg(hash, key);
+                        if (!hv) { Py_DECREF(key); goto fail; }
+                        uint64_t kh = PyLong_AsUnsignedLongLong(hv);
+                        Py_DECREF(hv);
+                        if (kh == (uint64_t)-1 && PyErr_Occurred()) { Py_DECREF(key); goto fail; }
+                        int rc = (kh & mask) == bucket ? PyList_Append(out, key) : 0;
+                        Py_DECREF(key);
+                        if (rc) goto fail;
+                    }
+                }
+                addr = info & PREV_MASK;
+            }
+            if (addr) {
+                PyObject *keys = PySet_New(NULL);
+                if (!keys) goto fail;
+                for (int j = 0; j < n_seen; j++) {
+                    PyObject *key = PyBytes_FromStringAndSize(seen[j], seen_len[j]);
+                    if (!key || PySet_Add(keys, key)) { Py_XDECREF(key); Py_DECREF(keys); goto fail; }
+                    Py_DECREF(key);
+                }
+                PyObject *item = Py_BuildValue("(KN)", (unsigned long long)addr, keys);
+                if (!item) goto fail;
+                int rc = PyList_Append(on_disk, item);
+                Py_DECREF(item);
+                if (rc) goto fail;
+            }
+        }
+        b = load64(w + 56);
+        if (!b) break;
+    }
+    return on_disk;
+decline:
+    Py_DECREF(on_disk);
+    if (PyList_SetSlice(out, out_start, PyList_GET_SIZE(out), NULL)) return NULL;
+    Py_RETURN_NONE;
+fail:
+    Py_DECREF(on_disk);
+    return NULL;
+}
+
+/* The value of key's record rec (bytes from the device or the read cache): the value, None
+ * for a tombstone or an expired record, False when rec is another key's or malformed. */
+static PyObject *value_of(PyObject *rec_obj, PyObject *key, PyObject *now)
+{
+    const char *r = PyBytes_AS_STRING(rec_obj);
+    Py_ssize_t len = PyBytes_GET_SIZE(rec_obj);
+    if (len < HEADER_SIZE) Py_RETURN_FALSE;
+    uint64_t info = load64(r);
+    uint32_t kl = load32(r + 8), vl = load32(r + 12);
+    uint64_t size = padded(HEADER_SIZE + (uint64_t)kl + vl);
+    if (info & HAS_EXPIRY) size += EXPIRY_SIZE;
+    if ((uint64_t)len < size) Py_RETURN_FALSE;
+    if (kl != (uint64_t)PyBytes_GET_SIZE(key) || memcmp(r + HEADER_SIZE, PyBytes_AS_STRING(key), kl))
+        Py_RETURN_FALSE;
+    if (info & TOMBSTONE) Py_RETURN_NONE;
+    int e = expired(r, now);
+    if (e < 0) return NULL;
+    if (e) Py_RETURN_NONE;
+    return PyBytes_FromStringAndSize(r + HEADER_SIZE + kl, (Py_ssize_t)vl);
+}
+
+PyDoc_STRVAR(record_value_doc,
+"record_value(rec, key, now)\n--\n\n"
+"The value of key's record rec (read from the device): the value, None for a tombstone or an\n"
+"expired record, False when rec is another key's record (or malformed).");
+
+static PyObject *record_value(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("record_value", 3)
+    if (!PyBytes_Check(args[0]) || !PyBytes_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytes record, bytes key, now)");
+        return NULL;
+    }
+    return value_of(args[0], args[1], args[2]);
+}
+
+PyDoc_STRVAR(cached_read_doc,
+"cached_read(entries, addr, key, floor, now)\n--\n\n"
+"read's read-cache hit: when entries (the read cache's address -> (record, position) dict)\n"
+"holds key's record at addr at a position >= floor (no second chance due), the value, or\n"
+"None when that record is a tombstone or expired. True when addr is not in the cache, False\n"
+"when the general path must run (another key's record, or a second chance due).");
+
+static PyObject *cached_read(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("cached_read", 5)
+    PyObject *entries = args[0], *key = args[2], *now = args[4];
+    if (!PyDict_Check(entries) || !PyBytes_Check(key)) {
+        PyErr_SetString(PyExc_TypeError, "expected (dict entries, int, bytes key, ...)");
+        return NULL;
+    }
+    double floor = PyFloat_AsDouble(args[3]);
+    if (floor == -1.0 && PyErr_Occurred()) return NULL;
+    PyObject *entry = PyDict_GetItemWithError(entries, args[1]); /* borrowed */
+    if (!entry) {
+        if (PyErr_Occurred()) return NULL;
+        Py_RETURN_TRUE;
+    }
+    if (!PyTuple_Check(entry) || PyTuple_GET_SIZE(entry) != 2) Py_RETURN_FALSE;
+    PyObject *rec_obj = PyTuple_GET_ITEM(entry, 0), *pos_obj = PyTuple_GET_ITEM(entry, 1);
+    if (!PyBytes_Check(rec_obj) || !PyLong_Check(pos_obj)) Py_RETURN_FALSE;
+    double pos = PyLong_AsDouble(pos_obj);
+    if (pos == -1.0 && PyErr_Occurred()) return NULL;
+    if (pos < floor) Py_RETURN_FALSE; /* due for its second chance: the general path copies it */
+    return value_of(rec_obj, key, now);
+}
+
+static PyMethodDef methods[] = {
+    {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
+    {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
+    {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
+    {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},
+    {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
+    {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
+     collect_bucket_doc},
+    {"cached_read", (PyCFunction)(void (*)(void))cached_read, METH_FASTCALL, cached_read_doc},
+    {"record_value", (PyCFunction)(void (*)(void))record_value, METH_FASTCALL, record_value_doc},
+    {"skip_empty", (PyCFunction)(void (*)(void))skip_empty, METH_FASTCALL, skip_empty_doc},
+    {"expired_entries", (PyCFunction)(void (*)(void))expired_entries, METH_FASTCALL,
+     expired_entries_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_hotpath",
+    "FasterKv's in-memory hot paths, compiled (see engine/hotpath.py for the reference).", -1,
+    methods, NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC PyInit__hotpath(void) { return PyModule_Create(&module); }
