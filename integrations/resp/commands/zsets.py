@@ -28,7 +28,7 @@ NAN = RespError("ERR resulting score is not a number (NaN)")
 
 def score_arg(raw: bytes, error: RespError = NOT_FLOAT) -> float:
     """A score as strtod reads it (no NaN, no spaces, no underscores), else ``error``."""
-    if raw.isdigit():  # the common case, without the regular expression
+    if raw.isdigit() and len(raw) < 309:  # the common case (finite), without the regex
         return float(raw)
     return to_float(raw, error)
 
@@ -66,11 +66,25 @@ def _with_scores(client: Client, pairs: Iterable[tuple[float, bytes]], scores: b
 @command("zadd", -4, "write denyoom fast", 1, 1, 1, group=Z, since="1.2.0")
 def zadd(client: Client, argv: list[bytes]) -> Any:
     """Add one or more members to a sorted set, or update its score if it already exists"""
+    n = len(argv)
+    # ZADD key score member with a plain non-negative integer score (options are words) on a
+    # live sorted set is the common form: answered here, without option parsing or pairs.
+    if n == 4 and argv[2].isdigit() and len(argv[2]) < 309:  # below 1e308: finite
+        e = client.keyspace.objects.get(argv[1])
+        if e is not None and e.obj is not None and e.expires is None:
+            if e.kind != ZSET:
+                raise WRONGTYPE
+            z = e.obj
+            member = argv[3]
+            score = float(argv[2])
+            old = z.scores.get(member)
+            if old == score:
+                return 0
+            z.add(member, score)
+            client.keyspace.objects.mark(argv[1], e)
+            return 1 if old is None else 0
     nx = xx = gt = lt = ch = incr = False
     i = 2
-    n = len(argv)
-    # ZADD key score member with a plain non-negative integer score (options are words) is
-    # the common form: it skips option parsing.
     if n != 4 or not argv[2].isdigit():
         while i < n:
             o = argv[i].upper()
