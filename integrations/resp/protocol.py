@@ -40,6 +40,7 @@ _UNSAFE_FIRST = frozenset(b"+|~>%=(\n")
 # What gets() returns while a reply is incomplete: never equal to a reply, unlike its default
 # False (which equals the integer 0 that ":0" gives).
 _MORE = object()
+_join = b"".join
 
 
 # A frame still incomplete after this many bytes moves to the careful parser, which accounts for
@@ -140,12 +141,13 @@ class RequestParser:
             # before such an element are then returned by the careful parser, which re-parses
             # from the last frame boundary.
             cmds: list[list[bytes]] = list(iter(reader.gets, _MORE))
+            join = _join
             for c in cmds:
                 if c.__class__ is not list:
                     raise ValueError
-                for a in c:
-                    if a.__class__ is not bytes:
-                        raise ValueError
+                # TypeError unless every element is bytes: hiredis' other values (int, float,
+                # bool, None, list, ReplyError) have no buffer. Faster than a loop over them.
+                join(c)
             if not all(cmds):  # "*0\r\n": an empty multibulk is skipped, as in Redis
                 cmds = [c for c in cmds if c]
             if reader.has_data():
@@ -167,7 +169,7 @@ class RequestParser:
             reader.feed(b"*0\r\n")
             if reader.gets() != []:
                 raise ValueError
-        except (hiredis.ProtocolError, ValueError):
+        except (hiredis.ProtocolError, ValueError, TypeError):
             # Re-parse from the last frame boundary with the careful parser, skipping the
             # commands returned from earlier chunks.
             skip = self._pending_done

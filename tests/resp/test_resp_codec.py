@@ -88,19 +88,24 @@ def test_limits_are_applied_after_set_limits() -> None:
 
 
 @pytest.mark.parametrize(
-    ("element", "kind"),
+    ("element", "error"),
     [
-        (b"=7\r\ntxt:abc\r\n", "="),
-        (b"(123\r\n", "("),
-        (b":0\r\n", ":"),
-        (b"*1\r\n$1\r\na\r\n", "*"),
+        (b"=7\r\ntxt:abc\r\n", "expected '$', got '='"),
+        (b"(123\r\n", "expected '$', got '('"),
+        (b":0\r\n", "expected '$', got ':'"),
+        (b",1.5\r\n", "expected '$', got ','"),
+        (b"#t\r\n", "expected '$', got '#'"),
+        (b"_\r\n", "expected '$', got '_'"),
+        (b"-ERR x\r\n", "expected '$', got '-'"),
+        (b"$-1\r\n", "invalid bulk length"),
+        (b"*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
     ],
 )
-def test_non_bulk_elements_are_protocol_errors(element: bytes, kind: str) -> None:
-    """hiredis returns a verbatim string or a big number as bytes, like a bulk: Redis refuses
-    them (and every other non-bulk element) after running the commands before them."""
+def test_non_bulk_elements_are_protocol_errors(element: bytes, error: str) -> None:
+    """hiredis returns a verbatim string or a big number as bytes, like a bulk, and the others
+    as ints, floats, None...: Redis refuses them all, after running the commands before them."""
     parser = RequestParser()
     echo = b"*2\r\n$4\r\nECHO\r\n" + element
     cmds, err = parser.feed(frame(b"PING") + b"*0\r\n" + echo + frame(b"PING"))
     assert cmds == [[b"PING"]]
-    assert err is not None and err.message == f"Protocol error: expected '$', got '{kind}'"
+    assert err is not None and err.message == f"Protocol error: {error}"
