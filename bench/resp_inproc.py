@@ -4,7 +4,8 @@
 
 Builds the RESP server (durability periodic on a temporary data directory, as bench/resp.py
 runs it), opens one connection on an in-memory transport and feeds it the frames
-redis-benchmark sends, ``--pipeline`` commands per chunk; prints microseconds per command for
+redis-benchmark sends, ``--pipeline`` commands per chunk, each chunk followed by the server's
+end-of-turn flush (as if each read were alone in its loop turn); prints microseconds per command for
 each test, as CPU time of this thread (other processes on a busy machine move it far less than
 wall time). That is the cost that bounds pipelined throughput: at -P 16 redis-server needs
 about 1 us per command, system calls included. ``--profile`` runs under cProfile instead.
