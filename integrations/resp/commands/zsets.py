@@ -74,13 +74,13 @@ def zadd(client: Client, argv: list[bytes]) -> Any:
         if e is not None and e.obj is not None and e.expires is None:
             if e.kind != ZSET:
                 raise WRONGTYPE
-            z = e.obj
+            live: ZSet = e.obj
             member = argv[3]
             score = float(argv[2])
-            old = z.scores.get(member)
+            old = live.scores.get(member)
             if old == score:
                 return 0
-            z.add(member, score)
+            live.add(member, score)
             client.keyspace.objects.mark(argv[1], e)
             return 1 if old is None else 0
     nx = xx = gt = lt = ch = incr = False
