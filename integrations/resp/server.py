@@ -425,7 +425,11 @@ class Connection(asyncio.Protocol):
         return cmds
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too once the replies are out
+        # The client will send nothing more: close once the replies queued for it are written
+        # (returning True keeps the transport open until then; a plain close would drop them
+        # if the end of the stream came in the same loop turn as its last requests).
+        self.close_soon()
+        return True
 
 
 class RespServer:

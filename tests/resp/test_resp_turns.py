@@ -112,3 +112,30 @@ def test_messages_and_replies_keep_their_order(tmp_path: Path) -> None:
         assert await recv(popper, 5 + len(popped)) == b"+OK\r\n" + popped
 
     run(tmp_path, "periodic", scenario)
+
+
+def test_replies_reach_a_client_that_half_closes(tmp_path: Path) -> None:
+    """Requests followed at once by the client's FIN (``nc -N``, ``redis-cli --pipe``). When
+    they fill whole read buffers (256 KB in uvloop and asyncio) the loop reads the data and the
+    end of the stream in one turn; every reply must still go out before the connection closes."""
+
+    async def scenario(server: RespServer, connect: Callable[[], Awaitable[socket.socket]]) -> None:
+        loop = asyncio.get_running_loop()
+        for size in (256 << 10, 512 << 10, 300_000):
+            s = await connect()
+            head = frame(b"SET", b"k", b"v") + frame(b"GET", b"k")
+            n = size - len(head) - len(frame(b"ECHO", b""))
+            while len(frame(b"ECHO", b"x" * n)) > size - len(head):
+                n -= 1  # the bulk length's digits
+            request = head + frame(b"ECHO", b"x" * n)
+            assert len(request) == size
+            s.setblocking(True)
+            s.sendall(request)  # fits the socket buffers: sent before the server reads
+            s.shutdown(socket.SHUT_WR)
+            s.setblocking(False)
+            data = b""
+            while chunk := await asyncio.wait_for(loop.sock_recv(s, 1 << 16), 10):
+                data += chunk
+            assert data == b"+OK\r\n$1\r\nv\r\n" + b"$%d\r\n" % n + b"x" * n + b"\r\n"
+
+    run(tmp_path, "periodic", scenario)
