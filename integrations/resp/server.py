@@ -201,7 +201,7 @@ class Connection(asyncio.Protocol):
             self.transport.abort()
 
     def close_soon(self) -> None:
-        """Stop reading; close once the output queued so far is written."""
+        """Close once the output queued so far is written; later requests are ignored."""
         t = self.transport
         if t is None or t.is_closing() or self.close_after:
             return
