@@ -3,9 +3,10 @@
 
     .venv/bin/python bench/resp_always.py [--requests 20000] [--clients 50] [--pipelines 1 16]
 
-Both servers acknowledge a write only once it is on disk: ours commits each store a batch of
-commands changed (string log and object write-back) before the batch's replies; redis-server
-fsyncs its AOF before it answers. Runs ``redis-benchmark -t set,lpush,sadd,hset,zadd`` against
+Both servers acknowledge a write only once it is on disk: ours commits each store that the
+commands of an event-loop turn changed (string log and object write-back) before the turn's
+replies, one group commit for all the connections served in the turn; redis-server fsyncs its
+AOF before it answers. Runs ``redis-benchmark -t set,lpush,sadd,hset,zadd`` against
 each with bench/resp.py's comparison (alternating test by test, ``--repeat`` times, medians,
 servers pinned to CPU 0 and the benchmark to CPU 1) and prints requests per second, p99 latency,
 CPU per request and the ratios. No targets: fsync speed is the machine's.

@@ -4,7 +4,8 @@
 
 Builds the RESP server (durability periodic on a temporary data directory, as bench/resp.py
 runs it), opens one connection on an in-memory transport and feeds it the frames
-redis-benchmark sends, ``--pipeline`` commands per chunk; prints microseconds per command for
+redis-benchmark sends, ``--pipeline`` commands per chunk, each chunk followed by the server's
+end-of-turn flush (as if each read were alone in its loop turn); prints microseconds per command for
 each test, as CPU time of this thread (other processes on a busy machine move it far less than
 wall time). That is the cost that bounds pipelined throughput: at -P 16 redis-server needs
 about 1 us per command, system calls included. ``--profile`` runs under cProfile instead.
@@ -89,12 +90,15 @@ async def measure(args: argparse.Namespace) -> None:
             chunk = TESTS[test] * args.pipeline
             n = args.batches
             received = conn.data_received
+            flush = server.flush  # the end of the loop turn: replies are written there
             received(chunk)  # warm up
+            flush()
             if args.profile:
                 prof = cProfile.Profile()
                 prof.enable()
                 for _ in range(n):
                     received(chunk)
+                    flush()
                 prof.disable()
                 pstats.Stats(prof).sort_stats("tottime").print_stats(25)
                 continue
@@ -103,6 +107,7 @@ async def measure(args: argparse.Namespace) -> None:
                 t0 = time.thread_time()
                 for _ in range(n):
                     received(chunk)
+                    flush()
                 best = min(best, time.thread_time() - t0)
             print(f"{test:<11}{best / (n * args.pipeline) * 1e6:8.3f} us/command")
     finally:

@@ -13,7 +13,7 @@ has an ``ObjectStore`` beside its string ``FasterKV``:
   the index and is read back from the object log on its next use.
 
 Write-back happens when a live object is evicted from the cache (bounded by an estimate of its
-bytes, ``max_bytes``), at the end of every command batch under ``durability=always``, once a
+bytes, ``max_bytes``), at the end of every event-loop turn under ``durability=always``, once a
 second under ``periodic``, and on SAVE / BGSAVE / shutdown (``flush``); after a ``flush`` the
 object log holds every object, so a checkpoint of the object log is the source of truth after
 a restart (``ObjectStore`` rebuilds its index from the log).
@@ -260,7 +260,7 @@ class ObjectStore(dict[bytes, Entry]):
     """The object keys of one database (a dict: ``key in store`` is the fast type check).
 
     Every write to a live object goes through ``mark``: it puts the entry in ``changed`` (one
-    dict store). ``drain`` (at the end of a command batch under ``durability=always``, once a
+    dict store). ``drain`` (at the end of an event-loop turn under ``durability=always``, once a
     second otherwise) re-estimates the size of what changed and either writes it back
     (``write_through``: periodic and always) or moves it to ``dirty`` (none), which eviction,
     SAVE and shutdown write back. The object log holds the current version of an entry exactly
@@ -277,7 +277,7 @@ class ObjectStore(dict[bytes, Entry]):
         self.kv: FasterKV | None = None  # the object log, opened on first write-back
         self.chunks: FasterKV | None = None  # records of images larger than a page allows
         # durability=always: the object logs run without their own per-write commits; ``sync``
-        # commits them once per command batch instead (see state.ServerState.sync_writes).
+        # commits them once per event-loop turn instead (see state.ServerState.sync_writes).
         self.synchronous = config is not None and config.durability == "always"
         self.write_through = config is not None and config.durability != "none"
         self.live = 0

@@ -29,13 +29,18 @@ UNAUTH_BULK_MAX = 16384
 
 _INT_RE = re.compile(rb"-?(?:0|[1-9][0-9]{0,18})")
 # What hiredis would accept but Redis rejects (status, attribute, map, set, push types inside a
-# request), and aggregate counts from which hiredis-py would preallocate a list (it calls
+# request; verbatim strings and big numbers, which it returns as bytes like a bulk string),
+# and aggregate counts from which hiredis-py would preallocate a list (it calls
 # PyList_New(count) before any element arrives). Such chunks go to the careful parser.
-_unsafe_for_hiredis = re.compile(rb"\r\n(?:[+|~>%]|[*][0-9]{5})").search
+_unsafe_for_hiredis = re.compile(rb"\r\n(?:[+|~>%=(]|[*][0-9]{5})").search
 # The first bytes of a chunk that starts a frame and would complete ``_unsafe_for_hiredis``'s
 # pattern behind the previous frame's CRLF ("\n" too: neither hiredis nor Redis checks that a
 # bulk is followed by CRLF, so the previous chunk may end in "\r").
-_UNSAFE_FIRST = frozenset(b"+|~>%\n")
+_UNSAFE_FIRST = frozenset(b"+|~>%=(\n")
+# What gets() returns while a reply is incomplete: never equal to a reply, unlike its default
+# False (which equals the integer 0 that ":0" gives).
+_MORE = object()
+_join = b"".join
 
 
 # A frame still incomplete after this many bytes moves to the careful parser, which accounts for
@@ -77,7 +82,7 @@ class RequestParser:
         self._fast_max = min(_FAST_FRAME_MAX, max_bulk_len)
         digits = len(str(max_bulk_len))
         self._suspicious = re.compile(rb"\*[0-9]{10}|\$[0-9]{%d}" % digits).search
-        self._reader = hiredis.Reader()
+        self._reader = hiredis.Reader(notEnoughData=_MORE)
         self._pending: list[bytes] = []  # chunks fed to hiredis since its last frame boundary
         self._pending_len = 0
         self._pending_done = 0  # commands hiredis returned from those chunks
@@ -130,19 +135,21 @@ class RequestParser:
                 return self._feed_slow(data)
         reader = self._reader
         reader.feed(data)
-        gets = reader.gets
-        cmds: list[list[bytes]] = []
         try:
-            c = gets()
-            while c is not False:
+            # The replies in one C loop; anything but a list of bytes is for the careful parser
+            # (ints, None, nested arrays...), as is a hiredis protocol error. The commands
+            # before such an element are then returned by the careful parser, which re-parses
+            # from the last frame boundary.
+            cmds: list[list[bytes]] = list(iter(reader.gets, _MORE))
+            join = _join
+            for c in cmds:
                 if c.__class__ is not list:
                     raise ValueError
-                for a in c:
-                    if a.__class__ is not bytes:
-                        raise ValueError
-                if c:
-                    cmds.append(c)
-                c = gets()
+                # TypeError unless every element is bytes: hiredis' other values (int, float,
+                # bool, None, list, ReplyError) have no buffer. Faster than a loop over them.
+                join(c)
+            if not all(cmds):  # "*0\r\n": an empty multibulk is skipped, as in Redis
+                cmds = [c for c in cmds if c]
             if reader.has_data():
                 # A partial element: its header may break a limit hiredis does not know.
                 if self._suspicious(data) is not None or (
@@ -160,17 +167,17 @@ class RequestParser:
             # header or whole elements). Probe: an empty multibulk comes back as [] only at a
             # frame boundary; inside a frame it becomes an element, and we switch parsers.
             reader.feed(b"*0\r\n")
-            if gets() != []:
+            if reader.gets() != []:
                 raise ValueError
-        except (hiredis.ProtocolError, ValueError):
-            # Re-parse from the last frame boundary with the careful parser.
-            skip = self._pending_done + len(cmds)
+        except (hiredis.ProtocolError, ValueError, TypeError):
+            # Re-parse from the last frame boundary with the careful parser, skipping the
+            # commands returned from earlier chunks.
+            skip = self._pending_done
             pending.append(data)
             raw = b"".join(pending)
             self._reset_fast()
             self._slow = True
-            more, err = self._parse_slow(raw, skip)
-            return cmds + more, err
+            return self._parse_slow(raw, skip)
         if pending:
             pending.clear()
             self._pending_len = 0
@@ -178,7 +185,7 @@ class RequestParser:
         return cmds, None
 
     def _reset_fast(self) -> None:
-        self._reader = hiredis.Reader()
+        self._reader = hiredis.Reader(notEnoughData=_MORE)
         self._pending.clear()
         self._pending_len = 0
         self._pending_done = 0

@@ -1,8 +1,14 @@
 """The asyncio listener: connections, batching, limits, idle timeouts, graceful shutdown.
 
 Each received chunk is parsed into as many complete commands as it holds; they run one after
-the other (commands are synchronous: the store lives in this process's memory) and their replies
-leave in a single write. That is how pipelined requests are answered in batches.
+the other (commands are synchronous: the store lives in this process's memory). Replies are not
+written at once: as in Redis (``handleClientsWithPendingWrites`` before it sleeps), every output
+of a connection is queued and the queues of all connections are written once the event loop has
+run every read that was ready, one write per connection. That is how pipelined requests are
+answered in batches, and it saves a wake-up of the client per write when many connections are
+busy: on loopback a write that wakes a sleeping reader costs more kernel time than the write.
+With durability ``always`` that is also where the group commit happens: one commit per changed
+store for all the replies of the turn.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ _BULK = BULK_HEADERS
 _INTS = INT_REPLIES
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"
+INTERNAL_ERROR = b"-ERR internal error, closing the connection\r\n"
 DENIED = (
     b"-DENIED Redis is running in protected mode because protected mode is enabled and no"
     b" password is set for the default user. In this mode connections are only accepted from"
@@ -96,6 +103,12 @@ class Connection(asyncio.Protocol):
         # replies pile up towards the output buffer limit.
         self.writing_paused = False
         self.output_limit = server.config.server.client_output_buffer_limit or _NO_LIMIT
+        # Output waiting for the end of this loop turn (RespServer.flush); every write to the
+        # client goes through it, so replies and pushed messages keep their order.
+        self.obuf: list[bytes] = []
+        self.obuf_size = 0
+        self.queued = False
+        self.close_after = False  # close once the queued output is written (QUIT, errors)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,7 +143,7 @@ class Connection(asyncio.Protocol):
         )
         state.clients[client.id] = client
         self.client = client
-        pubsub.attach(client, transport)
+        pubsub.attach(client, self)
         self.parser = RequestParser(
             config.server.proto_max_bulk_len,
             config.server.client_query_buffer_limit,
@@ -151,12 +164,77 @@ class Connection(asyncio.Protocol):
             self.state.clients.pop(client.id, None)
             self.client = None
         self.server.connections.discard(self)
+        self.obuf.clear()
+        self.obuf_size = 0
         if not self.closed.done():
             self.closed.set_result(None)
 
     def kill(self) -> None:
+        """Close after the output already queued (CLIENT KILL, idle timeout, shutdown)."""
+        self.close_soon()
+
+    # -- output (the pub/sub Outlet interface: messages to subscribers come through here) ----
+
+    def write(self, data: bytes) -> None:
+        """Queue ``data`` for the flush at the end of this loop turn."""
+        if not self.queued:
+            self.queued = True
+            self.server.queue(self)
+        self.obuf.append(data)
+        self.obuf_size += len(data)
+
+    def is_closing(self) -> bool:
+        t = self.transport
+        return t is None or t.is_closing() or self.close_after
+
+    def get_write_buffer_size(self) -> int:
+        t = self.transport
+        return self.obuf_size + (0 if t is None else t.get_write_buffer_size())
+
+    def get_extra_info(self, name: str) -> Any:
+        return None if self.transport is None else self.transport.get_extra_info(name)
+
+    def abort(self) -> None:
+        self.obuf.clear()
+        self.obuf_size = 0
         if self.transport is not None:
-            self.transport.close()
+            self.transport.abort()
+
+    def close_soon(self) -> None:
+        """Close once the output queued so far is written; later requests are ignored."""
+        t = self.transport
+        if t is None or t.is_closing() or self.close_after:
+            return
+        self.close_after = True
+        if not self.queued:
+            self.queued = True
+            self.server.queue(self)
+
+    def flush(self) -> None:
+        """Write the queued output in one write (then close, when asked to)."""
+        self.queued = False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        obuf = self.obuf
+        if obuf:
+            payload = obuf[0] if len(obuf) == 1 else b"".join(obuf)
+            obuf.clear()
+            self.obuf_size = 0
+            transport.write(payload)
+            self.state.net_output_bytes += len(payload)
+        if self.close_after:
+            transport.close()
+            return
+        # Replies pile up only once the transport stopped sending and paused us.
+        if self.writing_paused and transport.get_write_buffer_size() > self.output_limit:
+            client = self.client
+            log.warning(
+                "client %d (%s) closed: output buffer over client-output-buffer-limit",
+                -1 if client is None else client.id,
+                "" if client is None else client.addr,
+            )
+            transport.abort()
 
     def pause_writing(self) -> None:
         # The peer reads slower than it sends: stop reading until our replies drain.
@@ -187,7 +265,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         client = self.client
-        if client is None:
+        if client is None or self.close_after:
             return
         # One function for the whole read (a call costs as much as several checks here).
         try:
@@ -290,37 +368,29 @@ class Connection(asyncio.Protocol):
                     proto = client.proto
                 state.commands_processed += done
                 client.last_cmd = argv[0]
-                if state.sync_writes:  # durability=always: the batch is durable before its replies
-                    state.sync()
                 if out:
-                    payload = b"".join(out)
-                    transport.write(payload)
-                    state.net_output_bytes += len(payload)
+                    payload = out[0] if len(out) == 1 else b"".join(out)
+                    if not self.queued:
+                        self.queued = True
+                        self.server.queue(self)
+                    self.obuf.append(payload)
+                    self.obuf_size += len(payload)
                 if client.closing:
-                    transport.close()
-                    return
-                # Replies pile up only once the transport stopped sending and paused us.
-                if self.writing_paused and transport.get_write_buffer_size() > self.output_limit:
-                    log.warning(
-                        "client %d (%s) closed: output buffer over client-output-buffer-limit",
-                        client.id,
-                        client.addr,
-                    )
-                    transport.abort()
+                    self.close_soon()
                     return
                 if parser.authenticated is not client.authenticated:
                     parser.authenticated = client.authenticated
             if err is not None:
                 if err.message is not None:
                     log.info("client %d (%s): %s", client.id, client.addr, err.message)
-                    transport.write(encode_error("ERR " + err.message))
+                    self.write(encode_error("ERR " + err.message))
                 else:
                     log.warning(
                         "client %d (%s) closed: query buffer over client-query-buffer-limit",
                         client.id,
                         client.addr,
                     )
-                transport.close()
+                self.close_soon()
         except Exception:  # a bug must cost one connection, never the server
             self._internal_error()
 
@@ -328,8 +398,8 @@ class Connection(asyncio.Protocol):
     def _internal_error(self) -> None:
         log.exception("closing a connection after an internal error")
         if self.transport is not None:
-            self.transport.write(b"-ERR internal error, closing the connection\r\n")
-            self.transport.close()
+            self.write(INTERNAL_ERROR)
+            self.close_soon()
 
     def _block(self, blk: Block, rest: list[list[bytes]]) -> None:
         assert self.client is not None and self.transport is not None
@@ -344,11 +414,7 @@ class Connection(asyncio.Protocol):
         client, transport = self.client, self.transport
         if client is None or transport is None or transport.is_closing():
             return
-        if self.state.sync_writes:  # the pop that served it is durable before the reply
-            self.state.sync()
-        payload = encode(reply, client.proto)
-        transport.write(payload)
-        self.state.net_output_bytes += len(payload)
+        self.write(encode(reply, client.proto))  # durable first, with always (RespServer.flush)
         if not transport.is_reading():
             transport.resume_reading()
         if self.resume:
@@ -359,7 +425,11 @@ class Connection(asyncio.Protocol):
         return cmds
 
     def eof_received(self) -> bool | None:
-        return None  # close our side too once the replies are out
+        # The client will send nothing more: close once the replies queued for it are written
+        # (returning True keeps the transport open until then; a plain close would drop them
+        # if the end of the stream came in the same loop turn as its last requests).
+        self.close_soon()
+        return True
 
 
 class RespServer:
@@ -371,10 +441,41 @@ class RespServer:
         self.state.db(0)  # open the data directory now: a locked directory fails at start-up
         self.metrics = metrics
         self.connections: set[Connection] = set()
+        self._flush_list: list[Connection] = []  # connections with output queued this turn
         self.closing = False
         self._server: asyncio.base_events.Server | None = None
         self._stop: asyncio.Event | None = None
         self._cron_task: asyncio.Task[None] | None = None
+
+    def queue(self, conn: Connection) -> None:
+        """``conn`` has output: write it once this loop turn has run every ready read."""
+        if not self._flush_list:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._flush_list.append(conn)
+
+    def flush(self) -> None:
+        """Write every queued output; with durability always, commit first (one group commit
+        for all the replies of the turn: none leaves before the writes it acknowledges are
+        durable)."""
+        conns = self._flush_list
+        if not conns:
+            return
+        self._flush_list = []
+        if self.state.sync_writes:
+            try:
+                self.state.sync()
+            except Exception:  # nothing may be acknowledged: those clients get an error
+                log.exception("commit failed: closing the connections waiting on it")
+                for conn in conns:
+                    conn.obuf[:] = [INTERNAL_ERROR]
+                    conn.close_after = True
+        for conn in conns:
+            try:
+                conn.flush()
+            except Exception:  # a bug must cost one connection, never the server
+                log.exception("closing a connection after an internal error")
+                if conn.transport is not None:
+                    conn.transport.abort()
 
     @property
     def port(self) -> int:

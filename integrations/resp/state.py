@@ -49,8 +49,9 @@ class ServerState:
         # (there are no replicas)
         self.replica_output_limits = (256 << 20, 64 << 20, 60)
         # durability=always: the stores run without their own per-write commits and the server
-        # calls ``sync()`` before the replies of every command batch leave: one commit per
-        # store that changed makes every write of the batch durable, strings and objects.
+        # calls ``sync()`` before the replies of every event-loop turn leave: one commit per
+        # store that changed makes every write of the turn durable, strings and objects, for
+        # all the connections served in it (a group commit).
         self.sync_writes = config.store.durability == "always" and config.store.path is not None
 
     def db(self, index: int) -> Keyspace:
@@ -60,7 +61,7 @@ class ServerState:
             path: str | None = None
             if store.path is not None:
                 path = store.path if index == 0 else str(Path(store.path) / f"db{index}")
-            if self.sync_writes:  # committed per command batch by sync()
+            if self.sync_writes:  # committed per event-loop turn by sync()
                 kv = FasterKV.from_config(store, path=path, durability="none")
             else:
                 kv = FasterKV.from_config(store, path=path)
@@ -79,7 +80,7 @@ class ServerState:
         return self.config.store.memory_size if size is None else size
 
     def sync(self) -> None:
-        """durability=always, at the end of a command batch: write back the objects it changed,
+        """durability=always, at the end of an event-loop turn: write back the objects changed,
         commit their logs, and commit the string stores (a commit of a store that did not
         change since its last commit costs no I/O)."""
         for ks in self.dbs:

@@ -85,3 +85,27 @@ def test_limits_are_applied_after_set_limits() -> None:
     parser.set_limits(max_bulk_len=1024, query_buffer_limit=1 << 20)
     cmds, err = parser.feed(frame(b"SET", b"k", b"x" * 2000))
     assert cmds == [] and err is not None and err.message == "Protocol error: invalid bulk length"
+
+
+@pytest.mark.parametrize(
+    ("element", "error"),
+    [
+        (b"=7\r\ntxt:abc\r\n", "expected '$', got '='"),
+        (b"(123\r\n", "expected '$', got '('"),
+        (b":0\r\n", "expected '$', got ':'"),
+        (b",1.5\r\n", "expected '$', got ','"),
+        (b"#t\r\n", "expected '$', got '#'"),
+        (b"_\r\n", "expected '$', got '_'"),
+        (b"-ERR x\r\n", "expected '$', got '-'"),
+        (b"$-1\r\n", "invalid bulk length"),
+        (b"*1\r\n$1\r\na\r\n", "expected '$', got '*'"),
+    ],
+)
+def test_non_bulk_elements_are_protocol_errors(element: bytes, error: str) -> None:
+    """hiredis returns a verbatim string or a big number as bytes, like a bulk, and the others
+    as ints, floats, None...: Redis refuses them all, after running the commands before them."""
+    parser = RequestParser()
+    echo = b"*2\r\n$4\r\nECHO\r\n" + element
+    cmds, err = parser.feed(frame(b"PING") + b"*0\r\n" + echo + frame(b"PING"))
+    assert cmds == [[b"PING"]]
+    assert err is not None and err.message == f"Protocol error: {error}"

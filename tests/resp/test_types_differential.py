@@ -58,6 +58,7 @@ common = st.one_of(
     flat(b"DEL", many(key)),
     flat(b"GET", key),
     flat(b"SET", key, value),
+    flat(b"MSET", key, value, key, value),
     flat(b"INCR", key),
     flat(b"APPEND", key, value),
     flat(b"RENAME", key, key),

@@ -207,11 +207,11 @@ def _blocked_ids() -> set[int]:
 def _info_line(c: Client, blocked: set[int]) -> str:
     h = pubsub.hub(c.state)
     s = h.subs.get(c)
-    transport = h.transports.get(c)
+    outlet = h.outlets.get(c)
     omem = fd = 0
-    if transport is not None:
-        omem = transport.get_write_buffer_size()
-        sock = transport.get_extra_info("socket")
+    if outlet is not None:
+        omem = outlet.get_write_buffer_size()
+        sock = outlet.get_extra_info("socket")
         fd = sock.fileno() if sock is not None else -1
     info = c.info(
         sub=0 if s is None else len(s.channels),

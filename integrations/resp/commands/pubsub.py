@@ -1,10 +1,10 @@
 """Pub/sub: SUBSCRIBE, PSUBSCRIBE, their UNSUBSCRIBEs, PUBLISH and PUBSUB.
 
-Messages reach other connections through the transport the server registers for each client
-(``attach``). A subscriber that does not read is disconnected when its pending output passes
-the hard limit, or stays above the soft limit for the soft seconds (Redis'
-``client-output-buffer-limit pubsub 32mb 8mb 60``: ``[server] pubsub_output_*``, settable with
-CONFIG SET; 0 = no limit).
+Messages reach other connections through the outlet the server registers for each client
+(``attach``): the connection's output queue, so that they keep their order with its replies.
+A subscriber that does not read is disconnected when its pending output passes the hard limit,
+or stays above the soft limit for the soft seconds (Redis' ``client-output-buffer-limit pubsub
+32mb 8mb 60``: ``[server] pubsub_output_*``, settable with CONFIG SET; 0 = no limit).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands.keys import glob_matcher
@@ -21,8 +21,6 @@ from faster_backend.integrations.resp.table import COMMANDS, command, subcommand
 from faster_backend.integrations.resp.types import Push, Replies, RespError
 
 if TYPE_CHECKING:
-    import asyncio
-
     from faster_backend.integrations.resp.state import ServerState
     from faster_backend.integrations.resp.table import CommandSpec
 
@@ -35,14 +33,24 @@ ALLOWED_RESP2 = frozenset(
 )
 
 
+class Outlet(Protocol):
+    """Where a client's output goes: the server's connection (an asyncio transport's subset)."""
+
+    def write(self, data: bytes) -> None: ...
+    def is_closing(self) -> bool: ...
+    def get_write_buffer_size(self) -> int: ...
+    def get_extra_info(self, name: str) -> Any: ...
+    def abort(self) -> None: ...
+
+
 class Subscriber:
-    """A client's subscriptions and the transport its messages go to."""
+    """A client's subscriptions and the outlet its messages go to."""
 
-    __slots__ = ("channels", "client", "over_since", "patterns", "transport")
+    __slots__ = ("channels", "client", "outlet", "over_since", "patterns")
 
-    def __init__(self, client: Client, transport: asyncio.Transport | None) -> None:
+    def __init__(self, client: Client, outlet: Outlet | None) -> None:
         self.client = client
-        self.transport = transport
+        self.outlet = outlet
         self.channels: dict[bytes, None] = {}
         self.patterns: dict[bytes, None] = {}
         self.over_since: float | None = None
@@ -55,7 +63,7 @@ class Hub:
         self.channels: dict[bytes, dict[Subscriber, None]] = {}
         self.patterns: dict[bytes, tuple[Callable[[bytes], bool], dict[Subscriber, None]]] = {}
         self.subs: dict[Client, Subscriber] = {}
-        self.transports: dict[Client, asyncio.Transport] = {}
+        self.outlets: dict[Client, Outlet] = {}
 
 
 def hub(state: ServerState) -> Hub:
@@ -66,15 +74,15 @@ def hub(state: ServerState) -> Hub:
     return h
 
 
-def attach(client: Client, transport: asyncio.Transport) -> None:
+def attach(client: Client, outlet: Outlet) -> None:
     """The server tells where ``client``'s pushed messages go."""
-    hub(client.state).transports[client] = transport
+    hub(client.state).outlets[client] = outlet
 
 
 def detach(client: Client) -> None:
     """The connection closed: drop its subscriptions."""
     h = hub(client.state)
-    h.transports.pop(client, None)
+    h.outlets.pop(client, None)
     sub = h.subs.get(client)
     if sub is not None:
         _unsub_all(h, sub, channels=True, patterns=True)
@@ -108,7 +116,7 @@ def gate(client: Client, spec: CommandSpec, argv: list[bytes]) -> Any:
 def _sub(h: Hub, client: Client) -> Subscriber:
     sub = h.subs.get(client)
     if sub is None:
-        sub = h.subs[client] = Subscriber(client, h.transports.get(client))
+        sub = h.subs[client] = Subscriber(client, h.outlets.get(client))
     return sub
 
 
@@ -216,11 +224,11 @@ def punsubscribe(client: Client, argv: list[bytes]) -> Replies:
 
 
 def _deliver(h: Hub, sub: Subscriber, msg: Push) -> None:
-    transport = sub.transport or h.transports.get(sub.client)
-    if transport is None or transport.is_closing():
+    outlet = sub.outlet or h.outlets.get(sub.client)
+    if outlet is None or outlet.is_closing():
         return
-    transport.write(encode(msg, sub.client.proto))
-    size = transport.get_write_buffer_size()
+    outlet.write(encode(msg, sub.client.proto))
+    size = outlet.get_write_buffer_size()
     limits = sub.client.state.config.server
     hard = limits.pubsub_output_hard_limit
     soft = limits.pubsub_output_soft_limit
@@ -241,7 +249,7 @@ def _deliver(h: Hub, sub: Subscriber, msg: Push) -> None:
             sub.client.addr,
             size,
         )
-        transport.abort()
+        outlet.abort()
 
 
 @command("publish", 3, "pubsub loading stale fast may_replicate", group=P, since="2.0.0")

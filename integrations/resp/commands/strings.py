@@ -209,11 +209,14 @@ def mset(client: Client, argv: list[bytes]) -> Any:
     """Set multiple keys to multiple values"""
     if len(argv) % 2 == 0:
         raise RespError("ERR wrong number of arguments for 'mset' command")
-    if client.keyspace.objects:
-        for i in range(1, len(argv), 2):
-            replace_object(client, argv[i])
+    keys = argv[1::2]
+    objs = client.keyspace.objects
+    if objs and not objs.keys().isdisjoint(keys):  # one C-level check while none is an object
+        for key in keys:
+            if key in objs:
+                objs.delete(key)
     # One commit for all under durability "always".
-    client.kv.upsert_many(zip(argv[1::2], argv[2::2], strict=True))
+    client.kv.upsert_many(zip(keys, argv[2::2], strict=True))
     return OK
 
 

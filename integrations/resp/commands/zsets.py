@@ -28,7 +28,7 @@ NAN = RespError("ERR resulting score is not a number (NaN)")
 
 def score_arg(raw: bytes, error: RespError = NOT_FLOAT) -> float:
     """A score as strtod reads it (no NaN, no spaces, no underscores), else ``error``."""
-    if raw.isdigit():  # the common case, without the regular expression
+    if raw.isdigit() and len(raw) < 309:  # the common case (finite), without the regex
         return float(raw)
     return to_float(raw, error)
 
@@ -66,11 +66,25 @@ def _with_scores(client: Client, pairs: Iterable[tuple[float, bytes]], scores: b
 @command("zadd", -4, "write denyoom fast", 1, 1, 1, group=Z, since="1.2.0")
 def zadd(client: Client, argv: list[bytes]) -> Any:
     """Add one or more members to a sorted set, or update its score if it already exists"""
+    n = len(argv)
+    # ZADD key score member with a plain non-negative integer score (options are words) on a
+    # live sorted set is the common form: answered here, without option parsing or pairs.
+    if n == 4 and argv[2].isdigit() and len(argv[2]) < 309:  # below 1e308: finite
+        e = client.keyspace.objects.get(argv[1])
+        if e is not None and e.obj is not None and e.expires is None:
+            if e.kind != ZSET:
+                raise WRONGTYPE
+            live: ZSet = e.obj
+            member = argv[3]
+            score = float(argv[2])
+            old = live.scores.get(member)
+            if old == score:
+                return 0
+            live.add(member, score)
+            client.keyspace.objects.mark(argv[1], e)
+            return 1 if old is None else 0
     nx = xx = gt = lt = ch = incr = False
     i = 2
-    n = len(argv)
-    # ZADD key score member with a plain non-negative integer score (options are words) is
-    # the common form: it skips option parsing.
     if n != 4 or not argv[2].isdigit():
         while i < n:
             o = argv[i].upper()
@@ -264,6 +278,71 @@ def lex_span(z: ZSet, lo: tuple[bytes | None, bool, int], hi: tuple[bytes | None
     return start, max(start, end)
 
 
+LexBound = tuple[bytes | None, bool, int]
+
+
+def _lex_empty(lo: LexBound, hi: LexBound) -> bool:
+    """Redis' test for lex ranges that are always empty (min above max)."""
+    lm, lx, linf = lo
+    hm, hx, hinf = hi
+    if linf == 1 or hinf == -1:
+        return True
+    if linf or hinf:
+        return False
+    assert lm is not None and hm is not None
+    return lm > hm or (lm == hm and (lx or hx))
+
+
+def lex_walk(
+    z: ZSet, lo: LexBound, hi: LexBound, rev: bool = False, offset: int = 0, count: int = -1
+) -> tuple[int, int]:
+    """The span BYLEX returns (LIMIT offset count applied; iterated backwards for REV).
+
+    With equal scores (the only case Redis specifies) members are in lex order and this is two
+    bisections. With mixed scores the result follows Redis' walk over a small sorted set
+    (listpack): a quick reject on the first and last members, a scan from the head (REV: the
+    tail) for the first member past min (max), LIMIT's offset skipped without range checks,
+    then members taken while they stay in range.
+    """
+    order = z.order
+    n = len(order)
+    if not n or offset < 0 or _lex_empty(lo, hi):
+        return 0, 0
+    if order[0][0] == order[-1][0]:
+        return _limit(lex_span(z, lo, hi), rev, offset, count)
+    lm, lx, _ = lo  # no member: '-' (a '+' min or '-' max was rejected above)
+    hm, hx, _ = hi
+
+    def gte_min(m: bytes) -> bool:
+        return True if lm is None else (m > lm if lx else m >= lm)
+
+    def lte_max(m: bytes) -> bool:
+        return True if hm is None else (m < hm if hx else m <= hm)
+
+    members = [m for _s, m in order]
+    if not gte_min(members[-1]) or not lte_max(members[0]):
+        return 0, 0
+    if rev:
+        j = next(i for i in range(n - 1, -1, -1) if lte_max(members[i]))
+        if not gte_min(members[j]):
+            return 0, 0
+        p = j - offset
+        start = p
+        while start >= 0 and count != 0 and gte_min(members[start]):
+            start -= 1
+            count -= 1
+        return (start + 1, p + 1) if p >= 0 else (0, 0)
+    i = next(i for i in range(n) if gte_min(members[i]))
+    if not lte_max(members[i]):
+        return 0, 0
+    p = i + offset
+    end = p
+    while end < n and count != 0 and lte_max(members[end]):
+        end += 1
+        count -= 1
+    return (p, end) if p < n else (0, 0)
+
+
 def rank_span(n: int, start: int, stop: int) -> tuple[int, int]:
     if start < 0:
         start = max(n + start, 0)
@@ -329,7 +408,8 @@ def zrange_generic(
         span = score_span(z, mn, mx)
     else:
         mnl, mxl = (lbounds[1], lbounds[0]) if rev else lbounds
-        span = lex_span(z, mnl, mxl)
+        span = lex_walk(z, mnl, mxl, rev, *(limit or (0, -1)))
+        limit = None
     if limit is not None:
         span = _limit(span, rev, *limit)
     return _with_scores(client, _items(z, span, rev), scores)
@@ -452,7 +532,7 @@ def zlexcount(client: Client, argv: list[bytes]) -> int:
     z = read(client, argv[1], ZSET)
     if z is None:
         return 0
-    a, b = lex_span(z, lo, hi)
+    a, b = lex_walk(z, lo, hi)
     return b - a
 
 
@@ -516,7 +596,7 @@ def zremrangebyrank(client: Client, argv: list[bytes]) -> int:
 def zremrangebylex(client: Client, argv: list[bytes]) -> int:
     """Remove all members in a sorted set between the given lexicographical range"""
     lo, hi = parse_lex_bound(argv[2]), parse_lex_bound(argv[3])
-    return _remove_span(client, argv[1], lambda z: lex_span(z, lo, hi))
+    return _remove_span(client, argv[1], lambda z: lex_walk(z, lo, hi))
 
 
 def _zpop(client: Client, argv: list[bytes], maximum: bool) -> Any:
