@@ -255,93 +255,190 @@ PyDoc_STRVAR(index_upsert_doc,
 "a record that cannot be updated in place, a full bucket or page, or begin < 0 (the store\n"
 "must look below its begin address).");
 
-static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
-{
-    (void)mod;
-    CHECK_NARGS("index_upsert", 15)
-    PyObject *index = args[0], *pages = args[3], *key = args[9], *value = args[10];
-    PyObject *expiry_obj = args[11], *dirty = args[13];
-    CHECK_TYPES(index, pages, key)
-    if (!PyBytes_Check(value) || !PySet_CheckExact(dirty)) {
-        PyErr_SetString(PyExc_TypeError, "expected bytes value and a set of dirty pages");
-        return NULL;
-    }
-    uint64_t mask, h, head, read_only, tail, info_bits, known_end;
+/* What every upsert of one call shares. */
+typedef struct {
+    PyObject *index, *pages, *dirty;
+    uint64_t mask, head, read_only, info_bits;
     long long begin;
-    int bits;
-    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
-        get_u64(args[5], &read_only) || get_u64(args[7], &tail) || get_bits(args[8], &bits) ||
-        get_u64(args[12], &info_bits) || get_u64(args[14], &known_end))
-        return NULL;
-    begin = PyLong_AsLongLong(args[6]);
-    if (begin == -1 && PyErr_Occurred()) return NULL;
-    int has_exp = expiry_obj != Py_None;
-    long long expiry = 0;
-    if (has_exp) {
-        expiry = PyLong_AsLongLong(expiry_obj);
-        if (expiry == -1 && PyErr_Occurred()) return NULL;
-    }
-    const char *k = PyBytes_AS_STRING(key), *v = PyBytes_AS_STRING(value);
-    uint64_t klen = (uint64_t)PyBytes_GET_SIZE(key), vlen = (uint64_t)PyBytes_GET_SIZE(value);
-    if (klen > MAX_FIELD || vlen > MAX_FIELD) return PyLong_FromLong(0);
-    uint64_t base = padded(HEADER_SIZE + klen + vlen);
-    uint64_t size = base + (has_exp ? EXPIRY_SIZE : 0);
-    uint64_t flags = has_exp ? HAS_EXPIRY : 0;
+    int bits, has_exp;
+    long long expiry;
+} upsert_ctx;
 
+/* One upsert: 1 updated in place; > 1 appended (the new tail); -address when the chain goes on
+ * on the device there; 0 for the Python path. *err is set when a Python error is raised. */
+static long long upsert_one(const upsert_ctx *c, uint64_t h, const char *k, uint64_t klen,
+                            const char *v, uint64_t vlen, uint64_t tail, uint64_t known_end,
+                            int *err)
+{
+    if (klen > MAX_FIELD || vlen > MAX_FIELD) return 0;
+    uint64_t base = padded(HEADER_SIZE + klen + vlen);
+    uint64_t size = base + (c->has_exp ? EXPIRY_SIZE : 0);
+    uint64_t flags = c->has_exp ? HAS_EXPIRY : 0;
+    int bits = c->bits;
     uint64_t *empty;
-    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
-                           &empty);
+    uint64_t *slot = probe(PyByteArray_AS_STRING(c->index), PyByteArray_GET_SIZE(c->index),
+                           c->mask, h, &empty);
     uint64_t prev = 0;
     if (slot) {
         prev = load64((char *)slot) & PREV_MASK;
         char *rec;
-        uint64_t addr = walk(pages, head, bits, prev, k, (Py_ssize_t)klen, &rec);
+        uint64_t addr = walk(c->pages, c->head, bits, prev, k, (Py_ssize_t)klen, &rec);
         if (rec && load64(rec) & TOMBSTONE) {
             /* Deleted: a new record at the chain's head supersedes the tombstone (unless the
              * caller believes the key live on the device: its count would be wrong). */
-            if (known_end) return PyLong_FromLong(0);
+            if (known_end) return 0;
         } else if (rec) {
             uint64_t info = load64(rec);
             uint32_t vl = load32(rec + 12);
-            if ((info & HAS_EXPIRY) != flags || addr < read_only ||
+            if ((info & HAS_EXPIRY) != flags || addr < c->read_only ||
                 padded(HEADER_SIZE + klen + vl) != base)
-                return PyLong_FromLong(0);
+                return 0;
             /* Mark the page dirty first: if that fails nothing was written. */
-            if (mark_dirty(dirty, addr, bits)) return NULL;
+            if (mark_dirty(c->dirty, addr, bits)) { *err = 1; return 0; }
             memcpy(rec + HEADER_SIZE + klen, v, vlen);
             store32(rec + 12, (uint32_t)vlen);
-            if (has_exp) store64(rec + size - EXPIRY_SIZE, (uint64_t)expiry);
-            return PyLong_FromLong(1);
-        } else if (addr == UINT64_MAX || begin < 0) {
-            return PyLong_FromLong(0);
+            if (c->has_exp) store64(rec + size - EXPIRY_SIZE, (uint64_t)c->expiry);
+            return 1;
+        } else if (addr == UINT64_MAX || c->begin < 0) {
+            return 0;
         } else if (known_end) {
             /* Append only on the chain the caller read: it ends where the caller looked. */
-            if (addr != known_end) return PyLong_FromLong(0);
-        } else if (addr >= (uint64_t)begin) {
-            return PyLong_FromLongLong(-(long long)addr); /* the key may be on the device there */
+            if (addr != known_end) return 0;
+        } else if (addr >= (uint64_t)c->begin) {
+            return -(long long)addr; /* the key may be on the device there */
         }
-    } else if (!empty || begin < 0 || known_end) {
-        return PyLong_FromLong(0);
+    } else if (!empty || c->begin < 0 || known_end) {
+        return 0;
     }
     uint64_t page_size = UINT64_C(1) << bits;
     uint64_t off = tail & (page_size - 1);
-    if (off + size >= page_size) return PyLong_FromLong(0); /* the Python path allocates */
+    if (off + size >= page_size) return 0; /* the Python path allocates */
     Py_ssize_t plen;
-    char *page = page_at(pages, tail, bits, &plen);
-    if (!page || (Py_ssize_t)(off + size) > plen) return PyLong_FromLong(0);
+    char *page = page_at(c->pages, tail, bits, &plen);
+    if (!page || (Py_ssize_t)(off + size) > plen) return 0;
     char *r = page + off;
-    store64(r, prev | info_bits | flags);
+    store64(r, prev | c->info_bits | flags);
     store32(r + 8, (uint32_t)klen);
     store32(r + 12, (uint32_t)vlen);
     memcpy(r + HEADER_SIZE, k, klen);
     memcpy(r + HEADER_SIZE + klen, v, vlen);
     /* Zero the padding: pages are reused and checksums cover it. */
     memset(r + HEADER_SIZE + klen + vlen, 0, base - HEADER_SIZE - klen - vlen);
-    if (has_exp) store64(r + base, (uint64_t)expiry);
+    if (c->has_exp) store64(r + base, (uint64_t)c->expiry);
     uint64_t tag = h >> HASH_TAG_SHIFT;
     if (!tag) tag = 1;
     store64((char *)(slot ? slot : empty), tail | tag << 48);
-    return PyLong_FromUnsignedLongLong(tail + size);
+    return (long long)(tail + size);
+}
+
+/* Fills ctx from (index, mask, pages, head, read_only, begin, bits, expiry, info_bits, dirty). */
+static int upsert_ctx_from(upsert_ctx *c, PyObject *index, PyObject *mask, PyObject *pages,
+                           PyObject *head, PyObject *read_only, PyObject *begin, PyObject *bits,
+                           PyObject *expiry, PyObject *info_bits, PyObject *dirty)
+{
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PySet_CheckExact(dirty)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "expected a bytearray index, a list of pages and a set of dirty pages");
+        return -1;
+    }
+    c->index = index;
+    c->pages = pages;
+    c->dirty = dirty;
+    if (get_u64(mask, &c->mask) || get_u64(head, &c->head) || get_u64(read_only, &c->read_only) ||
+        get_bits(bits, &c->bits) || get_u64(info_bits, &c->info_bits))
+        return -1;
+    c->begin = PyLong_AsLongLong(begin);
+    if (c->begin == -1 && PyErr_Occurred()) return -1;
+    c->has_exp = expiry != Py_None;
+    c->expiry = 0;
+    if (c->has_exp) {
+        c->expiry = PyLong_AsLongLong(expiry);
+        if (c->expiry == -1 && PyErr_Occurred()) return -1;
+    }
+    return 0;
+}
+
+static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_upsert", 15)
+    PyObject *key = args[9], *value = args[10];
+    if (!PyBytes_Check(key) || !PyBytes_Check(value)) {
+        PyErr_SetString(PyExc_TypeError, "expected bytes key and value");
+        return NULL;
+    }
+    upsert_ctx c;
+    uint64_t h, tail, known_end;
+    if (upsert_ctx_from(&c, args[0], args[1], args[3], args[4], args[5], args[6], args[8],
+                        args[11], args[12], args[13]) ||
+        get_u64(args[2], &h) || get_u64(args[7], &tail) || get_u64(args[14], &known_end))
+        return NULL;
+    int err = 0;
+    long long r = upsert_one(&c, h, PyBytes_AS_STRING(key), (uint64_t)PyBytes_GET_SIZE(key),
+                             PyBytes_AS_STRING(value), (uint64_t)PyBytes_GET_SIZE(value), tail,
+                             known_end, &err);
+    if (err) return NULL;
+    return PyLong_FromLongLong(r);
+}
+
+PyDoc_STRVAR(index_upsert_many_doc,
+"index_upsert_many(index, mask, pages, head, read_only, begin, tail, bits, items, start,\n"
+"                  expiry, info_bits, dirty, hash)\n--\n\n"
+"index_upsert for items[start:] (a list of (key, value) bytes pairs), in order, until one needs\n"
+"more: (next, tail, in_place, appended, code) where items[next] is the first item not done\n"
+"(len(items) when all are) and code is what index_upsert answered for it (0 or -address).\n"
+"hash(key) is the store's key hash.");
+
+static PyObject *index_upsert_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_upsert_many", 14)
+    PyObject *items = args[8], *hash = args[13];
+    if (!PyList_CheckExact(items)) {
+        PyErr_SetString(PyExc_TypeError, "expected a list of (key, value) pairs");
+        return NULL;
+    }
+    upsert_ctx c;
+    uint64_t tail;
+    Py_ssize_t start = PyLong_AsSsize_t(args[9]);
+    if (start == -1 && PyErr_Occurred()) return NULL;
+    if (upsert_ctx_from(&c, args[0], args[1], args[2], args[3], args[4], args[5], args[7],
+                        args[10], args[11], args[12]) ||
+        get_u64(args[6], &tail))
+        return NULL;
+    Py_ssize_t i = start < 0 ? 0 : start;
+    long long in_place = 0, appended = 0, code = 0;
+    for (; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) break;
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) break;
+        PyObject *hv = PyObject_CallOneArg(hash, key);
+        uint64_t h = hv ? PyLong_AsUnsignedLongLong(hv) : (uint64_t)-1;
+        Py_XDECREF(hv);
+        int err = h == (uint64_t)-1 && PyErr_Occurred();
+        long long r = err ? 0 : upsert_one(&c, h, PyBytes_AS_STRING(key),
+                                           (uint64_t)PyBytes_GET_SIZE(key),
+                                           PyBytes_AS_STRING(value),
+                                           (uint64_t)PyBytes_GET_SIZE(value), tail, 0, &err);
+        if (err) {
+            /* Items before this one are written: their progress must reach the caller, whose
+             * per-item path then meets this item's error again and raises it. */
+            if (i == start) return NULL;
+            PyErr_Clear();
+            break;
+        }
+        if (r == 1) {
+            in_place++;
+        } else if (r > 1) {
+            tail = (uint64_t)r;
+            appended++;
+        } else {
+            code = r;
+            break;
+        }
+    }
+    return Py_BuildValue("(nKLLL)", i, (unsigned long long)tail, in_place, appended, code);
 }
 
 /* Redis' string2ll: the canonical decimal form of an int64 only. */
@@ -786,6 +883,8 @@ static PyMethodDef methods[] = {
     {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
     {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
     {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},
+    {"index_upsert_many", (PyCFunction)(void (*)(void))index_upsert_many, METH_FASTCALL,
+     index_upsert_many_doc},
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
     {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
      collect_bucket_doc},

@@ -96,3 +96,19 @@ def pread_value(
     key: bytes,
     now: Callable[[], float],
 ) -> tuple[bytes | None, bytes] | bool: ...
+def index_upsert_many(
+    index: bytearray,
+    mask: int,
+    pages: list[bytearray | None],
+    head: int,
+    read_only: int,
+    begin: int,
+    tail: int,
+    bits: int,
+    items: list[tuple[bytes, bytes]],
+    start: int,
+    expiry: int | None,
+    info_bits: int,
+    dirty: set[int],
+    hash: Callable[[bytes], int],
+) -> tuple[int, int, int, int, int]: ...

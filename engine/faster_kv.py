@@ -51,6 +51,7 @@ from faster_backend.engine.hotpath import index_incr as _index_incr
 from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
+from faster_backend.engine.hotpath import index_upsert_many as _index_upsert_many
 from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
 from faster_backend.engine.hotpath import pread_value as _pread_value
 from faster_backend.engine.hotpath import record_value as _record_value
@@ -976,15 +977,47 @@ class FasterKv:
         if ttl is not None:
             expiry = int((_now() + (ttl if ttl < _MAX_TTL else _MAX_TTL)) * 1000)
             self._ttl_seen = True
+        batch = items if type(items) is list else list(items)
+        i = 0
+        n = len(batch)
         lock = self._lock
         lock.acquire()
         try:
-            for key, value in items:
+            while i < n:
+                at = -1
+                ix = self._index
+                if ix.old is None:  # the compiled loop, up to the first item it cannot do
+                    table = ix.cur
+                    hlog = self._log
+                    i, tail, in_place, appended, code = _index_upsert_many(
+                        table.buf,
+                        table.mask,
+                        hlog.pages,
+                        hlog.head_address,
+                        hlog.read_only_address,
+                        -1 if self._lookup_below_begin else hlog.begin_address,
+                        hlog.tail_address,
+                        hlog.page_bits,
+                        batch,
+                        i,
+                        expiry,
+                        self._info_bits,
+                        hlog.dirty,
+                        xxh3_64_intdigest,
+                    )
+                    if in_place or appended:
+                        self._batch_written(tail, in_place, appended)
+                    if i == n:
+                        break
+                    at = -code if code < 0 else -1
+                # The item at i takes the rest of the way, with the latch its own; order is kept.
+                key, value = batch[i]
                 h = xxh3_64_intdigest(key)
                 self._n_upserts += 1
-                at = self._upsert_in_memory(key, h, value, expiry, 0)
+                if at == -1:
+                    at = self._upsert_in_memory(key, h, value, expiry, 0)
+                i += 1
                 if at:
-                    # The rest takes the latch itself; items stay in order.
                     lock.release()
                     try:
                         self._upsert_beyond_memory(key, h, value, expiry, at)
@@ -992,6 +1025,21 @@ class FasterKv:
                         lock.acquire()
         finally:
             lock.release()
+
+    def _batch_written(self, tail: int, in_place: int, appended: int) -> None:
+        """Under the latch: the bookkeeping of ``_upsert_in_memory`` for a compiled batch."""
+        self._log.tail_address = tail
+        done = in_place + appended
+        self._n_upserts += done
+        self._n_in_place += in_place
+        self._live += appended
+        before = self._writes
+        self._writes = before + done
+        if self._index.old is None and self._live > self._grow_at:
+            self._index.start_grow()
+        if before // _SWEEP_EVERY != self._writes // _SWEEP_EVERY:
+            self._sweep(_SWEEP_BUCKETS)
+            self._check_maintenance()
 
     def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """``read`` of each key, in order."""

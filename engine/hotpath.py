@@ -252,6 +252,50 @@ def py_index_upsert(
     return tail + size
 
 
+def py_index_upsert_many(
+    index: bytearray,
+    mask: int,
+    pages: Pages,
+    head: int,
+    read_only: int,
+    begin: int,
+    tail: int,
+    bits: int,
+    items: list[tuple[bytes, bytes]],
+    start: int,
+    expiry: int | None,
+    info_bits: int,
+    dirty: set[int],
+    hash: Callable[[bytes], int],
+) -> tuple[int, int, int, int, int]:
+    """``index_upsert`` for ``items[start:]`` in order until one needs more: (next, tail,
+    in place, appended, code), ``items[next]`` the first item not done (``len(items)`` when all
+    are) and ``code`` what ``index_upsert`` answered for it (0 or -address)."""
+    in_place = appended = 0
+    i = start
+    for i in range(start, len(items)):
+        item = items[i]
+        if type(item) is not tuple or len(item) != 2:
+            break
+        key, value = item
+        if type(key) is not bytes or type(value) is not bytes:
+            break
+        r = py_index_upsert(
+            index, mask, hash(key), pages, head, read_only, begin, tail, bits, key, value,
+            expiry, info_bits, dirty, 0,
+        )
+        if r == 1:
+            in_place += 1
+        elif r > 1:
+            tail = r
+            appended += 1
+        else:
+            return i, tail, in_place, appended, r
+    else:
+        i = len(items)
+    return i, tail, in_place, appended, 0
+
+
 def parse_int64(raw: bytes) -> int | None:
     """Redis' string2ll: only the canonical decimal form of an int64 (no sign, space or 0s)."""
     if 0 < len(raw) <= 20:
@@ -498,6 +542,7 @@ index_read = py_index_read
 index_locate = py_index_locate
 chain_read = py_chain_read
 index_upsert = py_index_upsert
+index_upsert_many = py_index_upsert_many
 index_incr = py_index_incr
 expired_entries = py_expired_entries
 skip_empty = py_skip_empty
@@ -519,6 +564,7 @@ else:
         index_locate = _hotpath.index_locate
         chain_read = _hotpath.chain_read
         index_upsert = _hotpath.index_upsert
+        index_upsert_many = _hotpath.index_upsert_many
         index_incr = _hotpath.index_incr
         expired_entries = _hotpath.expired_entries
         skip_empty = _hotpath.skip_empty

@@ -36,6 +36,7 @@ PURE = {
     "_index_locate": hotpath.py_index_locate,
     "_chain_read": hotpath.py_chain_read,
     "_index_upsert": hotpath.py_index_upsert,
+    "_index_upsert_many": hotpath.py_index_upsert_many,
     "_index_incr": hotpath.py_index_incr,
     "_expired_entries": hotpath.py_expired_entries,
     "_skip_empty": hotpath.py_skip_empty,
@@ -53,6 +54,7 @@ def _native_table() -> dict[str, object]:
         "_index_locate": _hotpath.index_locate,
         "_chain_read": _hotpath.chain_read,
         "_index_upsert": _hotpath.index_upsert,
+        "_index_upsert_many": _hotpath.index_upsert_many,
         "_index_incr": _hotpath.index_incr,
         "_expired_entries": _hotpath.expired_entries,
         "_skip_empty": _hotpath.skip_empty,
@@ -111,7 +113,9 @@ TestPureLargerThanMemory.settings = settings(
 
 OPS = st.lists(
     st.tuples(
-        st.sampled_from(["upsert", "upsert_ttl", "read", "incr", "delete", "tick", "expire"]),
+        st.sampled_from(
+            ["upsert", "upsert_ttl", "upsert_many", "read", "incr", "delete", "tick", "expire"]
+        ),
         st.integers(min_value=0, max_value=60),
         st.binary(max_size=40) | st.integers(-(2**63), 2**63 - 1).map(lambda i: b"%d" % i),
         st.integers(-(2**64), 2**64),
@@ -134,6 +138,9 @@ def _run(ops: list[tuple[str, int, bytes, int]], path: Path) -> tuple[list[objec
             try:
                 if op == "upsert":
                     out.append(kv.upsert(key, value))
+                elif op == "upsert_many":
+                    batch = [(b"k%d" % ((k + j) % 61), value[: j * 7]) for j in range(k % 9)]
+                    out.append(kv.upsert_many(batch, None if k % 3 else 2 + k % 5))
                 elif op == "upsert_ttl":
                     out.append(kv.upsert(key, value, 1 + k % 7))
                 elif op == "read":
@@ -161,7 +168,7 @@ def _run(ops: list[tuple[str, int, bytes, int]], path: Path) -> tuple[list[objec
 
 
 @needs_native
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ops=OPS)
 def test_compiled_and_reference_leave_the_same_bytes(
     ops: list[tuple[str, int, bytes, int]],
