@@ -9,6 +9,8 @@ setup(
         Extension(
             "faster_backend.engine._hotpath",
             sources=["engine/_hotpath.c"],
+            include_dirs=["engine"],
+            depends=["engine/vendor/xxhash.h"],
             extra_compile_args=["-O2"],
             optional=True,
         )

@@ -11,6 +11,10 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+/* xxHash 0.8.2 (BSD-2-Clause, engine/vendor/), the same XXH3-64 as the Python xxhash package
+ * the index is built with: hashing here saves read its call into that package. */
+#define XXH_INLINE_ALL
+#include "vendor/xxhash.h"
 #include <stdint.h>
 #include <string.h>
 #include <unistd.h>
@@ -165,7 +169,8 @@ static PyObject *read_result(uint64_t addr, char *rec, PyObject *now)
 
 PyDoc_STRVAR(index_read_doc,
 "index_read(index, mask, h, pages, head, bits, key, now)\n--\n\n"
-"The in-memory part of FasterKv.read: the value (bytes); None for a tombstone; an int >= 0,\n"
+"The in-memory part of FasterKv.read (h: the key's hash, or None to hash it here): the value\n"
+"(bytes); None for a tombstone; an int >= 0,\n"
 "the chain's first address below head (0: none); -address for an expired record; False when\n"
 "the Python path must decide.");
 
@@ -177,8 +182,11 @@ static PyObject *index_read(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     CHECK_TYPES(index, pages, key)
     uint64_t mask, h, head;
     int bits;
-    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
-        get_bits(args[5], &bits))
+    if (get_u64(args[1], &mask) || get_u64(args[4], &head) || get_bits(args[5], &bits))
+        return NULL;
+    if (args[2] == Py_None)
+        h = XXH3_64bits(PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+    else if (get_u64(args[2], &h))
         return NULL;
     uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
                            NULL);

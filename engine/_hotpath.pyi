@@ -4,7 +4,7 @@ from typing import Any
 def index_read(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: list[bytearray | None],
     head: int,
     bits: int,

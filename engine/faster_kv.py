@@ -558,21 +558,21 @@ class FasterKv:
 
     def read(self, key: bytes) -> bytes | None:
         """The value stored under ``key``, or None if absent, deleted or expired."""
-        h = xxh3_64_intdigest(key)
         lock = self._lock
         lock.acquire()
         try:
             ix = self._index
             hlog = self._log
-            if ix.old is None:
+            if ix.old is None:  # (the compiled walk hashes the key itself: h None)
                 table = ix.cur
                 r = _index_read(
-                    table.buf, table.mask, h, hlog.pages, hlog.head_address, hlog.page_bits, key,
-                    _now,
+                    table.buf, table.mask, None, hlog.pages, hlog.head_address, hlog.page_bits,
+                    key, _now,
                 )
             else:
                 r = _chain_read(
-                    ix.find(h), hlog.pages, hlog.head_address, hlog.page_bits, key, _now
+                    ix.find(xxh3_64_intdigest(key)), hlog.pages, hlog.head_address,
+                    hlog.page_bits, key, _now,
                 )
             if r.__class__ is bytes:
                 self._n_read_hits += 1
@@ -583,7 +583,7 @@ class FasterKv:
             # False: the compiled walk declined (a page it cannot read); -1 walks in Python.
             addr: int = -1 if r is False else r  # type: ignore[assignment]
             if addr < -1:
-                self._expire_at(-addr, key, h)
+                self._expire_at(-addr, key, xxh3_64_intdigest(key))
                 self._n_misses += 1
                 return None
             if 0 <= addr < hlog.begin_address and not self._lookup_below_begin:
@@ -606,7 +606,7 @@ class FasterKv:
         finally:
             lock.release()
         if addr < 0:
-            return self._run(key, h, self._count_read)
+            return self._run(key, xxh3_64_intdigest(key), self._count_read)
         if uncached:
             # The common case on the device: the chain's first record there is the key's.
             device = self.device

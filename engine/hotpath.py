@@ -20,6 +20,8 @@ import struct
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
+from xxhash import xxh3_64_intdigest
+
 from faster_backend.engine.hash_bucket import BUCKET, HASH_TAG_SHIFT, TENTATIVE
 from faster_backend.engine.record import (
     EXPIRY,
@@ -112,7 +114,7 @@ def py_chain_read(
 def py_index_read(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: Pages,
     head: int,
     bits: int,
@@ -120,6 +122,8 @@ def py_index_read(
     now: Callable[[], float],
 ) -> ReadResult:
     # The bucket probe inlined (the store's pure-Python read spends most of its time here).
+    if h is None:
+        h = xxh3_64_intdigest(key)
     tag = (h >> HASH_TAG_SHIFT) or 1
     b = h & mask
     addr = 0
