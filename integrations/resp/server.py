@@ -39,6 +39,7 @@ _monotonic = time.monotonic
 _NO_LIMIT = 1 << 62  # client-output-buffer-limit 0: none, as in Redis
 _perf = time.perf_counter
 INLINE = inline_commands()
+_GET = INLINE[b"get"]
 _HIGH_WATER = 64 * 1024  # asyncio's and uvloop's default high-water mark
 _BULK = BULK_HEADERS
 _INTS = INT_REPLIES
@@ -307,6 +308,29 @@ class Connection(asyncio.Protocol):
                     done += 1
                     if plain:
                         spec = get(argv[0])
+                        if spec is _GET and metrics is None and len(argv) == 2:
+                            # GET, the commonest command, without the handler call. A miss or
+                            # an error goes on to the handler (a key holding another type, and
+                            # the error reply, are its business).
+                            value: bytes | bool | None
+                            try:
+                                value = client.kv.read(argv[1])
+                            except Exception:
+                                value = False
+                            if value.__class__ is bytes:
+                                spec.calls += 1
+                                n = len(value)  # type: ignore[arg-type]
+                                if n < 1024:
+                                    append(bulk[n])
+                                    append(value)  # type: ignore[arg-type]
+                                    append(b"\r\n")
+                                else:
+                                    append(b"$%d\r\n%b\r\n" % (n, value))
+                                continue
+                            if value is None and argv[1] not in client.keyspace.objects:
+                                spec.calls += 1
+                                append(b"$-1\r\n" if proto == 2 else b"_\r\n")
+                                continue
                         if spec is not None and spec.min_args <= len(argv) <= spec.max_args:
                             spec.calls += 1
                             try:
