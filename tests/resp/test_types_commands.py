@@ -225,3 +225,18 @@ def test_long_list_ranges_follow_every_write(srv: ServerProcess, r: redis.Redis)
     p.lrange("big", 0, -1)
     assert p.execute() == [model]
     other.close()
+
+
+def test_get_hits_misses_and_other_types_are_counted_once(r: redis.Redis) -> None:
+    """GET runs inline in the server's command loop; INFO commandstats still counts each."""
+
+    def calls() -> int:
+        return int(r.info("commandstats").get("cmdstat_get", {}).get("calls", 0))
+
+    r.set("cs", "v")
+    r.rpush("cs-list", "x")
+    before = calls()
+    assert r.get("cs") == b"v" and r.get("cs-missing") is None
+    with pytest.raises(redis.ResponseError, match=r"^WRONGTYPE"):
+        r.get("cs-list")
+    assert calls() - before == 3
