@@ -255,7 +255,8 @@ static int mark_dirty(PyObject *dirty, uint64_t addr, int bits)
 PyDoc_STRVAR(index_upsert_doc,
 "index_upsert(index, mask, h, pages, head, read_only, begin, tail, bits, key, value, expiry,\n"
 "             info_bits, dirty, known_end)\n--\n\n"
-"The fast part of FasterKv.upsert: update the key's mutable record in place (1), or append a\n"
+"The fast part of FasterKv.upsert (h: the key's hash, or None to hash it here): update the\n"
+"key's mutable record in place (1), or append a\n"
 "record at the tail and point the index at it (the new tail, > 1). -address when the key's\n"
 "chain continues on the device at that address (>= begin): the caller may read the key's live\n"
 "record there and call again with known_end = address, which appends only if the chain still\n"
@@ -379,7 +380,11 @@ static PyObject *index_upsert(PyObject *mod, PyObject *const *args, Py_ssize_t n
     uint64_t h, tail, known_end;
     if (upsert_ctx_from(&c, args[0], args[1], args[3], args[4], args[5], args[6], args[8],
                         args[11], args[12], args[13]) ||
-        get_u64(args[2], &h) || get_u64(args[7], &tail) || get_u64(args[14], &known_end))
+        get_u64(args[7], &tail) || get_u64(args[14], &known_end))
+        return NULL;
+    if (args[2] == Py_None)
+        h = XXH3_64bits(PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+    else if (get_u64(args[2], &h))
         return NULL;
     int err = 0;
     long long r = upsert_one(&c, h, PyBytes_AS_STRING(key), (uint64_t)PyBytes_GET_SIZE(key),
@@ -395,7 +400,7 @@ PyDoc_STRVAR(index_upsert_many_doc,
 "index_upsert for items[start:] (a list of (key, value) bytes pairs), in order, until one needs\n"
 "more: (next, tail, in_place, appended, code) where items[next] is the first item not done\n"
 "(len(items) when all are) and code is what index_upsert answered for it (0 or -address).\n"
-"hash(key) is the store's key hash.");
+"hash(key) is the store's key hash (None: XXH3-64 here).");
 
 static PyObject *index_upsert_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -421,10 +426,16 @@ static PyObject *index_upsert_many(PyObject *mod, PyObject *const *args, Py_ssiz
         if (!PyTuple_CheckExact(item) || PyTuple_GET_SIZE(item) != 2) break;
         PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
         if (!PyBytes_CheckExact(key) || !PyBytes_CheckExact(value)) break;
-        PyObject *hv = PyObject_CallOneArg(hash, key);
-        uint64_t h = hv ? PyLong_AsUnsignedLongLong(hv) : (uint64_t)-1;
-        Py_XDECREF(hv);
-        int err = h == (uint64_t)-1 && PyErr_Occurred();
+        uint64_t h;
+        int err = 0;
+        if (hash == Py_None) {
+            h = XXH3_64bits(PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+        } else {
+            PyObject *hv = PyObject_CallOneArg(hash, key);
+            h = hv ? PyLong_AsUnsignedLongLong(hv) : (uint64_t)-1;
+            Py_XDECREF(hv);
+            err = h == (uint64_t)-1 && PyErr_Occurred();
+        }
         long long r = err ? 0 : upsert_one(&c, h, PyBytes_AS_STRING(key),
                                            (uint64_t)PyBytes_GET_SIZE(key),
                                            PyBytes_AS_STRING(value),
@@ -477,7 +488,7 @@ static int parse_int64(const char *s, size_t n, int64_t *out)
 
 PyDoc_STRVAR(index_incr_doc,
 "index_incr(index, mask, h, pages, head, read_only, bits, key, delta, now, dirty)\n--\n\n"
-"FasterKv.incr in place: the new value when the key's live, mutable record holds a canonical\n"
+"FasterKv.incr in place (h: the key's hash, or None to hash it here): the new value when the key's live, mutable record holds a canonical\n"
 "int64 and the sum fits both int64 and the record; None when the Python path must run\n"
 "(absent, on the device, read-only, not an integer, overflow, or a longer record).");
 
@@ -494,8 +505,12 @@ static PyObject *index_incr(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     }
     uint64_t mask, h, head, read_only;
     int bits;
-    if (get_u64(args[1], &mask) || get_u64(args[2], &h) || get_u64(args[4], &head) ||
-        get_u64(args[5], &read_only) || get_bits(args[6], &bits))
+    if (get_u64(args[1], &mask) || get_u64(args[4], &head) || get_u64(args[5], &read_only) ||
+        get_bits(args[6], &bits))
+        return NULL;
+    if (args[2] == Py_None)
+        h = XXH3_64bits(PyBytes_AS_STRING(key), (size_t)PyBytes_GET_SIZE(key));
+    else if (get_u64(args[2], &h))
         return NULL;
     int overflow;
     long long delta = PyLong_AsLongLongAndOverflow(args[8], &overflow);

@@ -22,7 +22,7 @@ def chain_read(
 def index_upsert(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: list[bytearray | None],
     head: int,
     read_only: int,
@@ -39,7 +39,7 @@ def index_upsert(
 def index_incr(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: list[bytearray | None],
     head: int,
     read_only: int,
@@ -110,5 +110,5 @@ def index_upsert_many(
     expiry: int | None,
     info_bits: int,
     dirty: set[int],
-    hash: Callable[[bytes], int],
+    hash: Callable[[bytes], int] | None,
 ) -> tuple[int, int, int, int, int]: ...

@@ -713,7 +713,6 @@ class FasterKv:
 
     def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
         """Store ``value`` under ``key``; ``ttl`` in seconds (None: never expires)."""
-        h = xxh3_64_intdigest(key)
         expiry = None
         if ttl is not None:
             if ttl <= 0:
@@ -725,14 +724,14 @@ class FasterKv:
         lock.acquire()
         try:
             self._n_upserts += 1
-            at = self._upsert_in_memory(key, h, value, expiry, 0)
+            at = self._upsert_in_memory(key, None, value, expiry, 0)  # (hashed in C)
         finally:
             lock.release()
         if at:
-            self._upsert_beyond_memory(key, h, value, expiry, at)
+            self._upsert_beyond_memory(key, xxh3_64_intdigest(key), value, expiry, at)
 
     def _upsert_in_memory(
-        self, key: bytes, h: int, value: bytes, expiry: int | None, known_end: int
+        self, key: bytes, h: int | None, value: bytes, expiry: int | None, known_end: int
     ) -> int:
         """Under the latch: the upsert's compiled fast path (in place, or appended at the tail of
         a page with room). 0 when done; the device address where the key's chain continues (the
@@ -887,7 +886,6 @@ class FasterKv:
         An absent key counts as 0 (``create=False``: KeyError). ValueError when the value is
         not such an integer, OverflowError when the sum leaves int64; nothing is written then.
         """
-        h = xxh3_64_intdigest(key)
         lock = self._lock
         lock.acquire()
         try:
@@ -898,7 +896,7 @@ class FasterKv:
                 new = _index_incr(
                     table.buf,
                     table.mask,
-                    h,
+                    None,  # the compiled walk hashes the key itself
                     hlog.pages,
                     hlog.head_address,
                     hlog.read_only_address,
@@ -911,10 +909,15 @@ class FasterKv:
                 if new is not None:
                     self._n_rmws += 1
                     self._n_in_place += 1
-                    self._after_write()
+                    # _after_write() minus index growth: an in-place update adds no key
+                    self._writes = writes = self._writes + 1
+                    if not writes & (_SWEEP_EVERY - 1):
+                        self._sweep(_SWEEP_BUCKETS)
+                        self._check_maintenance()
                     return new
         finally:
             lock.release()
+        h = xxh3_64_intdigest(key)
         return self._run(key, h, self._incr_op(key, h, delta, create))
 
     def _locate(self, key: bytes, h: int) -> int:
@@ -1003,7 +1006,7 @@ class FasterKv:
                         expiry,
                         self._info_bits,
                         hlog.dirty,
-                        xxh3_64_intdigest,
+                        None,  # the compiled loop hashes the keys itself
                     )
                     if in_place or appended:
                         self._batch_written(tail, in_place, appended)

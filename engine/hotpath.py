@@ -152,7 +152,7 @@ def py_index_locate(
 def py_index_upsert(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: Pages,
     head: int,
     read_only: int,
@@ -180,6 +180,8 @@ def py_index_upsert(
         size += EXPIRY_SIZE
         flags = HAS_EXPIRY
     # _probe and _walk, inlined (this is the pure-Python store's hot path).
+    if h is None:
+        h = xxh3_64_intdigest(key)
     tag = (h >> HASH_TAG_SHIFT) or 1
     b = h & mask
     slot = empty = -1
@@ -270,7 +272,7 @@ def py_index_upsert_many(
     expiry: int | None,
     info_bits: int,
     dirty: set[int],
-    hash: Callable[[bytes], int],
+    hash: Callable[[bytes], int] | None,
 ) -> tuple[int, int, int, int, int]:
     """``index_upsert`` for ``items[start:]`` in order until one needs more: (next, tail,
     in place, appended, code), ``items[next]`` the first item not done (``len(items)`` when all
@@ -285,7 +287,8 @@ def py_index_upsert_many(
         if type(key) is not bytes or type(value) is not bytes:
             break
         r = py_index_upsert(
-            index, mask, hash(key), pages, head, read_only, begin, tail, bits, key, value,
+            index, mask, None if hash is None else hash(key), pages, head, read_only, begin,
+            tail, bits, key, value,
             expiry, info_bits, dirty, 0,
         )
         if r == 1:
@@ -315,7 +318,7 @@ def parse_int64(raw: bytes) -> int | None:
 def py_index_incr(
     index: bytearray,
     mask: int,
-    h: int,
+    h: int | None,
     pages: Pages,
     head: int,
     read_only: int,
@@ -328,6 +331,8 @@ def py_index_incr(
     """The new value after an in-place INCRBY, or None when the caller's general path must run."""
     if not _INT64_MIN <= delta <= _INT64_MAX:
         return None
+    if h is None:
+        h = xxh3_64_intdigest(key)
     slot, addr, _ = _probe(index, mask, h)
     if slot < 0:
         return None
