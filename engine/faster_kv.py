@@ -45,6 +45,7 @@ from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hotpath import cached_read as _cached_read
 from faster_backend.engine.hotpath import chain_read as _chain_read
+from faster_backend.engine.hotpath import chain_walk, next_cursor, py_collect_bucket
 from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
@@ -52,7 +53,6 @@ from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hotpath import index_upsert_many as _index_upsert_many
-from faster_backend.engine.hotpath import next_cursor, py_collect_bucket
 from faster_backend.engine.hotpath import pread_value as _pread_value
 from faster_backend.engine.hotpath import record_value as _record_value
 from faster_backend.engine.hotpath import skip_empty as _skip_empty
@@ -933,20 +933,7 @@ class FasterKv:
             if addr >= 0:
                 return addr
         # The index grows (or the compiled walk declined): walk in Python.
-        addr = ix.find(h)
-        head = hlog.head_address
-        pages = hlog.pages
-        bits = hlog.page_bits
-        pmask = hlog.page_mask
-        klen = len(key)
-        while addr >= head:
-            page = pages[addr >> bits]
-            off = addr & pmask
-            info, kl, _ = _unpack_header(page, off)  # type: ignore[arg-type]
-            if kl == klen and page.startswith(key, off + HEADER_SIZE):  # type: ignore[union-attr]
-                return addr
-            addr = info & PREV_MASK
-        return addr
+        return chain_walk(hlog.pages, hlog.head_address, hlog.page_bits, ix.find(h), key)[0]
 
     def _incr_op(
         self, key: bytes, h: int, delta: int, create: bool

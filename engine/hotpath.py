@@ -71,7 +71,7 @@ def _probe(buf: bytearray, mask: int, h: int) -> tuple[int, int, int]:
             return -1, 0, empty
 
 
-def _walk(pages: Pages, head: int, bits: int, addr: int, key: bytes) -> tuple[int, bool]:
+def chain_walk(pages: Pages, head: int, bits: int, addr: int, key: bytes) -> tuple[int, bool]:
     """(address of key's record, True), or (first address below head, False)."""
     pmask = (1 << bits) - 1
     klen = len(key)
@@ -97,7 +97,7 @@ def _expired(
 def py_chain_read(
     addr: int, pages: Pages, head: int, bits: int, key: bytes, now: Callable[[], float]
 ) -> ReadResult:
-    addr, hit = _walk(pages, head, bits, addr, key)
+    addr, hit = chain_walk(pages, head, bits, addr, key)
     if not hit:
         return addr
     page = pages[addr >> bits]
@@ -146,7 +146,7 @@ def py_index_locate(
 ) -> int:
     """The address of key's newest record when it is in memory, else the first address of its
     chain below head (0: none); -1 when the caller must walk itself (never here)."""
-    return _walk(pages, head, bits, _probe(index, mask, h)[1], key)[0]
+    return chain_walk(pages, head, bits, _probe(index, mask, h)[1], key)[0]
 
 
 def py_index_upsert(
@@ -179,7 +179,7 @@ def py_index_upsert(
     if expiry is not None:
         size += EXPIRY_SIZE
         flags = HAS_EXPIRY
-    # _probe and _walk, inlined (this is the pure-Python store's hot path).
+    # _probe and chain_walk, inlined (this is the pure-Python store's hot path).
     if h is None:
         h = xxh3_64_intdigest(key)
     tag = (h >> HASH_TAG_SHIFT) or 1
@@ -336,7 +336,7 @@ def py_index_incr(
     slot, addr, _ = _probe(index, mask, h)
     if slot < 0:
         return None
-    addr, hit = _walk(pages, head, bits, addr, key)
+    addr, hit = chain_walk(pages, head, bits, addr, key)
     if not hit or addr < read_only:
         return None
     page = pages[addr >> bits]
