@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from faster_backend.config import Config, ConfigError
+from faster_backend.engine import hotpath
 
 log = logging.getLogger(__name__)
 
@@ -70,12 +71,13 @@ def serve(config: Config, ready: Callable[[Any], None] | None = None) -> int:
         def on_ready(s: Any) -> None:
             log.info(
                 "faster-backend RESP server listening on %s port %d (loop: %s, data: %s,"
-                " durability: %s)",
+                " durability: %s, store hot paths: %s)",
                 config.server.bind,
                 s.port,
                 type(loop).__module__,
                 config.store.path or "in memory",
                 config.store.durability,
+                "compiled" if hotpath.NATIVE else "pure Python (the C extension is not built)",
             )
             if ready is not None:
                 ready(s)
