@@ -45,7 +45,7 @@ from faster_backend.engine.hash_bucket import ADDRESS_MASK, HASH_TAG_SHIFT, TAG_
 from faster_backend.engine.hash_table import HashTable
 from faster_backend.engine.hotpath import cached_read as _cached_read
 from faster_backend.engine.hotpath import chain_read as _chain_read
-from faster_backend.engine.hotpath import chain_walk, next_cursor, py_collect_bucket
+from faster_backend.engine.hotpath import chain_walk, next_cursor, parse_int64, py_collect_bucket
 from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
@@ -1826,25 +1826,15 @@ def _expired(buf: bytearray | bytes, off: int, info: int, kl: int, vl: int) -> b
     return exp is not None and exp <= _now() * 1000
 
 
-_INT64_MIN = -(1 << 63)
-_INT64_MAX = (1 << 63) - 1
-
-
 def _parse_int64(raw: bytes) -> int:
-    """Redis' string2ll: only the canonical decimal form of an int64 (no sign, space or 0s)."""
-    if 0 < len(raw) <= 20:
-        try:
-            value = int(raw)
-        except ValueError:
-            pass
-        else:
-            if _INT64_MIN <= value <= _INT64_MAX and b"%d" % value == raw:
-                return value
-    raise ValueError("value is not an integer or out of range")
+    value = parse_int64(raw)
+    if value is None:
+        raise ValueError("value is not an integer or out of range")
+    return value
 
 
 def _int64(value: int) -> int:
-    if not _INT64_MIN <= value <= _INT64_MAX:
+    if not -(1 << 63) <= value < 1 << 63:
         raise OverflowError("increment or decrement would overflow")
     return value
 

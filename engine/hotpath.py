@@ -53,22 +53,18 @@ Pages = list[bytearray | None]
 ReadResult = bytes | int | None
 
 
-def _probe(buf: bytearray, mask: int, h: int) -> tuple[int, int, int]:
-    """(word index of the entry with h's tag or -1, its address or 0, word index of the first
-    empty slot or -1)."""
+def _probe(buf: bytearray, mask: int, h: int) -> tuple[int, int]:
+    """(word index of the entry with h's tag or -1, its address or 0)."""
     tag = (h >> HASH_TAG_SHIFT) or 1
     b = h & mask
-    empty = -1
     while True:
         words = _unpack_bucket(buf, b << 6)
         for e in words:
             if e >> 48 == tag:
-                return (b << 3) + words.index(e), e & PREV_MASK, empty
-        if empty < 0 and 0 in words[:7]:
-            empty = (b << 3) + words.index(0)
+                return (b << 3) + words.index(e), e & PREV_MASK
         b = words[7]
         if not b:
-            return -1, 0, empty
+            return -1, 0
 
 
 def chain_walk(pages: Pages, head: int, bits: int, addr: int, key: bytes) -> tuple[int, bool]:
@@ -333,7 +329,7 @@ def py_index_incr(
         return None
     if h is None:
         h = xxh3_64_intdigest(key)
-    slot, addr, _ = _probe(index, mask, h)
+    slot, addr = _probe(index, mask, h)
     if slot < 0:
         return None
     addr, hit = chain_walk(pages, head, bits, addr, key)
