@@ -196,6 +196,64 @@ static PyObject *index_read(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     return read_result(addr, rec, now);
 }
 
+PyDoc_STRVAR(index_read_many_doc,
+"index_read_many(index, mask, pages, head, bits, begin, keys, now)\n--\n\n"
+"index_read of each key (a list of bytes), hashed here: (results, hits, misses). A chain that\n"
+"ends below begin (the log's first address) is a miss, None; results that are neither bytes nor\n"
+"None are index_read's, for the caller's general path (which counts those reads itself).");
+
+static PyObject *index_read_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_read_many", 8)
+    PyObject *index = args[0], *pages = args[2], *keys = args[6], *now = args[7];
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PyList_CheckExact(keys)) {
+        PyErr_SetString(PyExc_TypeError, "expected (bytearray index, list of pages, list keys)");
+        return NULL;
+    }
+    uint64_t mask, head, begin;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[3], &head) || get_bits(args[4], &bits) ||
+        get_u64(args[5], &begin))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(keys);
+    PyObject *out = PyList_New(n);
+    if (!out) return NULL;
+    Py_ssize_t hits = 0, misses = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_Check(key)) {
+            Py_DECREF(out);
+            PyErr_SetString(PyExc_TypeError, "keys must be bytes");
+            return NULL;
+        }
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t kl = PyBytes_GET_SIZE(key);
+        uint64_t h = XXH3_64bits(k, (size_t)kl);
+        uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask,
+                               h, NULL);
+        char *rec;
+        uint64_t addr = walk(pages, head, bits, slot ? load64((char *)slot) & PREV_MASK : 0, k,
+                             kl, &rec);
+        PyObject *r;
+        if (!rec && addr < begin) {
+            r = Py_NewRef(Py_None);
+        } else {
+            r = read_result(addr, rec, now);
+            if (!r) {
+                Py_DECREF(out);
+                return NULL;
+            }
+        }
+        if (PyBytes_CheckExact(r))
+            hits++;
+        else if (r == Py_None)
+            misses++;
+        PyList_SET_ITEM(out, i, r);
+    }
+    return Py_BuildValue("(Nnn)", out, hits, misses);
+}
+
 PyDoc_STRVAR(chain_read_doc,
 "chain_read(addr, pages, head, bits, key, now)\n--\n\n"
 "index_read from a chain start the caller found (while the index grows).");
@@ -903,6 +961,8 @@ static PyObject *pread_value(PyObject *mod, PyObject *const *args, Py_ssize_t na
 
 static PyMethodDef methods[] = {
     {"index_read", (PyCFunction)(void (*)(void))index_read, METH_FASTCALL, index_read_doc},
+    {"index_read_many", (PyCFunction)(void (*)(void))index_read_many, METH_FASTCALL,
+     index_read_many_doc},
     {"index_locate", (PyCFunction)(void (*)(void))index_locate, METH_FASTCALL, index_locate_doc},
     {"chain_read", (PyCFunction)(void (*)(void))chain_read, METH_FASTCALL, chain_read_doc},
     {"index_upsert", (PyCFunction)(void (*)(void))index_upsert, METH_FASTCALL, index_upsert_doc},

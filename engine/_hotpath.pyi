@@ -11,6 +11,16 @@ def index_read(
     key: bytes,
     now: Callable[[], float],
 ) -> bytes | int | None: ...
+def index_read_many(
+    index: bytearray,
+    mask: int,
+    pages: list[bytearray | None],
+    head: int,
+    bits: int,
+    begin: int,
+    keys: list[bytes],
+    now: Callable[[], float],
+) -> tuple[list[bytes | int | bool | None], int, int]: ...
 def chain_read(
     addr: int,
     pages: list[bytearray | None],

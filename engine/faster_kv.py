@@ -51,6 +51,7 @@ from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
 from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
+from faster_backend.engine.hotpath import index_read_many as _index_read_many
 from faster_backend.engine.hotpath import index_upsert as _index_upsert
 from faster_backend.engine.hotpath import index_upsert_many as _index_upsert_many
 from faster_backend.engine.hotpath import pread_value as _pread_value
@@ -1033,22 +1034,39 @@ class FasterKv:
 
     def read_many(self, keys: Iterable[bytes]) -> list[bytes | None]:
         """``read`` of each key, in order."""
-        out: list[bytes | None] = []
-        again: list[int] = []
+        batch = keys if type(keys) is list else list(keys)
         lock = self._lock
         lock.acquire()
         try:
-            for key in keys:
-                r = self._read_in_memory(key, xxh3_64_intdigest(key))
-                if r is False:
-                    again.append(len(out))
-                    r = key  # ``read`` decides below, without the latch
-                out.append(r)  # type: ignore[arg-type]
+            ix = self._index
+            if ix.old is None:  # one compiled loop
+                table = ix.cur
+                hlog = self._log
+                out, hits, misses = _index_read_many(
+                    table.buf,
+                    table.mask,
+                    hlog.pages,
+                    hlog.head_address,
+                    hlog.page_bits,
+                    0 if self._lookup_below_begin else hlog.begin_address,
+                    batch,
+                    _now,
+                )
+                self._n_read_hits += hits
+                self._n_misses += misses
+                rest = len(out) - hits - misses
+            else:
+                out = [self._read_in_memory(key, xxh3_64_intdigest(key)) for key in batch]
+                rest = out.count(False)
         finally:
             lock.release()
-        for i in again:
-            out[i] = self.read(out[i])  # type: ignore[arg-type]
-        return out
+        if rest:
+            # The rest (device, read cache, expiry, a growing index): ``read`` decides, without
+            # the latch, and counts them.
+            for i, r in enumerate(out):
+                if r is not None and r.__class__ is not bytes:
+                    out[i] = self.read(batch[i])
+        return out  # type: ignore[return-value]
 
     def expire(self, key: bytes, ttl: float | None) -> bool:
         """Set (seconds) or clear (None) the expiry of a live key; ttl <= 0 deletes it."""

@@ -137,6 +137,30 @@ def py_index_read(
     return py_chain_read(addr, pages, head, bits, key, now)
 
 
+def py_index_read_many(
+    index: bytearray,
+    mask: int,
+    pages: Pages,
+    head: int,
+    bits: int,
+    begin: int,
+    keys: list[bytes],
+    now: Callable[[], float],
+) -> tuple[list[ReadResult | bool], int, int]:
+    out: list[ReadResult | bool] = []
+    hits = misses = 0
+    for key in keys:
+        r = py_index_read(index, mask, None, pages, head, bits, key, now)
+        if r.__class__ is int and 0 <= r < begin:  # type: ignore[operator]
+            r = None
+        if r.__class__ is bytes:
+            hits += 1
+        elif r is None:
+            misses += 1
+        out.append(r)
+    return out, hits, misses
+
+
 def py_index_locate(
     index: bytearray, mask: int, h: int, pages: Pages, head: int, bits: int, key: bytes
 ) -> int:
@@ -553,6 +577,7 @@ expired_entries = py_expired_entries
 skip_empty = py_skip_empty
 collect_bucket = py_collect_bucket
 cached_read = py_cached_read
+index_read_many = py_index_read_many
 record_value = py_record_value
 pread_value = py_pread_value
 NATIVE = False
@@ -566,6 +591,7 @@ else:
         log.warning("faster_backend.engine._hotpath is not built: hot paths run in Python")
     else:
         index_read = _hotpath.index_read
+        index_read_many = _hotpath.index_read_many
         index_locate = _hotpath.index_locate
         chain_read = _hotpath.chain_read
         index_upsert = _hotpath.index_upsert

@@ -33,6 +33,7 @@ needs_native = pytest.mark.skipif(_hotpath is None, reason="_hotpath is not buil
 
 PURE = {
     "_index_read": hotpath.py_index_read,
+    "_index_read_many": hotpath.py_index_read_many,
     "_index_locate": hotpath.py_index_locate,
     "_chain_read": hotpath.py_chain_read,
     "_index_upsert": hotpath.py_index_upsert,
@@ -51,6 +52,7 @@ def _native_table() -> dict[str, object]:
     assert _hotpath is not None
     return {
         "_index_read": _hotpath.index_read,
+        "_index_read_many": _hotpath.index_read_many,
         "_index_locate": _hotpath.index_locate,
         "_chain_read": _hotpath.chain_read,
         "_index_upsert": _hotpath.index_upsert,
@@ -114,7 +116,17 @@ TestPureLargerThanMemory.settings = settings(
 OPS = st.lists(
     st.tuples(
         st.sampled_from(
-            ["upsert", "upsert_ttl", "upsert_many", "read", "incr", "delete", "tick", "expire"]
+            [
+                "upsert",
+                "upsert_ttl",
+                "upsert_many",
+                "read",
+                "read_many",
+                "incr",
+                "delete",
+                "tick",
+                "expire",
+            ]
         ),
         st.integers(min_value=0, max_value=60),
         st.binary(max_size=40) | st.integers(-(2**63), 2**63 - 1).map(lambda i: b"%d" % i),
@@ -145,6 +157,8 @@ def _run(ops: list[tuple[str, int, bytes, int]], path: Path) -> tuple[list[objec
                     out.append(kv.upsert(key, value, 1 + k % 7))
                 elif op == "read":
                     out.append(kv.read(key))
+                elif op == "read_many":
+                    out.append(kv.read_many([b"k%d" % ((k + j * 5) % 61) for j in range(k % 11)]))
                 elif op == "incr":
                     out.append(kv.incr(key, delta))
                 elif op == "delete":
@@ -157,6 +171,8 @@ def _run(ops: list[tuple[str, int, bytes, int]], path: Path) -> tuple[list[objec
             except (ValueError, OverflowError) as exc:
                 out.append(type(exc).__name__)
         out.append(sorted(kv.keys()))
+        stats = kv.stats()
+        out.append([stats[name] for name in ("reads", "read_hits", "read_misses", "disk_reads")])
         hlog = kv._log
         table = kv._index.cur
         state = bytes(table.buf) + b"".join(bytes(p) for p in hlog.pages if p is not None)
