@@ -13,6 +13,14 @@ setup(
             depends=["engine/vendor/xxhash.h"],
             extra_compile_args=["-O2"],
             optional=True,
-        )
+        ),
+        # The RESP listener's fast lane (runs of plain GET / SET); without it every request
+        # goes through the general parser.
+        Extension(
+            "faster_backend.integrations.resp._frames",
+            sources=["integrations/resp/_frames.c"],
+            extra_compile_args=["-O2"],
+            optional=True,
+        ),
     ]
 )

@@ -103,6 +103,11 @@ class RequestParser:
         self._fast_max = min(_FAST_FRAME_MAX, max_bulk_len)
 
     @property
+    def between_frames(self) -> bool:
+        """Nothing of a request is held: the next byte fed starts a frame (or an inline one)."""
+        return not self._pending and not self._slow and self.authenticated
+
+    @property
     def buffered(self) -> int:
         """Bytes received but not yet part of a complete command."""
         return self._pending_len + len(self._buf)

@@ -21,7 +21,7 @@ import time
 from typing import Any, cast
 
 from faster_backend.config import Config
-from faster_backend.integrations.resp import blocking
+from faster_backend.integrations.resp import blocking, fastlane
 from faster_backend.integrations.resp import commands as _commands  # noqa: F401 (registers)
 from faster_backend.integrations.resp.blocking import Block
 from faster_backend.integrations.resp.client import Client
@@ -43,6 +43,7 @@ _GET = INLINE[b"get"]
 _HIGH_WATER = 64 * 1024  # asyncio's and uvloop's default high-water mark
 _BULK = BULK_HEADERS
 _INTS = INT_REPLIES
+_LANE = fastlane.scan_run is not None
 
 MAXCLIENTS = b"-ERR max number of clients reached\r\n"
 INTERNAL_ERROR = b"-ERR internal error, closing the connection\r\n"
@@ -277,8 +278,24 @@ class Connection(asyncio.Protocol):
             if self.epoch != state.config_epoch:
                 self._refresh_limits()
             client.last_interaction = _monotonic()
+            out: list[bytes] = []
+            append = out.append
             if data:
                 state.net_input_bytes += len(data)
+                if (
+                    data[0] == 0x2A  # '*': a multibulk frame
+                    and _LANE
+                    and self.metrics is None
+                    and self.parked is None
+                    and client.multi is None
+                    and client.authenticated
+                    and not client.pubsub
+                    and parser.between_frames
+                ):
+                    used, answered = fastlane.run(client, data, out)
+                    if used:
+                        state.commands_processed += answered
+                        data = data[used:]
                 cmds, err = parser.feed(data)
             else:  # resuming what was pipelined behind a blocking command
                 if transport.is_closing():
@@ -292,8 +309,6 @@ class Connection(asyncio.Protocol):
                 if len(self.parked) > 10_000:
                     transport.pause_reading()
             if cmds:
-                out: list[bytes] = []
-                append = out.append
                 metrics = self.metrics
                 get = INLINE.get
                 bulk = _BULK
@@ -392,13 +407,14 @@ class Connection(asyncio.Protocol):
                     proto = client.proto
                 state.commands_processed += done
                 client.last_cmd = argv[0]
-                if out:
-                    payload = out[0] if len(out) == 1 else b"".join(out)
-                    if not self.queued:
-                        self.queued = True
-                        self.server.queue(self)
-                    self.obuf.append(payload)
-                    self.obuf_size += len(payload)
+            if out:
+                payload = out[0] if len(out) == 1 else b"".join(out)
+                if not self.queued:
+                    self.queued = True
+                    self.server.queue(self)
+                self.obuf.append(payload)
+                self.obuf_size += len(payload)
+            if cmds:
                 if client.closing:
                     self.close_soon()
                     return
@@ -417,7 +433,6 @@ class Connection(asyncio.Protocol):
                 self.close_soon()
         except Exception:  # a bug must cost one connection, never the server
             self._internal_error()
-
 
     def _internal_error(self) -> None:
         log.exception("closing a connection after an internal error")
