@@ -1,19 +1,22 @@
-/* The RESP listener's fast lane, compiled: runs of plain GET and SET requests cut straight out
- * of a received chunk, and bulk replies encoded in one buffer.
+/* The RESP listener's fast lane, compiled: runs of plain GET, SET, INCR and MSET requests cut
+ * straight out of a received chunk, and bulk replies encoded in one buffer.
  *
  * hiredis builds a list of bytes per request and the command loop then looks at each of them in
- * Python; for the two commonest requests of a cache that is most of the cost of a pipelined
- * command. scan_run reads only well-formed frames ("*2\r\n$3\r\nGET\r\n$n\r\n<key>\r\n", and
- * SET's with three elements) and stops before anything else, so the general parser (protocol.py)
- * still sees, and answers, everything unusual: other commands, inline requests, partial frames,
- * frames Redis would reject. Sans-IO: bytes in, arguments out.
+ * Python; for the commonest requests of a cache that is most of the cost of a pipelined command.
+ * scan_run reads only whole, well-formed frames ("*2\r\n$3\r\nGET\r\n$n\r\n<key>\r\n" and the
+ * like) and stops before anything else, so the general parser (protocol.py) still sees, and
+ * answers, everything unusual: other commands, inline requests, partial frames, frames Redis
+ * would reject. Sans-IO: bytes in, arguments out.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 #include <string.h>
 
-enum { RUN_NONE = 0, RUN_GET = 1, RUN_SET = 2 };
+enum { RUN_NONE = 0, RUN_GET = 1, RUN_SET = 2, RUN_INCR = 3, RUN_MSET = 4 };
+
+/* Longer MSETs take the general path (redis-benchmark's has 21 elements). */
+#define MAX_MSET_ARGS 65
 
 /* A decimal length as Redis' string2ll reads it (no sign, no leading zeros), terminated by
  * "\r\n"; at most 10 digits. Returns the position after "\r\n", or -1 when the bytes are not
@@ -47,17 +50,48 @@ static Py_ssize_t read_bulk(const char *s, Py_ssize_t p, Py_ssize_t n, long long
 
 static int is_name(const char *s, Py_ssize_t at, long long len, const char *lower)
 {
-    if (len != 3) return 0;
-    for (int i = 0; i < 3; i++)
+    if (len != (long long)strlen(lower)) return 0;
+    for (long long i = 0; i < len; i++)
         if ((s[at + i] | 0x20) != lower[i]) return 0;
     return 1;
 }
 
+/* The run code of a request named s[at:at+len] with argc elements, RUN_NONE for any other. */
+static int run_code(const char *s, Py_ssize_t at, long long len, long long argc)
+{
+    if (argc == 2 && is_name(s, at, len, "get")) return RUN_GET;
+    if (argc == 3 && is_name(s, at, len, "set")) return RUN_SET;
+    if (argc == 2 && is_name(s, at, len, "incr")) return RUN_INCR;
+    if (argc >= 3 && argc % 2 == 1 && argc <= MAX_MSET_ARGS && is_name(s, at, len, "mset"))
+        return RUN_MSET;
+    return RUN_NONE;
+}
+
+/* Appends s[a:a+alen] (and, when pair, s[b:b+blen] as a (key, value) tuple) to items. */
+static int append_item(PyObject *items, const char *s, Py_ssize_t a, long long alen, int pair,
+                       Py_ssize_t b, long long blen)
+{
+    PyObject *item = PyBytes_FromStringAndSize(s + a, (Py_ssize_t)alen);
+    if (item && pair) {
+        PyObject *v = PyBytes_FromStringAndSize(s + b, (Py_ssize_t)blen);
+        PyObject *t = v ? PyTuple_Pack(2, item, v) : NULL;
+        Py_XDECREF(v);
+        Py_DECREF(item);
+        item = t;
+    }
+    if (!item) return -1;
+    int rc = PyList_Append(items, item);
+    Py_DECREF(item);
+    return rc;
+}
+
 PyDoc_STRVAR(scan_run_doc,
 "scan_run(data, pos, max_len)\n--\n\n"
-"The run of plain GET (code 1) or SET (code 2) requests that starts at data[pos], each a whole\n"
-"well-formed frame with arguments of at most max_len bytes: (end, code, items), items being the\n"
-"keys (GET) or (key, value) pairs (SET). (pos, 0, []) when data[pos:] does not start with one.");
+"The run of plain requests of one kind that starts at data[pos], each a whole well-formed\n"
+"frame with arguments of at most max_len bytes: GET key (code 1), SET key value (2), INCR key\n"
+"(3) or MSET key value... (4). Returns (end, code, requests, items): items are the keys (GET,\n"
+"INCR) or the (key, value) pairs (SET, MSET) of the run's requests, in order. (pos, 0, 0, [])\n"
+"when data[pos:] does not start with such a request.");
 
 static PyObject *scan_run(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -78,44 +112,41 @@ static PyObject *scan_run(PyObject *mod, PyObject *const *args, Py_ssize_t nargs
     PyObject *items = PyList_New(0);
     if (!items) return NULL;
     int code = RUN_NONE;
+    Py_ssize_t requests = 0;
     while (pos < n) {
+        /* Read the whole frame before taking anything from it: a frame that is not complete
+         * (or not plain) is left whole to the general parser. */
         Py_ssize_t p = pos;
-        if (s[p] != '*' || p + 3 >= n || s[p + 2] != '\r' || s[p + 3] != '\n') break;
-        int argc = s[p + 1] - '0';
-        if (argc != 2 && argc != 3) break;
-        p += 4;
-        Py_ssize_t name, key, value = 0;
-        long long name_len, key_len, value_len = 0;
+        long long argc, name_len;
+        Py_ssize_t name;
+        if (s[p] != '*') break;
+        p = read_len(s, p + 1, n, &argc);
+        if (p < 0) break;
         p = read_bulk(s, p, n, max_len, &name, &name_len);
         if (p < 0) break;
-        int this_code = argc == 2 && is_name(s, name, name_len, "get")   ? RUN_GET
-                        : argc == 3 && is_name(s, name, name_len, "set") ? RUN_SET
-                                                                        : RUN_NONE;
+        int this_code = run_code(s, name, name_len, argc);
         if (this_code == RUN_NONE || (code != RUN_NONE && this_code != code)) break;
-        p = read_bulk(s, p, n, max_len, &key, &key_len);
-        if (p < 0) break;
-        if (argc == 3) {
-            p = read_bulk(s, p, n, max_len, &value, &value_len);
+        Py_ssize_t at[MAX_MSET_ARGS];
+        long long len[MAX_MSET_ARGS];
+        long long i = 1;
+        for (; i < argc; i++) {
+            p = read_bulk(s, p, n, max_len, &at[i], &len[i]);
             if (p < 0) break;
         }
-        PyObject *item = PyBytes_FromStringAndSize(s + key, (Py_ssize_t)key_len);
-        if (item && argc == 3) {
-            PyObject *v = PyBytes_FromStringAndSize(s + value, (Py_ssize_t)value_len);
-            PyObject *pair = v ? PyTuple_Pack(2, item, v) : NULL;
-            Py_XDECREF(v);
-            Py_DECREF(item);
-            item = pair;
+        if (i < argc) break;
+        int pair = this_code == RUN_SET || this_code == RUN_MSET;
+        for (i = 1; i < argc; i += pair ? 2 : 1) {
+            if (append_item(items, s, at[i], len[i], pair, pair ? at[i + 1] : 0,
+                            pair ? len[i + 1] : 0) < 0) {
+                Py_DECREF(items);
+                return NULL;
+            }
         }
-        if (!item || PyList_Append(items, item) < 0) {
-            Py_XDECREF(item);
-            Py_DECREF(items);
-            return NULL;
-        }
-        Py_DECREF(item);
         code = this_code;
+        requests++;
         pos = p;
     }
-    return Py_BuildValue("(niN)", pos, code, items);
+    return Py_BuildValue("(ninN)", pos, code, requests, items);
 }
 
 static int digits_of(Py_ssize_t x)
@@ -192,7 +223,7 @@ static PyMethodDef methods[] = {
 
 static struct PyModuleDef module = {
     PyModuleDef_HEAD_INIT, "_frames",
-    "The RESP listener's fast lane: runs of plain GET / SET frames, bulk replies.", -1, methods,
+    "The RESP listener's fast lane: runs of plain GET / SET / INCR / MSET frames, bulk replies.", -1, methods,
     NULL, NULL, NULL, NULL,
 };
 

@@ -1,13 +1,14 @@
-"""The fast lane: runs of plain GET and SET requests, cut out of a received chunk in C.
+"""The fast lane: runs of plain GET, SET, INCR and MSET requests, cut out of a chunk in C.
 
 A pipelined cache client sends long runs of ``GET key`` or ``SET key value``. ``_frames.c``
 reads such a run straight from the bytes received (only whole, well-formed frames, with short
-arguments), the store answers the whole run with one ``read_many`` / ``upsert_many`` call, and
-the GET replies are encoded in one buffer. The replies and side effects are those of the general
-path, which handles everything else: the lane stops before the first request that is not part of
-such a run, and the connection's general parser reads on from there. A run the store fails on
-is left to the general path as well, which answers each request on its own (reads have no
-effect, and a run of SETs gives the same result when it runs again).
+arguments), the store answers a run of GETs with one ``read_many`` and a run of SETs or MSETs
+with one ``upsert_many``, and GET replies are encoded in one buffer. The replies and side effects
+are those of the general path, which handles everything else: the lane stops before the first
+request that is not part of such a run, and the connection's general parser reads on from there.
+A GET or SET run the store fails on is left to the general path as well, which answers each
+request on its own (reads have no effect, and a run of SETs gives the same result when it runs
+again); INCRs run one by one, each with its own reply or error.
 
 The lane is off without the compiled module or with ``FASTER_BACKEND_PURE_PYTHON=1``.
 """
@@ -22,7 +23,7 @@ from typing import Any
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands import strings
 from faster_backend.integrations.resp.dispatch import error_reply
-from faster_backend.integrations.resp.encoder import encode
+from faster_backend.integrations.resp.encoder import INT_REPLIES, encode
 from faster_backend.integrations.resp.table import COMMANDS
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,12 @@ MAX_ARG = 64 * 1024
 
 _GET = COMMANDS[b"get"]
 _SET = COMMANDS[b"set"]
+_INCR = COMMANDS[b"incr"]
+_MSET = COMMANDS[b"mset"]
 _NIL = (b"$-1\r\n", b"_\r\n")
+_INTS = INT_REPLIES
 
-scan_run: Callable[[bytes, int, int], tuple[int, int, list[Any]]] | None = None
+scan_run: Callable[[bytes, int, int], tuple[int, int, int, list[Any]]] | None = None
 bulk_replies: Callable[[list[bytes | None], bytes], bytes] | None = None
 if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") in ("", "0"):
     try:
@@ -47,30 +51,39 @@ if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") in ("", "0"):
 
 
 def run(client: Client, data: bytes, out: list[bytes]) -> tuple[int, int]:
-    """Answer the runs of plain GET / SET at the start of ``data`` into ``out``: (bytes
+    """Answer the runs of plain requests at the start of ``data`` into ``out``: (bytes
     consumed, requests answered). The caller checked that the lane applies (a compiled module,
     a plain authenticated connection outside MULTI and pub/sub, the parser between frames)."""
     assert scan_run is not None
     pos = 0
     done = 0
     while True:
-        end, code, items = scan_run(data, pos, MAX_ARG)
-        if not code:
-            return pos, done
-        try:
-            if code == 1:
+        end, code, requests, items = scan_run(data, pos, MAX_ARG)
+        if code == 1:
+            try:
                 out.append(_gets(client, items))
-                _GET.calls += len(items)
-            else:
+            except Exception:  # the general path answers each GET, errors included
+                log.debug("fast lane: GETs go to the general path", exc_info=True)
+                return pos, done
+            _GET.calls += requests
+            client.last_cmd = b"get"
+        elif code == 2 or code == 4:
+            try:
                 _sets(client, items)
-                out.append(b"+OK\r\n" * len(items))
-                _SET.calls += len(items)
-        except Exception:  # the general path answers each request of the run, errors included
-            log.debug("fast lane: a run goes to the general path", exc_info=True)
+            except Exception:  # the general path runs each SET again, errors included
+                log.debug("fast lane: SETs go to the general path", exc_info=True)
+                return pos, done
+            out.append(b"+OK\r\n" * requests)
+            spec = _SET if code == 2 else _MSET
+            spec.calls += requests
+            client.last_cmd = spec.name.encode()
+        elif code == 3:
+            out.append(_incrs(client, items))
+            client.last_cmd = b"incr"
+        else:
             return pos, done
-        done += len(items)
+        done += requests
         pos = end
-        client.last_cmd = b"get" if code == 1 else b"set"
 
 
 def _gets(client: Client, keys: list[bytes]) -> bytes:
@@ -104,3 +117,19 @@ def _sets(client: Client, items: list[tuple[bytes, bytes]]) -> None:
     if keyspace.watchers:
         for key, _ in items:
             keyspace.touch(key)
+
+
+def _incrs(client: Client, keys: list[bytes]) -> bytes:
+    parts = []
+    keyspace = client.keyspace
+    for key in keys:
+        _INCR.calls += 1
+        try:
+            n = strings.incr_by(client, key, 1)
+        except Exception as e:
+            parts.append(encode(error_reply(_INCR, e), client.proto))
+            continue
+        parts.append(_INTS[n + 1] if -1 <= n < 1023 else b":%d\r\n" % n)
+        if keyspace.watchers:
+            keyspace.touch(key)
+    return b"".join(parts)

@@ -136,7 +136,11 @@ REQUEST = st.one_of(
     st.tuples(st.sampled_from([b"GET", b"get", b"Get"]), KEYS).map(lambda t: frame(*t)),
     st.tuples(st.sampled_from([b"SET", b"set", b"sEt"]), KEYS, VALUES).map(lambda t: frame(*t)),
     st.tuples(KEYS, VALUES).map(lambda t: frame(b"SET", t[0], t[1], b"EX", b"100")),
-    st.tuples(KEYS).map(lambda t: frame(b"INCR", *t)),
+    st.tuples(st.sampled_from([b"INCR", b"incr"]), KEYS).map(lambda t: frame(*t)),
+    st.lists(st.tuples(KEYS, VALUES), min_size=1, max_size=3).map(
+        lambda pairs: frame(b"MSET", *[x for pair in pairs for x in pair])
+    ),
+    st.just(frame(b"MSET", b"k0", b"v", b"k1")),  # an even count: wrong number of arguments
     st.tuples(KEYS).map(lambda t: frame(b"DEL", *t)),
     st.tuples(KEYS, VALUES).map(lambda t: frame(b"LPUSH", *t)),
     st.tuples(KEYS).map(lambda t: frame(b"GET", t[0], b"extra")),
@@ -195,10 +199,10 @@ def test_a_pipelined_run_is_answered_by_the_lane(
     scan = fastlane.scan_run
     assert scan is not None
 
-    def spy(data: bytes, pos: int, max_len: int) -> tuple[int, int, list[Any]]:
-        end, code, items = scan(data, pos, max_len)
-        runs.append((code, len(items)))
-        return end, code, items
+    def spy(data: bytes, pos: int, max_len: int) -> tuple[int, int, int, list[Any]]:
+        end, code, requests, items = scan(data, pos, max_len)
+        runs.append((code, requests, len(items)))
+        return end, code, requests, items
 
     monkeypatch.setattr(fastlane, "scan_run", spy)
 
@@ -208,16 +212,18 @@ def test_a_pipelined_run_is_answered_by_the_lane(
             side.connect()
             sets = b"".join(frame(b"SET", b"k%d" % i, b"v%d" % i) for i in range(16))
             gets = b"".join(frame(b"GET", b"k%d" % i) for i in range(17))
-            side.send(0, sets + gets + frame(b"PING"))
+            msets = frame(b"MSET", b"n1", b"1", b"n2", b"x") * 2
+            incrs = frame(b"INCR", b"n1") * 2 + frame(b"INCR", b"n2")
+            side.send(0, sets + gets + msets + incrs + frame(b"PING"))
             expected = b"+OK\r\n" * 16
             expected += b"".join(b"$%d\r\nv%d\r\n" % (len(b"v%d" % i), i) for i in range(16))
-            expected += b"$-1\r\n+PONG\r\n"
+            expected += b"$-1\r\n+OK\r\n+OK\r\n:2\r\n:3\r\n"
+            expected += b"-ERR value is not an integer or out of range\r\n+PONG\r\n"
             assert side.output(0) == expected
-            assert runs == [(2, 16), (1, 17), (0, 0)]
+            assert runs == [(2, 16, 16), (1, 17, 17), (4, 2, 4), (3, 3, 3), (0, 0, 0)]
             stats = side.server.state.db(0).kv.stats()
             assert stats["read_hits"] == 16 and stats["read_misses"] == 1
-            info = side.server.state
-            assert info.commands_processed == 34
+            assert side.server.state.commands_processed == 39
         finally:
             await side.close()
 
@@ -225,17 +231,36 @@ def test_a_pipelined_run_is_answered_by_the_lane(
 
 
 @needs_lane
-def test_sets_through_the_lane_fail_a_watch_and_replace_a_list(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "write",
+    [frame(b"SET", b"k", b"1"), frame(b"MSET", b"x", b"0", b"k", b"1"), frame(b"INCR", b"k")],
+    ids=["set", "mset", "incr"],
+)
+def test_writes_through_the_lane_fail_a_watch(tmp_path: Path, write: bytes) -> None:
     async def body() -> None:
         side = Side(True, tmp_path)
         try:
             watcher, writer = side.connect(), side.connect()
-            side.send(watcher, frame(b"WATCH", b"k") + frame(b"LPUSH", b"l", b"a"))
-            side.send(writer, frame(b"SET", b"k", b"1") + frame(b"SET", b"l", b"2"))
+            side.send(watcher, frame(b"WATCH", b"k"))
+            side.send(writer, write * 2)
             side.send(watcher, frame(b"MULTI") + frame(b"GET", b"k") + frame(b"EXEC"))
-            side.send(writer, frame(b"GET", b"l") + frame(b"TYPE", b"l"))
-            assert side.output(watcher) == b"+OK\r\n:1\r\n+OK\r\n+QUEUED\r\n*-1\r\n"
-            assert side.output(writer) == b"+OK\r\n+OK\r\n$1\r\n2\r\n+string\r\n"
+            assert side.output(watcher) == b"+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n"
+        finally:
+            await side.close()
+
+    in_loop(body)
+
+
+@needs_lane
+def test_sets_through_the_lane_replace_a_list(tmp_path: Path) -> None:
+    async def body() -> None:
+        side = Side(True, tmp_path)
+        try:
+            side.connect()
+            side.send(0, frame(b"LPUSH", b"l", b"a") + frame(b"LPUSH", b"m", b"a"))
+            side.send(0, frame(b"SET", b"l", b"2") + frame(b"MSET", b"m", b"3"))
+            side.send(0, frame(b"GET", b"l") + frame(b"TYPE", b"m") + frame(b"GET", b"m"))
+            assert side.output(0) == b":1\r\n:1\r\n+OK\r\n+OK\r\n$1\r\n2\r\n+string\r\n$1\r\n3\r\n"
         finally:
             await side.close()
 

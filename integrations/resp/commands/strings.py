@@ -327,7 +327,8 @@ def setrange(client: Client, argv: list[bytes]) -> int:
     return len(update(client, argv[1], updater))
 
 
-def _incr(client: Client, key: bytes, delta: int) -> int:
+def incr_by(client: Client, key: bytes, delta: int) -> int:
+    """INCRBY's work, shared with the listener's fast lane."""
     if key in client.keyspace.objects:
         no_object(client, key)
     try:
@@ -341,19 +342,19 @@ def _incr(client: Client, key: bytes, delta: int) -> int:
 @command("incr", 2, "write denyoom fast", 1, 1, 1, group="string")
 def incr(client: Client, argv: list[bytes]) -> int:
     """Increment the integer value of a key by one"""
-    return _incr(client, argv[1], 1)
+    return incr_by(client, argv[1], 1)
 
 
 @command("decr", 2, "write denyoom fast", 1, 1, 1, group="string")
 def decr(client: Client, argv: list[bytes]) -> int:
     """Decrement the integer value of a key by one"""
-    return _incr(client, argv[1], -1)
+    return incr_by(client, argv[1], -1)
 
 
 @command("incrby", 3, "write denyoom fast", 1, 1, 1, group="string")
 def incrby(client: Client, argv: list[bytes]) -> int:
     """Increment the integer value of a key by the given amount"""
-    return _incr(client, argv[1], to_int(argv[2]))
+    return incr_by(client, argv[1], to_int(argv[2]))
 
 
 @command("decrby", 3, "write denyoom fast", 1, 1, 1, group="string")
@@ -362,7 +363,7 @@ def decrby(client: Client, argv: list[bytes]) -> int:
     delta = to_int(argv[2])
     if delta == -(2**63):
         raise RespError("ERR decrement would overflow")
-    return _incr(client, argv[1], -delta)
+    return incr_by(client, argv[1], -delta)
 
 
 def format_float(d: Decimal) -> bytes:
