@@ -50,15 +50,17 @@ if os.environ.get("FASTER_BACKEND_PURE_PYTHON", "") in ("", "0"):
         bulk_replies = _frames.bulk_replies
 
 
-def run(client: Client, data: bytes, out: list[bytes]) -> tuple[int, int]:
+def run(client: Client, data: bytes, out: list[bytes], max_bulk_len: int) -> tuple[int, int]:
     """Answer the runs of plain requests at the start of ``data`` into ``out``: (bytes
     consumed, requests answered). The caller checked that the lane applies (a compiled module,
-    a plain authenticated connection outside MULTI and pub/sub, the parser between frames)."""
+    a plain authenticated connection outside MULTI and pub/sub, the parser between frames).
+    Longer arguments than ``max_bulk_len`` (proto-max-bulk-len) are the parser's to refuse."""
     assert scan_run is not None
+    limit = min(MAX_ARG, max_bulk_len)
     pos = 0
     done = 0
     while True:
-        end, code, requests, items = scan_run(data, pos, MAX_ARG)
+        end, code, requests, items = scan_run(data, pos, limit)
         if code == 1:
             try:
                 out.append(_gets(client, items))

@@ -292,7 +292,7 @@ class Connection(asyncio.Protocol):
                     and not client.pubsub
                     and parser.between_frames
                 ):
-                    used, answered = fastlane.run(client, data, out)
+                    used, answered = fastlane.run(client, data, out, parser.max_bulk_len)
                     if used:
                         state.commands_processed += answered
                         data = data[used:]

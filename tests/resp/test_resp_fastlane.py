@@ -315,3 +315,24 @@ def test_an_expired_key_in_a_run_is_a_miss(tmp_path: Path) -> None:
             await side.close()
 
     in_loop(body)
+
+
+@needs_lane
+def test_an_argument_over_proto_max_bulk_len_is_refused_as_without_the_lane(
+    tmp_path: Path,
+) -> None:
+    async def body() -> None:
+        sides = [Side(False, tmp_path / "general"), Side(True, tmp_path / "lane")]
+        try:
+            for side in sides:
+                side.connect()
+                side.send(0, frame(b"CONFIG", b"SET", b"proto-max-bulk-len", b"100"))
+                side.send(0, frame(b"SET", b"k", b"x" * 101) + frame(b"GET", b"k"))
+            assert b"invalid bulk length" in sides[1].output(0)
+            assert sides[1].output(0) == sides[0].output(0)
+            assert sides[1].server.state.db(0).kv.read(b"k") is None
+        finally:
+            for side in sides:
+                await side.close()
+
+    in_loop(body)
