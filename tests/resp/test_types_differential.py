@@ -24,8 +24,14 @@ member = st.sampled_from([b"a", b"b", b"c", b"d", b"aa", b""])
 value = st.sampled_from([b"1", b"-2", b"x", b"10", b"1.5", b"", b"9223372036854775807"])
 index = st.integers(-6, 6).map(lambda i: str(i).encode())
 count = st.integers(-3, 4).map(lambda i: str(i).encode())
-score = st.sampled_from([b"0", b"1", b"-1", b"1.5", b"2", b"-inf", b"+inf", b"3", b"x", b"nan"])
-bound = st.sampled_from([b"0", b"1", b"(1", b"1.5", b"(1.5", b"-inf", b"+inf", b"(2", b"3", b"x"])
+# Out of a double's range: ZADD refuses them (strtod's ERANGE), a range bound reads inf or 0.
+HUGE = [b"1e400", b"9" * 400, b"-1e400", b"1e-400"]
+score = st.sampled_from(
+    [b"0", b"1", b"-1", b"1.5", b"2", b"-inf", b"+inf", b"3", b"x", b"nan", *HUGE]
+)
+bound = st.sampled_from(
+    [b"0", b"1", b"(1", b"1.5", b"(1.5", b"-inf", b"+inf", b"(2", b"3", b"x", b"(1e400", *HUGE]
+)
 lexb = st.sampled_from([b"-", b"+", b"[a", b"(a", b"[b", b"(c", b"[aa", b"x"])
 
 
@@ -276,4 +282,16 @@ def test_streams_match_redis(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -
 @SETTINGS
 @given(seq=st.lists(zset_cmds, min_size=1, max_size=25))
 def test_zsets_match_redis(servers: tuple[Raw, Raw], seq: list[list[bytes]]) -> None:
+    run_both(servers, seq)
+
+
+def test_scores_out_of_a_doubles_range_match_redis(servers: tuple[Raw, Raw]) -> None:
+    seq = [[b"ZADD", b"k1", b"1", b"a"]]
+    for huge in HUGE:
+        seq += [
+            [b"ZADD", b"k1", huge, b"b"],
+            [b"ZINCRBY", b"k1", huge, b"a"],
+            [b"ZCOUNT", b"k1", huge, b"+inf"],
+            [b"ZRANGEBYSCORE", b"k1", b"-inf", b"(" + huge],
+        ]
     run_both(servers, seq)

@@ -27,10 +27,17 @@ NAN = RespError("ERR resulting score is not a number (NaN)")
 
 
 def score_arg(raw: bytes, error: RespError = NOT_FLOAT) -> float:
-    """A score as strtod reads it (no NaN, no spaces, no underscores), else ``error``."""
+    """A score as Redis' string2d reads it (no NaN, no spaces, no underscores, and no number
+    out of a double's range: strtod's ERANGE), else ``error``."""
     if raw.isdigit() and len(raw) < 309:  # the common case (finite), without the regex
         return float(raw)
-    return to_float(raw, error)
+    value = to_float(raw, error)
+    if value in (INF, -INF):
+        if b"inf" not in raw.lower():
+            raise error  # overflow: "1e400", 400 nines
+    elif value == 0.0 and raw.lower().partition(b"e")[0].strip(b"+-.0"):
+        raise error  # underflow to zero: "1e-400"
+    return value
 
 
 def fmt(score: float) -> bytes:
@@ -222,9 +229,10 @@ def zcard(client: Client, argv: list[bytes]) -> int:
 
 def parse_score_bound(raw: bytes) -> tuple[float, bool]:
     """(value, exclusive) of a ZRANGEBYSCORE bound: 1.5, (1.5, -inf, +inf."""
+    # Bounds are read with a bare strtod (zslParseRange): "1e400" is inf here, not an error.
     if raw[:1] == b"(":
-        return score_arg(raw[1:], MINMAX_FLOAT), True
-    return score_arg(raw, MINMAX_FLOAT), False
+        return to_float(raw[1:], MINMAX_FLOAT), True
+    return to_float(raw, MINMAX_FLOAT), False
 
 
 def score_span(z: ZSet, lo: tuple[float, bool], hi: tuple[float, bool]) -> tuple[int, int]:
