@@ -550,6 +550,37 @@ PyDoc_STRVAR(index_incr_doc,
 "int64 and the sum fits both int64 and the record; None when the Python path must run\n"
 "(absent, on the device, read-only, not an integer, overflow, or a longer record).");
 
+/* The in-place INCRBY of one key: 1 with *sum set, 0 when the caller's general path must run,
+ * -1 on error (the clock raised, or the dirty set could not grow). */
+static int incr_one(char *index, Py_ssize_t index_len, uint64_t mask, uint64_t h, PyObject *pages,
+                    uint64_t head, uint64_t read_only, int bits, const char *key,
+                    Py_ssize_t klen, long long delta, PyObject *now, PyObject *dirty,
+                    int64_t *sum)
+{
+    uint64_t *slot = probe(index, index_len, mask, h, NULL);
+    if (!slot) return 0;
+    char *rec;
+    uint64_t addr = walk(pages, head, bits, load64((char *)slot) & PREV_MASK, key, klen, &rec);
+    if (!rec || addr < read_only) return 0;
+    uint64_t info = load64(rec);
+    if (info & TOMBSTONE) return 0;
+    int e = expired(rec, now);
+    if (e) return e < 0 ? -1 : 0;
+    uint32_t vl = load32(rec + 12);
+    char *val = rec + HEADER_SIZE + klen;
+    int64_t cur;
+    if (!parse_int64(val, vl, &cur) || __builtin_add_overflow(cur, (int64_t)delta, sum)) return 0;
+    char out[24];
+    int n = snprintf(out, sizeof out, "%lld", (long long)*sum);
+    if (padded(HEADER_SIZE + (uint64_t)klen + (uint64_t)n) !=
+        padded(HEADER_SIZE + (uint64_t)klen + vl))
+        return 0;
+    if (mark_dirty(dirty, addr, bits)) return -1;
+    memcpy(val, out, (size_t)n);
+    store32(rec + 12, (uint32_t)n);
+    return 1;
+}
+
 static PyObject *index_incr(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)mod;
@@ -574,33 +605,63 @@ static PyObject *index_incr(PyObject *mod, PyObject *const *args, Py_ssize_t nar
     long long delta = PyLong_AsLongLongAndOverflow(args[8], &overflow);
     if (delta == -1 && PyErr_Occurred()) return NULL;
     if (overflow) Py_RETURN_NONE;
-    uint64_t *slot = probe(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h,
-                           NULL);
-    if (!slot) Py_RETURN_NONE;
-    char *rec;
-    Py_ssize_t klen = PyBytes_GET_SIZE(key);
-    uint64_t addr = walk(pages, head, bits, load64((char *)slot) & PREV_MASK,
-                         PyBytes_AS_STRING(key), klen, &rec);
-    if (!rec || addr < read_only) Py_RETURN_NONE;
-    uint64_t info = load64(rec);
-    if (info & TOMBSTONE) Py_RETURN_NONE;
-    int e = expired(rec, now);
-    if (e < 0) return NULL;
-    if (e) Py_RETURN_NONE;
-    uint32_t vl = load32(rec + 12);
-    char *val = rec + HEADER_SIZE + klen;
-    int64_t cur, sum;
-    if (!parse_int64(val, vl, &cur) || __builtin_add_overflow(cur, (int64_t)delta, &sum))
-        Py_RETURN_NONE;
-    char out[24];
-    int n = snprintf(out, sizeof out, "%lld", (long long)sum);
-    if (padded(HEADER_SIZE + (uint64_t)klen + (uint64_t)n) !=
-        padded(HEADER_SIZE + (uint64_t)klen + vl))
-        Py_RETURN_NONE;
-    if (mark_dirty(dirty, addr, bits)) return NULL;
-    memcpy(val, out, (size_t)n);
-    store32(rec + 12, (uint32_t)n);
+    int64_t sum;
+    int r = incr_one(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask, h, pages,
+                     head, read_only, bits, PyBytes_AS_STRING(key), PyBytes_GET_SIZE(key), delta,
+                     now, dirty, &sum);
+    if (r < 0) return NULL;
+    if (!r) Py_RETURN_NONE;
     return PyLong_FromLongLong(sum);
+}
+
+PyDoc_STRVAR(index_incr_many_doc,
+"index_incr_many(index, mask, pages, head, read_only, bits, keys, start, delta, now, dirty,\n"
+"                out)\n--\n\n"
+"index_incr (keys hashed here) of keys[start:] in order, each new value appended to out, up to\n"
+"the first key the Python path must take: returns its position (len(keys) when all are done).");
+
+static PyObject *index_incr_many(PyObject *mod, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)mod;
+    CHECK_NARGS("index_incr_many", 12)
+    PyObject *index = args[0], *pages = args[2], *keys = args[6], *now = args[9];
+    PyObject *dirty = args[10], *out = args[11];
+    if (!PyByteArray_CheckExact(index) || !PyList_CheckExact(pages) || !PyList_CheckExact(keys) ||
+        !PySet_CheckExact(dirty) || !PyList_CheckExact(out)) {
+        PyErr_SetString(PyExc_TypeError,
+                        "expected (bytearray index, list of pages, list keys, set, list out)");
+        return NULL;
+    }
+    uint64_t mask, head, read_only;
+    int bits;
+    if (get_u64(args[1], &mask) || get_u64(args[3], &head) || get_u64(args[4], &read_only) ||
+        get_bits(args[5], &bits))
+        return NULL;
+    Py_ssize_t i = PyLong_AsSsize_t(args[7]);
+    if (i == -1 && PyErr_Occurred()) return NULL;
+    int overflow;
+    long long delta = PyLong_AsLongLongAndOverflow(args[8], &overflow);
+    if (delta == -1 && PyErr_Occurred()) return NULL;
+    if (overflow || i < 0) return PyLong_FromSsize_t(i < 0 ? 0 : i);
+    for (; i < PyList_GET_SIZE(keys); i++) {
+        PyObject *key = PyList_GET_ITEM(keys, i);
+        if (!PyBytes_CheckExact(key)) break;
+        const char *k = PyBytes_AS_STRING(key);
+        Py_ssize_t kl = PyBytes_GET_SIZE(key);
+        int64_t sum;
+        int r = incr_one(PyByteArray_AS_STRING(index), PyByteArray_GET_SIZE(index), mask,
+                         XXH3_64bits(k, (size_t)kl), pages, head, read_only, bits, k, kl, delta,
+                         now, dirty, &sum);
+        if (r < 0) return NULL;
+        if (!r) break;
+        PyObject *v = PyLong_FromLongLong(sum);
+        if (!v || PyList_Append(out, v) < 0) {
+            Py_XDECREF(v);
+            return NULL;
+        }
+        Py_DECREF(v);
+    }
+    return PyLong_FromSsize_t(i);
 }
 
 PyDoc_STRVAR(expired_entries_doc,
@@ -969,6 +1030,8 @@ static PyMethodDef methods[] = {
     {"index_upsert_many", (PyCFunction)(void (*)(void))index_upsert_many, METH_FASTCALL,
      index_upsert_many_doc},
     {"index_incr", (PyCFunction)(void (*)(void))index_incr, METH_FASTCALL, index_incr_doc},
+    {"index_incr_many", (PyCFunction)(void (*)(void))index_incr_many, METH_FASTCALL,
+     index_incr_many_doc},
     {"collect_bucket", (PyCFunction)(void (*)(void))collect_bucket, METH_FASTCALL,
      collect_bucket_doc},
     {"cached_read", (PyCFunction)(void (*)(void))cached_read, METH_FASTCALL, cached_read_doc},

@@ -46,6 +46,20 @@ def index_upsert(
     dirty: set[int],
     known_end: int,
 ) -> int: ...
+def index_incr_many(
+    index: bytearray,
+    mask: int,
+    pages: list[bytearray | None],
+    head: int,
+    read_only: int,
+    bits: int,
+    keys: list[bytes],
+    start: int,
+    delta: int,
+    now: Callable[[], float],
+    dirty: set[int],
+    out: list[Any],
+) -> int: ...
 def index_incr(
     index: bytearray,
     mask: int,

@@ -49,6 +49,7 @@ from faster_backend.engine.hotpath import chain_walk, next_cursor, parse_int64, 
 from faster_backend.engine.hotpath import collect_bucket as _bucket_keys
 from faster_backend.engine.hotpath import expired_entries as _expired_entries
 from faster_backend.engine.hotpath import index_incr as _index_incr
+from faster_backend.engine.hotpath import index_incr_many as _index_incr_many
 from faster_backend.engine.hotpath import index_locate as _index_locate
 from faster_backend.engine.hotpath import index_read as _index_read
 from faster_backend.engine.hotpath import index_read_many as _index_read_many
@@ -920,6 +921,62 @@ class FasterKv:
             lock.release()
         h = xxh3_64_intdigest(key)
         return self._run(key, h, self._incr_op(key, h, delta, create))
+
+    def incr_many(self, keys: Iterable[bytes], delta: int = 1) -> list[int | Exception]:
+        """``incr`` of each key in order (an absent key counts as 0): the new values, with the
+        exception ``incr`` raised for a key (ValueError, OverflowError, an I/O error...) in
+        place of its value; nothing is written for that key, and the keys after it still run."""
+        batch = keys if type(keys) is list else list(keys)
+        out: list[int | Exception] = []
+        n = len(batch)
+        i = 0
+        lock = self._lock
+        lock.acquire()
+        try:
+            while i < n:
+                ix = self._index
+                if ix.old is None:  # the compiled loop, up to the first key it cannot do
+                    table = ix.cur
+                    hlog = self._log
+                    done = len(out)
+                    i = _index_incr_many(
+                        table.buf,
+                        table.mask,
+                        hlog.pages,
+                        hlog.head_address,
+                        hlog.read_only_address,
+                        hlog.page_bits,
+                        batch,
+                        i,
+                        delta,
+                        _now,
+                        hlog.dirty,
+                        out,
+                    )
+                    done = len(out) - done
+                    if done:
+                        # incr's bookkeeping for in-place updates, once for the batch
+                        self._n_rmws += done
+                        self._n_in_place += done
+                        before = self._writes
+                        self._writes = before + done
+                        if before // _SWEEP_EVERY != self._writes // _SWEEP_EVERY:
+                            self._sweep(_SWEEP_BUCKETS)
+                            self._check_maintenance()
+                    if i == n:
+                        break
+                key = batch[i]
+                i += 1
+                lock.release()  # the key at i takes incr's general path, order kept
+                try:
+                    out.append(self.incr(key, delta))
+                except Exception as e:  # that key's result, as a batch of incr calls would see
+                    out.append(e)
+                finally:
+                    lock.acquire()
+        finally:
+            lock.release()
+        return out
 
     def _locate(self, key: bytes, h: int) -> int:
         """Under the latch: the address of ``key``'s newest record when it is in memory, else

@@ -18,7 +18,7 @@ import logging
 import os
 import struct
 from collections.abc import Callable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 from xxhash import xxh3_64_intdigest
 
@@ -379,6 +379,32 @@ def py_index_incr(
     return cur + delta
 
 
+def py_index_incr_many(
+    index: bytearray,
+    mask: int,
+    pages: Pages,
+    head: int,
+    read_only: int,
+    bits: int,
+    keys: list[bytes],
+    start: int,
+    delta: int,
+    now: Callable[[], float],
+    dirty: set[int],
+    out: list[Any],
+) -> int:
+    i = max(start, 0)
+    while i < len(keys):
+        new = py_index_incr(
+            index, mask, None, pages, head, read_only, bits, keys[i], delta, now, dirty
+        )
+        if new is None:
+            break
+        out.append(new)
+        i += 1
+    return i
+
+
 def py_expired_entries(
     index: bytearray,
     mask: int,
@@ -578,6 +604,7 @@ skip_empty = py_skip_empty
 collect_bucket = py_collect_bucket
 cached_read = py_cached_read
 index_read_many = py_index_read_many
+index_incr_many = py_index_incr_many
 record_value = py_record_value
 pread_value = py_pread_value
 NATIVE = False
@@ -597,6 +624,7 @@ else:
         index_upsert = _hotpath.index_upsert
         index_upsert_many = _hotpath.index_upsert_many
         index_incr = _hotpath.index_incr
+        index_incr_many = _hotpath.index_incr_many
         expired_entries = _hotpath.expired_entries
         skip_empty = _hotpath.skip_empty
         collect_bucket = _hotpath.collect_bucket

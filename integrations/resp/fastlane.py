@@ -122,16 +122,25 @@ def _sets(client: Client, items: list[tuple[bytes, bytes]]) -> None:
 
 
 def _incrs(client: Client, keys: list[bytes]) -> bytes:
-    parts = []
     keyspace = client.keyspace
-    for key in keys:
-        _INCR.calls += 1
-        try:
-            n = strings.incr_by(client, key, 1)
-        except Exception as e:
-            parts.append(encode(error_reply(_INCR, e), client.proto))
+    objects = keyspace.objects
+    if objects and not objects.keys().isdisjoint(keys):
+        results: list[Any] = []
+        for key in keys:  # INCR of a list, hash...: WRONGTYPE; one by one, in order
+            try:
+                results.append(strings.incr_by(client, key, 1))
+            except Exception as e:
+                results.append(e)
+    else:
+        results = client.kv.incr_many(keys)
+    _INCR.calls += len(keys)
+    parts = []
+    watched = keyspace.watchers
+    for key, n in zip(keys, results, strict=True):
+        if n.__class__ is not int:
+            parts.append(encode(error_reply(_INCR, strings.incr_error(n)), client.proto))
             continue
         parts.append(_INTS[n + 1] if -1 <= n < 1023 else b":%d\r\n" % n)
-        if keyspace.watchers:
+        if watched:
             keyspace.touch(key)
     return b"".join(parts)

@@ -39,6 +39,7 @@ PURE = {
     "_index_upsert": hotpath.py_index_upsert,
     "_index_upsert_many": hotpath.py_index_upsert_many,
     "_index_incr": hotpath.py_index_incr,
+    "_index_incr_many": hotpath.py_index_incr_many,
     "_expired_entries": hotpath.py_expired_entries,
     "_skip_empty": hotpath.py_skip_empty,
     "_cached_read": hotpath.py_cached_read,
@@ -58,6 +59,7 @@ def _native_table() -> dict[str, object]:
         "_index_upsert": _hotpath.index_upsert,
         "_index_upsert_many": _hotpath.index_upsert_many,
         "_index_incr": _hotpath.index_incr,
+        "_index_incr_many": _hotpath.index_incr_many,
         "_expired_entries": _hotpath.expired_entries,
         "_skip_empty": _hotpath.skip_empty,
         "_cached_read": _hotpath.cached_read,
@@ -123,6 +125,7 @@ OPS = st.lists(
                 "read",
                 "read_many",
                 "incr",
+                "incr_many",
                 "delete",
                 "tick",
                 "expire",
@@ -161,6 +164,9 @@ def _run(ops: list[tuple[str, int, bytes, int]], path: Path) -> tuple[list[objec
                     out.append(kv.read_many([b"k%d" % ((k + j * 5) % 61) for j in range(k % 11)]))
                 elif op == "incr":
                     out.append(kv.incr(key, delta))
+                elif op == "incr_many":
+                    keys = [b"k%d" % ((k + j * 3) % 61) for j in range(k % 7)]
+                    out.append([repr(r) for r in kv.incr_many(keys, delta)])
                 elif op == "delete":
                     out.append(kv.delete(key))
                 elif op == "expire":
@@ -381,3 +387,31 @@ def test_upserts_of_keys_on_the_device_keep_the_count_exact(tmp_path: Path) -> N
         kv.close()
     finally:
         faster_kv_module._now = saved  # type: ignore[assignment]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.dictionaries(
+        st.integers(0, 9).map(lambda i: b"c%d" % i),
+        st.sampled_from([b"0", b"7", b"-3", b"x", b"9223372036854775806", b"99999", b""]),
+    ),
+    keys=st.lists(st.integers(0, 11).map(lambda i: b"c%d" % i), max_size=30),
+    delta=st.sampled_from([1, -1, 5, 2**62, -(2**63)]),
+)
+def test_incr_many_is_incr_of_each_key_in_order(
+    values: dict[bytes, bytes], keys: list[bytes], delta: int
+) -> None:
+    with FasterKV(memory_size="1MiB") as many, FasterKV(memory_size="1MiB") as one:
+        for kv in (many, one):
+            kv.upsert_many(list(values.items()))
+        expected: list[object] = []
+        for key in keys:
+            try:
+                expected.append(one.incr(key, delta))
+            except (ValueError, OverflowError) as e:
+                expected.append(type(e))
+        got = [r if isinstance(r, int) else type(r) for r in many.incr_many(keys, delta)]
+        assert got == expected
+        names = sorted(one.keys())
+        assert sorted(many.keys()) == names
+        assert many.read_many(names) == one.read_many(names)

@@ -268,16 +268,17 @@ def test_sets_through_the_lane_replace_a_list(tmp_path: Path) -> None:
 
 
 @needs_lane
-def test_a_get_of_a_list_in_a_run_is_wrongtype(tmp_path: Path) -> None:
+def test_a_get_or_incr_of_a_list_in_a_run_is_wrongtype(tmp_path: Path) -> None:
     async def body() -> None:
         side = Side(True, tmp_path)
         try:
             side.connect()
             side.send(0, frame(b"LPUSH", b"l", b"a") + frame(b"SET", b"s", b"v"))
             side.send(0, frame(b"GET", b"s") + frame(b"GET", b"l") + frame(b"GET", b"none"))
+            side.send(0, frame(b"INCR", b"n") + frame(b"INCR", b"l") + frame(b"INCR", b"n"))
+            wrongtype = b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"
             assert side.output(0) == (
-                b":1\r\n+OK\r\n$1\r\nv\r\n"
-                b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$-1\r\n"
+                b":1\r\n+OK\r\n$1\r\nv\r\n" + wrongtype + b"$-1\r\n:1\r\n" + wrongtype + b":2\r\n"
             )
         finally:
             await side.close()

@@ -333,10 +333,17 @@ def incr_by(client: Client, key: bytes, delta: int) -> int:
         no_object(client, key)
     try:
         return client.kv.incr(key, delta)  # in place when it can; keeps the expiry
-    except ValueError:
-        raise NOT_INT from None
-    except OverflowError:
-        raise OVERFLOW from None
+    except (ValueError, OverflowError) as e:
+        raise incr_error(e) from None
+
+
+def incr_error(exc: Exception) -> Exception:
+    """The reply error for what the store's ``incr`` raised (others pass unchanged)."""
+    if isinstance(exc, OverflowError):
+        return OVERFLOW
+    if isinstance(exc, ValueError):
+        return NOT_INT
+    return exc
 
 
 @command("incr", 2, "write denyoom fast", 1, 1, 1, group="string")
