@@ -37,7 +37,7 @@ from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 from faster_backend.engine.record import INFO as _INFO
-from faster_backend.engine.record import PREV_MASK
+from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,8 @@ class ColdIndex:
             data = os.pread(fd, 8, entry)
             prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
             info = _INFO.unpack_from(page, off)[0]
-            _INFO.pack_into(page, off, (info & ~PREV_MASK) | prev)
+            # cold records are always counted (engine/f2/counting.py): no uncounted bit
+            _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev)
             os.pwrite(fd, _U64.pack(address), entry)
         self.bytes_read += 8
         self.bytes_written += 8
