@@ -126,6 +126,7 @@ class F2Kv(FasterKv):
         cold_index_chunks: int | None = None,
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
+        cold_index_cache_size: int | str | None = None,
         compaction_fraction: float = 0.2,
         cold_compaction_fraction: float = 0.2,
         durability: str = "none",
@@ -137,6 +138,9 @@ class F2Kv(FasterKv):
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
             cache = memory // 4
+        index_cache = _size(cold_index_cache_size, "cold_index_cache_size")
+        if index_cache is None:
+            index_cache = memory // 16
         if not 0.0 < cold_compaction_fraction <= 1.0:
             raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.data_dir = DataDir(path)
@@ -157,11 +161,12 @@ class F2Kv(FasterKv):
             # The cold log only appends (one page filling, one flushing): small pages suffice.
             # A record must fit in a cold page, which bounds record sizes (checked in _write).
             cold_page = max(4096, page // 4)
-            hot_memory = memory - cache - 2 * cold_page
+            hot_memory = memory - cache - index_cache - 2 * cold_page
             if hot_memory < 2 * page:
                 raise ValueError(
                     f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot"
-                    " log needs 2 pages after the cold log's 2 pages and the read cache"
+                    " log needs 2 pages after the cold log's 2 pages, the read cache and the"
+                    " cold index cache"
                 )
             hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
             devices.append(hot_dev)
@@ -202,7 +207,7 @@ class F2Kv(FasterKv):
                     )
                 cold_index_chunks = manifest.cold_index_chunks
             n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
-            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks)
+            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks, index_cache)
             self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             if manifest is not None:
                 restore_cold_log(self._cold.log, manifest)
@@ -851,7 +856,10 @@ class F2Kv(FasterKv):
                 "hot_device_bytes_written": hot_dev["bytes_written"],
                 "cold_device_bytes_written": cold_dev["bytes_written"],
                 "cold_index_device_bytes_written": self._cold_index.bytes_written,
-                "memory_bytes": st["memory_bytes"] + cold_memory + rc.memory_bytes,
+                "memory_bytes": st["memory_bytes"]
+                + cold_memory
+                + rc.memory_bytes
+                + ci["cold_index_memory_bytes"],
                 "memory_size": self.total_memory_size,
                 **ci,
             }

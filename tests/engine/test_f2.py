@@ -19,6 +19,8 @@ from faster_backend import FasterKV
 from faster_backend.engine import EngineError
 from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.f2 import F2Kv
+from faster_backend.engine.f2.cold_index import ColdIndex
+from faster_backend.engine.record import FINAL, INFO, UNCOUNTED
 
 from .test_larger_than_memory import LargerThanMemoryModel, rss_after_twenty_budgets
 from .test_model import StoreModel, threads_against_a_model
@@ -205,6 +207,28 @@ def test_blind_upserts_are_counted_by_compactions_and_len(tmp_path: Path, seed: 
     for key, value in model.items():
         assert kv.read(key) == value
     kv.close()
+
+
+def test_the_cold_index_entry_cache_is_written_through(tmp_path: Path) -> None:
+    path = tmp_path / "cidx"
+    ix = ColdIndex(path, 4, cache_bytes=64)  # 8 slots for 128 entries: tags tell them apart
+    ix.create()
+    h = 0x0000_1200_0000_0001  # chunk 1, entry 18
+    other = h + (8 << 40)  # same cache slot, another entry
+    assert ix.find(h) == 0 and ix.cache_hits == 0  # read from the file, then cached
+    assert ix.find(h) == 0 and ix.cache_hits == 1
+    page = bytearray(32)
+    INFO.pack_into(page, 0, UNCOUNTED | FINAL | 77)
+    ix.set(h, 4096, page, 0)
+    assert INFO.unpack_from(page, 0)[0] == FINAL  # linked to the empty chain, counted
+    assert ix.find(h) == 4096 and ix.cache_hits == 2
+    ix.set(other, 8192, page, 0)  # evicts h's entry from the slot
+    assert ix.find(h) == 4096 and ix.cache_hits == 2  # from the file again
+    assert ColdIndex(path, 4).find(other) == 8192  # the file has every update
+    ix.rebuild([(64, h)])  # empties the file and the cache
+    assert ix.find(other) == 0 and ix.find(h) == 64
+    assert ix.stats()["cold_index_memory_bytes"] == 64
+    ix.close()
 
 
 def test_delete_of_a_cold_key_writes_a_hot_tombstone(tmp_path: Path) -> None:
