@@ -13,6 +13,7 @@ the device without it, and it is taken per record for the check.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
@@ -141,7 +142,7 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
                 # shadowed by an uncounted hot one stays: it may be the base that one's count
                 # needs (counting.py); the lookup leaves ``_carry`` set for such a record.
                 # (FasterKv's _run: a compaction must never wait for room in the hot log)
-                if FasterKv._run(kv, key, h, lambda f, a=addr: _keep(kv, f, a)):
+                if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
                     cold.append(key, h, found[1])
                     copied += 1
         finally:
