@@ -48,7 +48,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     n_records = 0
     # The range's blind upserts are settled (engine/f2/counting.py) so that every record moved
     # to the cold log is counted; their bases are looked up before the moves add cold records.
-    runs = counting.Runs(kv._settled)
+    runs = counting.Runs(kv._settled, with_prev=False)
     add = runs.add
     for addr, info, kl, _vl, rec in hlog.records(begin, until):
         key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
@@ -57,7 +57,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         n_records += 1
     moved = 0
     with cold.write_lock:
-        delta = counting.settle(kv, runs.runs.items(), walk_hot=False)
+        delta = counting.settle(kv, runs)
         del runs
         # Neither the range (immutable below the head) nor the cold tier (compactions hold the
         # maintenance lock) changed since: the settled count holds, moved or not.

@@ -17,7 +17,6 @@ it moves (so cold records are always counted) and ``len()`` settles the rest up 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
@@ -36,34 +35,39 @@ if TYPE_CHECKING:
 
 _unpack_header = HEADER.unpack_from
 
-# A key's run of uncounted records in a range: [base, live, prev]. base: 1 or 0, the liveness of
-# the key's newest counted record before the run, or -1 when the run starts the range (the base
-# is below it); live: the liveness of the run's newest record; prev: the previous address of
-# the run's first record (where the base lies when it is below the range).
-Run = list[int]
-
-
 class Runs:
-    """The uncounted runs of a range, fed its records in address order."""
+    """The uncounted runs of a range, fed its records in address order.
 
-    def __init__(self, settled: int) -> None:
+    ``runs`` maps a key whose newest record so far is uncounted to (base + 1) * 2 + live: base
+    1 or 0 is the liveness of the key's newest counted record before the run, -1 when the run
+    starts the range (the base is below it); live is the liveness of the run's newest record.
+    (Small ints, which CPython does not allocate: a compaction range has tens of thousands of
+    keys.) With ``with_prev``, ``prevs`` has the previous address of each run's first record,
+    where its base lies when it is below the range."""
+
+    def __init__(self, settled: int, with_prev: bool) -> None:
         self.settled = settled
-        self.runs: dict[bytes, Run] = {}
+        self.runs: dict[bytes, int] = {}
+        self.prevs: dict[bytes, int] | None = {} if with_prev else None
         self._counted: dict[bytes, int] = {}
 
     def add(self, addr: int, info: int, key: bytes) -> None:
         live = 0 if info & TOMBSTONE else 1
+        runs = self.runs
         if info & UNCOUNTED and addr >= self.settled:
-            run = self.runs.get(key)
-            if run is None:
-                self.runs[key] = [self._counted.get(key, -1), live, info & PREV_MASK]
+            state = runs.get(key)
+            if state is None:
+                runs[key] = (self._counted.get(key, -1) + 1) * 2 + live
+                if self.prevs is not None:
+                    self.prevs[key] = info & PREV_MASK
             else:
-                run[1] = live
+                runs[key] = (state & ~1) | live
         else:
             # (an uncounted record is never followed by a counted one of its key above the
             # settled address: every write over it inherits the bit)
             self._counted[key] = live
-            self.runs.pop(key, None)
+            if key in runs:
+                del runs[key]
 
 
 def cold_live(cold: ColdLog, key: bytes) -> int:
@@ -72,18 +76,20 @@ def cold_live(cold: ColdLog, key: bytes) -> int:
     return 0 if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE else 1
 
 
-def settle(kv: F2Kv, runs: Iterable[tuple[bytes, Run]], walk_hot: bool) -> int:
+def settle(kv: F2Kv, runs: Runs) -> int:
     """The count difference of ``runs``. A base below the range is in the cold tier when the
-    range starts at the hot begin address; else (``walk_hot``, under the latch) it is looked up
-    from the run's ``prev`` down the hot chain first."""
+    range starts at the hot begin address; else (``runs.prevs``, under the latch) it is looked
+    up from the run's first record down the hot chain first."""
     delta = 0
-    for key, (base, live, prev) in runs:
+    prevs = runs.prevs
+    for key, state in runs.runs.items():
+        base = (state >> 1) - 1
         if base < 0:
-            if walk_hot:
-                base = _hot_base(kv, key, prev)
+            if prevs is not None:
+                base = _hot_base(kv, key, prevs[key])
             if base < 0:
                 base = cold_live(kv._cold, key)
-        delta += live - base
+        delta += (state & 1) - base
     return delta
 
 
@@ -115,10 +121,10 @@ def settle_to_tail(kv: F2Kv) -> None:
     hlog = kv._log
     start = max(kv._settled, hlog.begin_address)
     tail = hlog.tail_address
-    runs = Runs(kv._settled)
+    runs = Runs(kv._settled, with_prev=start > hlog.begin_address)
     add = runs.add
     for addr, info, kl, _vl, rec in hlog.records(start, tail):
         add(addr, info, bytes(rec[HEADER_SIZE : HEADER_SIZE + kl]))
-    kv._live += settle(kv, runs.runs.items(), start > hlog.begin_address)
+    kv._live += settle(kv, runs)
     kv._settled = tail
     kv._n_blind = 0
