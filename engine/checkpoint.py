@@ -73,9 +73,14 @@ class CommitPoint:
     page_sums: dict[str, int] = field(default_factory=dict)  # page number -> xxh3 of the page
     tail_sum: int = 0  # xxh3 of the device's bytes [start of the last page, device end)
     index_size: int = 0  # buckets of the index when the point was taken (replay needs it)
+    # F2: ``live`` already counts the uncounted records below this address (engine/record.py)
+    settled: int = 0
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        fields = asdict(self)
+        if not fields["settled"]:
+            del fields["settled"]  # a single log's commits keep the format earlier builds read
+        return json.dumps(fields, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> CommitPoint:

@@ -70,6 +70,7 @@ from faster_backend.engine.record import (
     MAX_FIELD,
     PREV_MASK,
     TOMBSTONE,
+    UNCOUNTED,
     VALUE_LEN,
     make_info,
     record_size,
@@ -100,6 +101,9 @@ _SWEEP_EVERY = 64  # writes between two incremental expiry sweeps
 _SWEEP_BUCKETS = 16
 _GROW_STEP = 256  # old buckets split per write while the index grows
 _FIRST_READ = 512  # bytes read for a record on the device before its size is known
+# The begin address a blind upsert hands the compiled upsert: above every address, so a chain
+# that leaves memory counts as ended there and the record is appended without a device read.
+_BLIND_BEGIN = 1 << 62
 
 
 DURABILITY_MODES = ("none", "periodic", "always")
@@ -145,9 +149,12 @@ class FasterKv:
 
     # The hook for a store whose keys may live below the log's begin address (F2's cold tier):
     # with it set, ``read`` hands a chain that ends below the begin address to ``_disk_lookup``
-    # and ``upsert`` takes the slow path (``_run``) instead of treating the key as absent; the
-    # subclass continues the lookup there and in ``_find_on_device``.
+    # instead of treating the key as absent; the subclass continues the lookup there and in
+    # ``_find_on_device``.
     _lookup_below_begin = False
+    # F2's blind upserts: records appended without knowing whether the key existed carry the
+    # uncounted bit and leave ``_live`` alone (the subclass settles the count later).
+    _blind_upserts = False
 
     def __init__(
         self,
@@ -213,6 +220,10 @@ class FasterKv:
         # RecordInfo bits of a fresh record with no flags: final bit + checkpoint version.
         self._info_bits = make_info(0, self._version, 0)
         self._live = 0
+        # F2 (engine/record.py, UNCOUNTED): ``_live`` covers uncounted records below
+        # ``_settled``; ``_carry`` is the uncounted bit the next write inherits (0 here).
+        self._settled = 0
+        self._carry = 0
         self._writes = 0
         self._sweep_cursor = 0
         # Whether a record with an expiry may exist: until one does, the sweep has nothing to do.
@@ -382,6 +393,7 @@ class FasterKv:
                 page_sums={str(k): v for k, v in sums.items()},
                 tail_sum=hlog.tail_checksum(tail),
                 index_size=self._index.cur.size,
+                settled=self._settled,
             )
         hlog.wait_flushed(tail)
         self.device.flush()
@@ -456,6 +468,7 @@ class FasterKv:
                     page_sums={str(k): v for k, v in sums.items()},
                     tail_sum=hlog.tail_checksum(device_end),
                     index_size=table.size,
+                    settled=self._settled,
                 )
                 self._version += 1
                 self._info_bits = make_info(0, self._version, 0)
@@ -744,6 +757,7 @@ class FasterKv:
             return -1
         table = ix.cur
         hlog = self._log
+        blind = self._blind_upserts
         r = _index_upsert(
             table.buf,
             table.mask,
@@ -751,13 +765,13 @@ class FasterKv:
             hlog.pages,
             hlog.head_address,
             hlog.read_only_address,
-            -1 if self._lookup_below_begin else hlog.begin_address,
+            _BLIND_BEGIN if blind else hlog.begin_address,
             hlog.tail_address,
             hlog.page_bits,
             key,
             value,
             expiry,
-            self._info_bits,
+            self._info_bits | (UNCOUNTED if blind else 0),
             hlog.dirty,
             known_end,
         )
@@ -773,6 +787,8 @@ class FasterKv:
             hlog.tail_address = r
             if known_end:
                 self._n_copies += 1  # the key's live record on the device is superseded
+            elif blind:
+                self._blind_appended(1)
             else:
                 self._live += 1
             self._after_write()
@@ -1043,13 +1059,13 @@ class FasterKv:
                         hlog.pages,
                         hlog.head_address,
                         hlog.read_only_address,
-                        -1 if self._lookup_below_begin else hlog.begin_address,
+                        _BLIND_BEGIN if self._blind_upserts else hlog.begin_address,
                         hlog.tail_address,
                         hlog.page_bits,
                         batch,
                         i,
                         expiry,
-                        self._info_bits,
+                        self._info_bits | (UNCOUNTED if self._blind_upserts else 0),
                         hlog.dirty,
                         None,  # the compiled loop hashes the keys itself
                     )
@@ -1080,7 +1096,10 @@ class FasterKv:
         done = in_place + appended
         self._n_upserts += done
         self._n_in_place += in_place
-        self._live += appended
+        if self._blind_upserts:
+            self._blind_appended(appended)
+        else:
+            self._live += appended
         before = self._writes
         self._writes = before + done
         if self._index.old is None and self._live > self._grow_at:
@@ -1641,9 +1660,10 @@ class FasterKv:
         words = table.words
         page = hlog.pages[new_addr >> hlog.page_bits]
         assert page is not None
-        flags = 0
+        carry = self._carry
+        flags = carry
         if expiry is not None:
-            flags = HAS_EXPIRY
+            flags |= HAS_EXPIRY
             self._ttl_seen = True
         write_record(
             page,
@@ -1657,9 +1677,12 @@ class FasterKv:
         words[slot] = new_addr | ((h >> HASH_TAG_SHIFT) or 1) << TAG_SHIFT
         if found is not None:
             self._n_copies += 1
-        if not live_before:
+        if not live_before and not carry:
             self._live += 1
         self._after_write()
+
+    def _blind_appended(self, n: int) -> None:
+        """Under the latch: ``n`` uncounted records were appended (F2's bookkeeping)."""
 
     def _after_write(self) -> None:
         self._writes += 1
@@ -1690,8 +1713,10 @@ class FasterKv:
     def _tombstone(self, addr: int, key: bytes, h: int) -> None:
         """Mark the live record at ``addr`` deleted: in place if mutable, else append one."""
         hlog = self._log
+        carry = self._carry
         if addr >= hlog.read_only_address:
-            self._live -= 1
+            if not carry:
+                self._live -= 1
             page = hlog.pages[addr >> hlog.page_bits]
             assert page is not None
             off = addr & hlog.page_mask
@@ -1700,13 +1725,13 @@ class FasterKv:
             return
         size = record_size(len(key), 0, False)
         new_addr = hlog.allocate(size)
-        if hlog.persistent or addr >= hlog.head_address:
+        if not carry and (hlog.persistent or addr >= hlog.head_address):
             self._live -= 1  # else eviction during allocate already uncounted it
         table, slot = self._index.find_slot(h, create=True)
         words = table.words
         page = hlog.pages[new_addr >> hlog.page_bits]
         assert page is not None
-        info = make_info(words[slot] & ADDRESS_MASK, self._version, TOMBSTONE)
+        info = make_info(words[slot] & ADDRESS_MASK, self._version, TOMBSTONE | carry)
         write_record(page, new_addr & hlog.page_mask, info, key, b"", None, size)
         words[slot] = new_addr | ((h >> HASH_TAG_SHIFT) or 1) << TAG_SHIFT
 

@@ -5,7 +5,7 @@ A record is 8-byte aligned::
     0   RecordInfo (u64)  bits 0-47  previous address in the hash chain
                           bits 48-59 checkpoint version (12 bits)
                           bit  60    has expiry
-                          bit  61    invalid
+                          bit  61    uncounted (F2's hot log: see below)
                           bit  62    tombstone
                           bit  63    final
     8   key length (u32)
@@ -14,7 +14,10 @@ A record is 8-byte aligned::
     ..  expiry (i64, unix milliseconds) in the last 8 bytes, present only with the has-expiry bit
 
 FASTER's C++ RecordInfo has a 13-bit version and no expiry bit; we give one version bit to
-expiry so that records without a TTL pay nothing for it. The key always starts at offset 16, so
+expiry so that records without a TTL pay nothing for it. Its invalid bit is ours "uncounted":
+F2's blind upserts write records whose key may or may not have existed, so the store's live-key
+count was not adjusted for them; F2 settles the count later (docs/f2.md). The single log never
+sets it. The key always starts at offset 16, so
 a key comparison needs no branch. A page ends where a zero RecordInfo word (or the page end) is
 found: a real record always has a non-zero word because the final bit is set on every record.
 """
@@ -28,7 +31,7 @@ PREV_MASK = (1 << 48) - 1
 VERSION_SHIFT = 48
 VERSION_MASK = 0xFFF
 HAS_EXPIRY = 1 << 60
-INVALID = 1 << 61
+UNCOUNTED = 1 << 61
 TOMBSTONE = 1 << 62
 FINAL = 1 << 63
 

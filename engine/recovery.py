@@ -163,6 +163,7 @@ def recover(kv: FasterKv, checkpoints: CheckpointDir, commits_path: Path) -> Rec
             kv._index.grow()
         replayed = replay(kv, replay_from, point.tail)
     kv._live = point.live
+    kv._settled = point.settled
     kv._version = point.version + 1
     kv._recovered_sessions = dict(point.sessions)
     kv._last_commit = point

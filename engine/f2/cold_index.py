@@ -5,8 +5,12 @@ bytes of 4 hash buckets of 8 u64 entries (FASTER's cold index geometry: 32 entri
 bytes), at a fixed place in the file. Hash bits 40-44 pick the entry: they are its tag, so a
 lookup needs no tag search and a bucket never overflows. An entry holds the cold-log address
 of the newest record of its chain (bits 0-47; 0 = empty); records on a chain are compared by
-key. Only the one 8-byte entry a lookup needs is read (``pread``), so the index costs no
-process memory at all: what the kernel keeps of the file in its page cache is not ours.
+key. Only the one 8-byte entry a lookup needs is read (``pread``), so the index itself costs no
+process memory: what the kernel keeps of the file in its page cache is not ours. A bounded
+entry cache (``cache_bytes``, part of the store's memory budget) keeps the entries read or
+written lately, so a lookup of a key read lately needs no ``pread`` for its entry: a
+direct-mapped array of 8-byte words (the entry's number above the slot bits as a 16-bit tag,
+the address below), written through by every update.
 
 Because an entry's place depends on the key's hash alone, the index is a function of the cold
 log: replaying the records of [cold begin, cold tail) in address order rebuilds it exactly (the
@@ -30,6 +34,7 @@ import logging
 import os
 import struct
 import threading
+from array import array
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -37,7 +42,7 @@ from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 from faster_backend.engine.record import INFO as _INFO
-from faster_backend.engine.record import PREV_MASK
+from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +64,21 @@ _REBUILD_BATCH = 1 << 18  # entries gathered before they are written, during a r
 class ColdIndex:
     """Maps a key hash to the newest cold-log address of its chain, in the file ``path``."""
 
-    def __init__(self, path: Path, n_chunks: int) -> None:
+    def __init__(self, path: Path, n_chunks: int, cache_bytes: int = 0) -> None:
         if n_chunks < 1 or n_chunks & (n_chunks - 1):
             raise ValueError(f"cold_index_chunks must be a power of two, got {n_chunks}")
         self.path = path
         self.n_chunks = n_chunks
         self.mask = n_chunks - 1
+        entries = n_chunks * BUCKETS_PER_CHUNK * ENTRIES_PER_BUCKET
+        slots = 1 << max(0, (cache_bytes // 8).bit_length() - 1) if cache_bytes >= 8 else 0
+        slots = min(slots, entries)
+        if slots and entries // slots >= 0xFFFF:
+            slots = 0  # the tag would not fit: too small a cache to matter
+        self._cache = array("Q", bytes(8 * slots))
+        self._cmask = slots - 1
+        self._cshift = slots.bit_length() - 1
+        self.cache_hits = 0
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -85,11 +99,22 @@ class ColdIndex:
     def find(self, h: int) -> int:
         """Address of the chain a key with hash ``h`` is on (0: no chain)."""
         self.lookups += 1
-        off = HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
-        with self._lock:
-            data = os.pread(self._fd, 8, off)
+        number = ((h & self.mask) << 5) | ((h >> 40) & 31)
+        cache = self._cache
+        if cache:
+            slot = number & self._cmask
+            tag = (number >> self._cshift) + 1
+            word = cache[slot]
+            if word >> 48 == tag:
+                self.cache_hits += 1
+                return word & ADDRESS_MASK
+        with self._lock:  # a fill under the lock: an update cannot slip in between
+            data = os.pread(self._fd, 8, HEADER_BYTES + (number << 3))
+            address = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+            if cache:
+                cache[slot] = tag << 48 | address
         self.bytes_read += 8
-        return _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+        return address
 
     def set(self, h: int, address: int, page: bytearray, off: int) -> None:
         """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
@@ -97,15 +122,26 @@ class ColdIndex:
         reader never follows a record whose link is not set yet. The caller serialises writers
         (the cold log's write lock)."""
         self.updates += 1
-        entry = HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
+        number = ((h & self.mask) << 5) | ((h >> 40) & 31)
+        entry = HEADER_BYTES + (number << 3)
         fd = self._fd
+        cache = self._cache
+        slot = number & self._cmask
+        tag = (number >> self._cshift) + 1
         with self._lock:
-            data = os.pread(fd, 8, entry)
-            prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+            word = cache[slot] if cache else 0
+            if word >> 48 == tag:
+                prev = word & ADDRESS_MASK
+            else:
+                data = os.pread(fd, 8, entry)
+                prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+                self.bytes_read += 8
             info = _INFO.unpack_from(page, off)[0]
-            _INFO.pack_into(page, off, (info & ~PREV_MASK) | prev)
+            # cold records are always counted (engine/f2/counting.py): no uncounted bit
+            _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev)
             os.pwrite(fd, _U64.pack(address), entry)
-        self.bytes_read += 8
+            if cache:
+                cache[slot] = tag << 48 | address
         self.bytes_written += 8
 
     def chunk(self, number: int) -> bytes:
@@ -134,6 +170,7 @@ class ColdIndex:
         """Start an empty index (a new store)."""
         os.ftruncate(self._fd, 0)
         os.ftruncate(self._fd, HEADER_BYTES + self.chunk_bytes)  # sparse: zeros cost no disk
+        self._clear_cache()
         self._write_header(IN_USE, 0, 0, 0)
         fsync_dir(self.path.parent)
 
@@ -145,6 +182,7 @@ class ColdIndex:
         with self._lock:
             os.ftruncate(fd, 0)
             os.ftruncate(fd, HEADER_BYTES + self.chunk_bytes)
+            self._clear_cache()
         batch: dict[int, int] = {}
         offset = self._entry_offset
         for addr, h in records:
@@ -152,6 +190,11 @@ class ColdIndex:
             if len(batch) >= _REBUILD_BATCH:
                 self._write_batch(batch)
         self._write_batch(batch)
+
+    def _clear_cache(self) -> None:
+        cache = self._cache
+        if cache:
+            self._cache = array("Q", bytes(8 * len(cache)))
 
     def _write_batch(self, batch: dict[int, int]) -> None:
         pack = _U64.pack
@@ -233,5 +276,6 @@ class ColdIndex:
             "cold_index_updates": self.updates,
             "cold_index_rebuilds": self.rebuilds,
             "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,
-            "cold_index_memory_bytes": 0,
+            "cold_index_memory_bytes": 8 * len(self._cache),
+            "cold_index_cache_hits": self.cache_hits,
         }

@@ -11,15 +11,18 @@ change, and a read below the begin address (truncated by cold-cold compaction me
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 from faster_backend.engine.devices import AddressTruncatedError, StorageDevice
 from faster_backend.engine.f2.cold_index import ColdIndex
+from faster_backend.engine.hotpath import pread_value as _pread_value
 from faster_backend.engine.hybrid_log import HybridLog, RecordTuple
 from faster_backend.engine.record import HEADER, HEADER_SIZE, PREV_MASK, size_from_header
 
 _FIRST_READ = 512
 _unpack_header = HEADER.unpack_from
+_now = time.time
 
 
 class ColdLog:
@@ -61,6 +64,19 @@ class ColdLog:
     def lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
         """(address, record) of ``key``'s newest cold record, tombstones included."""
         addr = self.index.find(h)
+        hlog = self.log
+        segments = self.device.pread_segments
+        if segments is not None and hlog.begin_address <= addr < hlog.head_address:
+            # The common case: the chain's first record is the key's, read and checked in one
+            # compiled call (anything else, the general walk below).
+            bits = hlog.page_bits
+            room = (((addr >> bits) + 1) << bits) - addr  # a record never crosses its page
+            got = _pread_value(
+                segments, self.device.segment_size, addr, min(_FIRST_READ, room), key, _now
+            )
+            if got is not False:
+                self.disk_reads += 1
+                return addr, got[1]  # type: ignore[index]
         klen = len(key)
         read_record = self.read_record
         while addr >= self.log.begin_address:

@@ -13,11 +13,13 @@ the device without it, and it is taken per record for the check.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
 
-from faster_backend.engine.faster_kv import FasterKv
+from faster_backend.engine.f2 import counting
+from faster_backend.engine.faster_kv import FasterKv, Found
 from faster_backend.engine.record import HEADER, HEADER_SIZE, TOMBSTONE
 
 if TYPE_CHECKING:
@@ -44,11 +46,24 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     # the range into Python objects.
     newest: dict[bytes, int] = {}
     n_records = 0
-    for addr, _info, kl, _vl, rec in hlog.records(begin, until):
-        newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = addr
+    # The range's blind upserts are settled (engine/f2/counting.py) so that every record moved
+    # to the cold log is counted; their bases are looked up before the moves add cold records.
+    runs = counting.Runs(kv._settled, with_prev=False)
+    add = runs.add
+    for addr, info, kl, _vl, rec in hlog.records(begin, until):
+        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+        newest[key] = addr
+        add(addr, info, key)
         n_records += 1
     moved = 0
     with cold.write_lock:
+        delta = counting.settle(kv, runs)
+        del runs
+        # Neither the range (immutable below the head) nor the cold tier (compactions hold the
+        # maintenance lock) changed since: the settled count holds, moved or not.
+        with kv._lock:
+            kv._live += delta
+            kv._settled = max(kv._settled, until)
         try:
             for addr, info, kl, _vl, rec in hlog.records(begin, until):
                 if kv._f2_stopping:
@@ -59,8 +74,11 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 h = xxh3_64_intdigest(key)
                 # [until, head) is on the device and immutable (only this compaction
                 # truncates the hot log): a record of the key there supersedes ``addr``
-                if kv._hot_state(key, h, until) is not None:
-                    continue  # superseded by a newer hot record (``addr`` is the newest below)
+                # (``addr`` is the newest below), which is then dropped, unless the newer one
+                # is uncounted: ``addr`` may be the base its count needs (counting.py).
+                state = kv._hot_state(key, h, until)
+                if state is not None and not state[2]:
+                    continue
                 if info & TOMBSTONE:
                     found = cold.lookup(key, h)
                     if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE:
@@ -85,6 +103,10 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     kv._clean_hot_index()
     log.debug("hot-cold compaction of [%d, %d): %d records moved", begin, until, moved)
     return moved
+
+
+def _keep(kv: F2Kv, found: Found | None, addr: int) -> bool:
+    return (found is not None and found[0] == -addr) or kv._carry != 0
 
 
 def cold_cold(kv: F2Kv, until: int | None = None) -> int:
@@ -116,9 +138,11 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
                 if found is None or found[0] != addr:
                     continue  # superseded inside the cold log
                 # The store's own lookup decides: the hot log may shadow it, or it expired
-                # (then the lookup writes the tombstone that keeps len() exact).
+                # (then the lookup writes the tombstone that keeps len() exact). A record
+                # shadowed by an uncounted hot one stays: it may be the base that one's count
+                # needs (counting.py); the lookup leaves ``_carry`` set for such a record.
                 # (FasterKv's _run: a compaction must never wait for room in the hot log)
-                if FasterKv._run(kv, key, h, lambda f, a=addr: f is not None and f[0] == -a):  # type: ignore[misc]
+                if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
                     cold.append(key, h, found[1])
                     copied += 1
         finally:

@@ -4,7 +4,7 @@ The hot store recovers by itself (its own checkpoints and commit log, engine/rec
 cold tier has no commit log: its durable state is the one a manifest names, written after each
 change of the cold tier (every compaction, ``clear``, a checkpoint)::
 
-    magic "F2MANIF2" | version u32 | length u32 | JSON | first page u64 | n u32 | n x u64 | xxh3
+    magic "F2MANIF3" | version u32 | length u32 | JSON | first page u64 | n u32 | n x u64 | xxh3
 
 JSON: ``seq``, ``cold_begin``, ``cold_tail``, ``cold_tail_sum`` (xxh3 of the tail's partial
 page), ``cold_records``, ``cold_index_chunks``, ``cold_page_size``, ``hot_begin_low`` /
@@ -38,9 +38,13 @@ from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 
 log = logging.getLogger(__name__)
 
-# The magic names the format: F2MANIF1 (a cold index stored in a chunk store, with its
-# checkpoint named here) is not read by this build.
-MAGIC = b"F2MANIF2"
+# The magic names the format. F2MANIF3 stores may hold uncounted records in their hot log
+# (blind upserts, engine/f2/counting.py), which earlier builds would count wrongly, so they
+# refuse it (an unknown magic). F2MANIF2 is the same file from a build without blind upserts:
+# read as is (its hot log has no uncounted record). F2MANIF1 (a cold index stored in a chunk
+# store, with its checkpoint named here) is not read by this build.
+MAGIC = b"F2MANIF3"
+COMPATIBLE_MAGICS = (b"F2MANIF2",)
 OLD_MAGICS = (b"F2MANIF1",)
 VERSION = 1  # engine/checkpoint.py's FORMAT_VERSION: read_checked checks it
 SLOT_NAMES = ("f2.manifest.0", "f2.manifest.1")
@@ -95,7 +99,7 @@ def decode(path: Path) -> Manifest:
             f"an F2 manifest of an older format ({head.decode()}: the cold index was a chunk"
             f" store); this build reads {MAGIC.decode()}: recreate the store",
         )
-    body = read_checked(path, MAGIC)
+    body = read_checked(path, head if head in COMPATIBLE_MAGICS else MAGIC)
     _, _, length = _PREFIX.unpack_from(body, 0)
     off = _PREFIX.size
     if off + length + _SUMS_HEAD.size > len(body):

@@ -13,9 +13,13 @@ begin address), ``_run`` performs the cold lookup without the latch and runs the
 with what it found; a cold record is handed to the operation as a ``Found`` whose address is the
 negated cold address, which is below every hot read-only address, so updates of cold records
 append to the hot tail (RMW brings a cold record to the hot tail), deletes append a hot
-tombstone that shadows the cold record, and expiry works as in single-log mode. The live-key
-count is the hot store's ``_live`` and covers both tiers: a key is counted once, whichever tier
-holds its newest record.
+tombstone that shadows the cold record, and expiry works as in single-log mode.
+
+Upserts are blind: a key that is not in the hot log's memory gets a new hot record without a
+cold lookup. Such a record carries the uncounted bit (engine/record.py) and leaves the live-key
+count ``_live`` (both tiers) as it was; writes over an uncounted record inherit the bit. The
+count is settled later (engine/f2/counting.py): by the hot-cold compaction for the range it
+moves, and by ``len()`` for the rest.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 import os
 import shutil
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -44,7 +48,7 @@ from faster_backend.engine.devices import (
     open_device,
 )
 from faster_backend.engine.errors import EngineError, RecordTooLargeError
-from faster_backend.engine.f2 import compaction
+from faster_backend.engine.f2 import compaction, counting
 from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.f2.cold_log import ColdLog
 from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
@@ -68,8 +72,10 @@ from faster_backend.engine.record import (
     EXPIRY,
     HEADER,
     HEADER_SIZE,
+    INFO,
     PREV_MASK,
     TOMBSTONE,
+    UNCOUNTED,
     VALUE_LEN,
     record_size,
 )
@@ -102,6 +108,7 @@ class F2Kv(FasterKv):
     """A two-tier (hot/cold) FASTER store; same API as FasterKv. ``path`` is required."""
 
     _lookup_below_begin = True  # a hot chain that ends below the hot begin goes on in the cold
+    _blind_upserts = True
 
     def __init__(
         self,
@@ -119,6 +126,7 @@ class F2Kv(FasterKv):
         cold_index_chunks: int | None = None,
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
+        cold_index_cache_size: int | str | None = None,
         compaction_fraction: float = 0.2,
         cold_compaction_fraction: float = 0.2,
         durability: str = "none",
@@ -130,6 +138,9 @@ class F2Kv(FasterKv):
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
             cache = memory // 4
+        index_cache = _size(cold_index_cache_size, "cold_index_cache_size")
+        if index_cache is None:
+            index_cache = memory // 16
         if not 0.0 < cold_compaction_fraction <= 1.0:
             raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.data_dir = DataDir(path)
@@ -150,11 +161,12 @@ class F2Kv(FasterKv):
             # The cold log only appends (one page filling, one flushing): small pages suffice.
             # A record must fit in a cold page, which bounds record sizes (checked in _write).
             cold_page = max(4096, page // 4)
-            hot_memory = memory - cache - 2 * cold_page
+            hot_memory = memory - cache - index_cache - 2 * cold_page
             if hot_memory < 2 * page:
                 raise ValueError(
                     f"memory_size {memory} is too small for F2 with {page}-byte pages: the hot"
-                    " log needs 2 pages after the cold log's 2 pages and the read cache"
+                    " log needs 2 pages after the cold log's 2 pages, the read cache and the"
+                    " cold index cache"
                 )
             hot_dev = open_device(device, root / HOT_DIR, name=HOT_NAME, segment_size=segment)
             devices.append(hot_dev)
@@ -195,7 +207,7 @@ class F2Kv(FasterKv):
                     )
                 cold_index_chunks = manifest.cold_index_chunks
             n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
-            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks)
+            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks, index_cache)
             self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             if manifest is not None:
                 restore_cold_log(self._cold.log, manifest)
@@ -240,6 +252,10 @@ class F2Kv(FasterKv):
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
         self._hot_checkpoint = 0
+        # Uncounted records appended since the count was last settled up to the tail (after
+        # a restart: unknown, so the first len() looks).
+        hlog = self._log
+        self._n_blind = int(hlog.tail_address > max(self._settled, hlog.begin_address))
         if manifest is None:
             with self._cold.write_lock:
                 begin = self._log.begin_address
@@ -412,16 +428,99 @@ class F2Kv(FasterKv):
                 f" {self._cold.page_size} bytes (F2 uses a quarter of page_size); store smaller"
                 " values or raise page_size"
             )
+        if found is not None:
+            addr = found[0]
+            carry = UNCOUNTED if found[3] & UNCOUNTED and addr >= self._settled else 0
+            self._carry = carry
+        else:
+            carry = self._carry  # set by the lookup (an uncounted tombstone) or a blind upsert
         tail = self._log.tail_address
         super()._write(key, h, value, expiry, found)
         if self._log.tail_address != tail:
             self._n_hot_records += 1
+            if carry:
+                self._n_blind += 1
 
     def _tombstone(self, addr: int, key: bytes, h: int) -> None:
-        tail = self._log.tail_address
+        hlog = self._log
+        if addr < 0:
+            carry = 0  # a cold record: always counted
+        elif addr >= hlog.head_address:
+            page = hlog.pages[addr >> hlog.page_bits]
+            assert page is not None
+            info = INFO.unpack_from(page, addr & hlog.page_mask)[0]
+            carry = UNCOUNTED if info & UNCOUNTED and addr >= self._settled else 0
+        else:
+            carry = self._carry  # a hot record on the device: ``_live_or_none`` just saw it
+        self._carry = carry  # the tombstone is the key's newest record now
+        tail = hlog.tail_address
         super()._tombstone(addr, key, h)
-        if self._log.tail_address != tail:
+        if hlog.tail_address != tail:
             self._n_hot_records += 1
+            if carry:
+                self._n_blind += 1
+
+    def _blind_appended(self, n: int) -> None:
+        self._n_hot_records += n
+        self._n_blind += n
+
+    def _upsert_slow(self, key: bytes, h: int, value: bytes, expiry: int | None) -> None:
+        """A blind upsert that the compiled path could not do: the key's newest record in
+        memory decides as in FasterKv; when there is none, the record is appended uncounted
+        without looking further (no device read)."""
+        with self._lock:
+            if self._locate(key, h) >= self._log.head_address:
+                found = self._find_live(key, h)  # in memory: never needs I/O
+            else:
+                found = None
+                self._carry = UNCOUNTED
+            self._write(key, h, value, expiry, found)
+
+    def upsert(self, key: bytes, value: bytes, ttl: float | None = None) -> None:
+        FasterKv.upsert(self, key, value, ttl)
+        if not self._hot_room.is_set():
+            self._wait_for_room()
+
+    def upsert_many(
+        self, items: Iterable[tuple[bytes, bytes]], ttl: float | None = None
+    ) -> None:
+        FasterKv.upsert_many(self, items, ttl)
+        if not self._hot_room.is_set():
+            self._wait_for_room()
+
+    def _wait_for_room(self) -> None:
+        if threading.current_thread() is not self._maintenance:
+            self._hot_room.wait(1.0)  # bounded: a stalled compaction slows writers, never stops
+
+    def _find_live(self, key: bytes, h: int, hint: Hint | None = None) -> Found | None:
+        self._carry = 0  # until a record of the key says otherwise (``_live_or_none``)
+        return super()._find_live(key, h, hint)
+
+    def _live_or_none(
+        self,
+        addr: int,
+        buf: bytearray | bytes,
+        off: int,
+        info: int,
+        kl: int,
+        vl: int,
+        key: bytes,
+        h: int,
+    ) -> Found | None:
+        # The key's newest record: a write over it inherits its uncounted bit, also when it is
+        # a tombstone (then no Found carries it).
+        self._carry = UNCOUNTED if info & UNCOUNTED and addr >= self._settled else 0
+        return super()._live_or_none(addr, buf, off, info, kl, vl, key, h)
+
+    def __len__(self) -> int:
+        """Number of live keys in both tiers (keys that expired but were not yet swept still
+        count). Settles the count of the blind upserts since the last call first: it reads the
+        hot records written since then and looks each such key up below them (O(those
+        records), with device reads; waits for a running compaction)."""
+        if self._n_blind:
+            with self._maint_lock, self._lock:
+                counting.settle_to_tail(self)
+        return self._live
 
     def _after_write(self) -> None:
         self._writes += 1
@@ -461,15 +560,17 @@ class F2Kv(FasterKv):
             self._persist_cold(hot_start, MAX_ADDRESS)
             FasterKv.clear(self)
             self._n_hot_records = 0
+            self._n_blind = 0
             self.commit()
             begin = self._log.begin_address
             self._persist_cold(begin, begin)
 
     # -- hot/cold bookkeeping for compactions ------------------------------------------------
 
-    def _hot_state(self, key: bytes, h: int, stop: int = 0) -> tuple[int, bool] | None:
-        """(address, live) of ``key``'s newest hot record at or above ``stop`` (default: the
-        hot begin address), or None if it has none there."""
+    def _hot_state(self, key: bytes, h: int, stop: int = 0) -> tuple[int, bool, bool] | None:
+        """(address, live, uncounted) of ``key``'s newest hot record at or above ``stop``
+        (default: the hot begin address), or None if it has none there. ``uncounted``: the
+        record is uncounted and not settled (its base lies below it)."""
         klen = len(key)
         now_ms = _fkv._now() * 1000
         with self._lock:
@@ -485,7 +586,8 @@ class F2Kv(FasterKv):
                     if addr < stop:
                         return None
                     exp = _fkv._expiry_of(page, off, info, kl, vl)
-                    return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
+                    live = not info & TOMBSTONE and (exp is None or exp > now_ms)
+                    return addr, live, bool(info & UNCOUNTED) and addr >= self._settled
                 addr = info & PREV_MASK
         try:
             while addr >= max(stop, self._log.begin_address):
@@ -493,7 +595,8 @@ class F2Kv(FasterKv):
                 info, kl, vl = _unpack_header(rec, 0)
                 if kl == klen and rec.startswith(key, HEADER_SIZE):
                     exp = _fkv._expiry_of(rec, 0, info, kl, vl)
-                    return addr, not info & TOMBSTONE and (exp is None or exp > now_ms)
+                    live = not info & TOMBSTONE and (exp is None or exp > now_ms)
+                    return addr, live, bool(info & UNCOUNTED) and addr >= self._settled
                 addr = info & PREV_MASK
         except AddressTruncatedError:
             pass  # moved to the cold tier meanwhile
@@ -562,8 +665,8 @@ class F2Kv(FasterKv):
 
     def _run(self, key: bytes, h: int, op: Callable[[Found | None], T]) -> T:
         result = super()._run(key, h, op)
-        if not self._hot_room.is_set() and threading.current_thread() is not self._maintenance:
-            self._hot_room.wait(1.0)  # bounded: a stalled compaction slows writers, never stops
+        if not self._hot_room.is_set():
+            self._wait_for_room()
         return result
 
     def _check_maintenance(self) -> None:
@@ -700,7 +803,9 @@ class F2Kv(FasterKv):
         )
 
     def stats(self) -> dict[str, Any]:
+        live = len(self)
         st = super().stats()
+        st["live_keys"] = live
         cold = self._cold
         ci = self._cold_index.stats()
         rc = self._cold_cache
@@ -731,9 +836,8 @@ class F2Kv(FasterKv):
                 "cold_disk_reads": cold.disk_reads,
                 "cold_reads": self._n_cold_reads,
                 "cold_index_reads": self._n_cold_index_reads,
-                # every operation's cold-index lookups (an upsert of a key that is not in the
-                # hot log's memory looks the cold tier up too, for an exact len()) per read
                 "cold_index_lookups_per_read": self._n_cold_index_reads / reads,
+                "settled_address": self._settled,
                 "cold_read_cache_bytes": rc.memory_bytes,
                 "cold_read_cache_records": len(rc),
                 "cold_read_cache_hits": rc.hits,
@@ -752,7 +856,10 @@ class F2Kv(FasterKv):
                 "hot_device_bytes_written": hot_dev["bytes_written"],
                 "cold_device_bytes_written": cold_dev["bytes_written"],
                 "cold_index_device_bytes_written": self._cold_index.bytes_written,
-                "memory_bytes": st["memory_bytes"] + cold_memory + rc.memory_bytes,
+                "memory_bytes": st["memory_bytes"]
+                + cold_memory
+                + rc.memory_bytes
+                + ci["cold_index_memory_bytes"],
                 "memory_size": self.total_memory_size,
                 **ci,
             }
