@@ -94,6 +94,26 @@ class StoreModel(RuleBasedStateMachine):
             expiry = self.model[key][1] if old is not None else None
             self.model[key] = (b"%d" % (cur + delta), expiry)
 
+    @rule(keys=st.lists(KEYS, max_size=5), delta=st.integers(-(2**63), 2**63 - 1))
+    def incr_many(self, keys: list[bytes], delta: int) -> None:
+        got = self.kv.incr_many(keys, delta)
+        assert len(got) == len(keys)
+        for key, result in zip(keys, got, strict=True):
+            old = self.live(key)
+            try:
+                cur: int | None = 0 if old is None else int(old)
+            except ValueError:
+                cur = None
+            canonical = cur is not None and (old is None or b"%d" % cur == old)
+            if cur is None or not canonical or not -(2**63) <= cur < 2**63:
+                assert isinstance(result, ValueError)
+            elif not -(2**63) <= cur + delta < 2**63:
+                assert isinstance(result, OverflowError)
+            else:
+                assert result == cur + delta
+                expiry = self.model[key][1] if old is not None else None
+                self.model[key] = (b"%d" % (cur + delta), expiry)
+
     @rule(items=st.lists(st.tuples(KEYS, VALUES | INT_VALUES), max_size=5), ttl=TTLS)
     def upsert_many(self, items: list[tuple[bytes, bytes]], ttl: float | None) -> None:
         self.kv.upsert_many(items, ttl)
