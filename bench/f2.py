@@ -4,16 +4,20 @@ YCSB A (50% read / 50% update) and B (95/5), zipfian (theta 0.99), 8-byte keys a
 values, memory budget 10% of the data, one thread. The budget covers everything F2 keeps in memory
 except its hot index (hot keys only); the single log's index holds every key and takes its share
 of the budget first (its pages get the rest, at least 1 MiB). Each store runs in its own child
-process so that RSS per key is its own. Prints ops/s, RSS, store memory and index bytes per
-key, device bytes written per operation (write amplification), and the F2/single ratios.
+process so that RSS per key is its own. After the load, ``--warmup`` operations of the workload
+(default: as many as are measured) fill both stores' caches; then ``--ops`` are measured. Prints
+ops/s, RSS, store memory and index bytes per key, device reads and bytes written per operation
+(write amplification), and the F2/single ratios.
 
-    python bench/f2.py [--keys 1000000] [--ops 500000] [--workloads A,B] [--malloc tuned]
-                       [--f2-memory 0.5] [--device file_direct]
+    python bench/f2.py [--keys 1000000] [--ops 300000] [--warmup N] [--workloads A,B]
+                       [--malloc tuned] [--f2-memory 0.5] [--device file_direct|auto]
 
-``--f2-memory`` gives F2 that fraction of the budget (the single log keeps all of it), to see
-what F2's throughput is at a given memory ratio. ``--device file_direct`` puts both stores' logs on
-O_DIRECT files: with the default buffered files the kernel's page cache keeps the data beyond the
-budget in memory anyway (outside the process's RSS), so a device read costs a copy, not an I/O.
+Both stores' files are O_DIRECT by default (``file_direct``; F2's cold index follows its
+device), so that the budget bounds what is in memory: with buffered files (``--device auto``)
+the kernel's page cache keeps the whole data set beyond the budget (outside the process's RSS),
+a device read is a copy, and the run measures CPU per operation instead. ``--f2-memory`` gives
+F2 that fraction of the budget (the single log keeps all of it), to see what F2's throughput is
+at a given memory ratio.
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 from engine import make_keys, rss_bytes, zipf_sampler
 
 VALUE = b"v" * 100
+# device reads of every file: the log's (single; F2's hot log), F2's cold log and cold index
+_DEVICE_READS = ("device_reads", "cold_disk_reads", "cold_index_device_reads")
 RECORD = 16 + 8 + 100  # header + key + value, as laid out in the log
 
 
@@ -41,9 +47,10 @@ def child(
     workload: str,
     n: int,
     ops: int,
+    warmup: int,
     directory: str,
     f2_memory: float = 1.0,
-    device: str = "auto",
+    device: str = "file_direct",
 ) -> dict[str, float]:
     import gc
     import random
@@ -54,8 +61,8 @@ def child(
     keys = make_keys(n)
     rng = random.Random(7)
     sample = zipf_sampler(n, 0.99, rng)
-    stream = sample(ops)
-    ups = [rng.random() < (0.5 if workload == "A" else 0.05) for _ in range(ops)]
+    stream = sample(warmup + ops)
+    ups = [rng.random() < (0.5 if workload == "A" else 0.05) for _ in range(warmup + ops)]
     gc.collect()
     base = rss_bytes()
     kv: object
@@ -89,10 +96,15 @@ def child(
     for k in keys:
         upsert(k, VALUE)
     load_s = time.perf_counter() - t0
+    for i, up in zip(stream[:warmup], ups[:warmup], strict=True):
+        if up:
+            upsert(keys[i], VALUE)
+        else:
+            read(keys[i])
     kv.run_maintenance()  # type: ignore[attr-defined]  # both start settled
     st0 = kv.stats()  # type: ignore[attr-defined]
     t0 = time.perf_counter()
-    for i, up in zip(stream, ups, strict=True):
+    for i, up in zip(stream[warmup:], ups[warmup:], strict=True):
         if up:
             upsert(keys[i], VALUE)
         else:
@@ -110,6 +122,7 @@ def child(
         "memory_bytes_per_key": st["memory_bytes"] / n,
         "written_per_op": (st["device_bytes_written"] - st0["device_bytes_written"]) / ops,
         "read_per_op": (st["device_bytes_read"] - st0["device_bytes_read"]) / ops,
+        "reads_per_op": sum(st.get(k, 0) - st0.get(k, 0) for k in _DEVICE_READS) / ops,
         "budget": budget,
         "cold_lookups_per_read": st.get("cold_index_lookups_per_read", 0.0),
     }
@@ -120,7 +133,9 @@ def child(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--keys", type=int, default=1_000_000)
-    ap.add_argument("--ops", type=int, default=500_000)
+    ap.add_argument("--ops", type=int, default=300_000)
+    ap.add_argument("--warmup", type=int, default=None,
+                    help="operations run before the measured ones (default: --ops)")
     ap.add_argument("--workloads", default="A,B")
     ap.add_argument(
         "--malloc",
@@ -131,22 +146,31 @@ def main() -> None:
     )
     ap.add_argument("--f2-memory", type=float, default=1.0,
                     help="F2's share of the budget (the single log gets all of it)")
-    ap.add_argument("--device", choices=("auto", "file_direct"), default="auto",
-                    help="file_direct: O_DIRECT log files (no page cache behind the budget)")
+    ap.add_argument("--device", choices=("auto", "file_direct"), default="file_direct",
+                    help="file_direct (default): O_DIRECT files, no page cache behind the budget;"
+                    " auto: buffered files (the page cache holds the data: a CPU comparison)")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    warmup = args.ops if args.warmup is None else args.warmup
     if args.child:
         kind, workload, directory, _ = args.child
-        result = child(kind, workload, args.keys, args.ops, directory, args.f2_memory, args.device)
+        result = child(kind, workload, args.keys, args.ops, warmup, directory, args.f2_memory,
+                       args.device)
         print(json.dumps(result))
         return
     console = Console()
+    if args.device == "file_direct":
+        from faster_backend.engine.devices import direct_io_status
+
+        ok, why = direct_io_status(tempfile.gettempdir())
+        if not ok:
+            sys.exit(f"{why}; point TMPDIR at a disk filesystem, or run with --device auto")
     table = Table(
-        title=f"F2 vs single log: {args.keys:,} keys, {args.ops:,} ops, budget 10%"
-        f" (F2: {args.f2_memory:g} of it), {args.malloc} malloc, device {args.device}"
+        title=f"F2 vs single log: {args.keys:,} keys, {args.ops:,} ops after {warmup:,},"
+        f" budget 10% (F2: {args.f2_memory:g} of it), {args.malloc} malloc, device {args.device}"
     )
     for col in ("workload", "store", "ops/s", "load ops/s", "RSS B/key", "memory B/key",
-                "index B/key", "written B/op", "read B/op"):
+                "index B/key", "reads/op", "written B/op"):
         table.add_column(col, justify="right")
     ratios = []
     for workload in args.workloads.split(","):
@@ -154,7 +178,8 @@ def main() -> None:
         for kind in ("single", "f2"):
             with tempfile.TemporaryDirectory() as d:
                 cmd = [sys.executable, __file__, "--keys", str(args.keys), "--ops", str(args.ops),
-                       "--f2-memory", str(args.f2_memory), "--device", args.device,
+                       "--warmup", str(warmup), "--f2-memory", str(args.f2_memory),
+                       "--device", args.device,
                        "--child", kind, workload, d, "-"]
                 env = dict(os.environ)
                 if args.malloc == "tuned":
@@ -164,20 +189,21 @@ def main() -> None:
             r = res[kind]
             table.add_row(workload, kind, f"{r['ops_s']:,.0f}", f"{r['load_ops_s']:,.0f}",
                           f"{r['rss_per_key']:.1f}", f"{r['memory_bytes_per_key']:.1f}",
-                          f"{r['index_per_key']:.1f}",
-                          f"{r['written_per_op']:.1f}", f"{r['read_per_op']:.1f}")
+                          f"{r['index_per_key']:.1f}", f"{r['reads_per_op']:.2f}",
+                          f"{r['written_per_op']:.1f}")
         s, f = res["single"], res["f2"]
         ratios.append((workload, f["ops_s"] / s["ops_s"], f["rss_per_key"] / s["rss_per_key"],
                        f["memory_bytes_per_key"] / s["memory_bytes_per_key"],
                        f["index_per_key"] / s["index_per_key"],
                        f["written_per_op"] / max(s["written_per_op"], 1e-9),
-                       f["cold_lookups_per_read"]))
+                       f["cold_lookups_per_read"],
+                       f["reads_per_op"] / max(s["reads_per_op"], 1e-9)))
     console.print(table)
-    for w, thr, rss, mem, idx, wa, cl in ratios:
+    for w, thr, rss, mem, idx, wa, cl, rd in ratios:
         console.print(
             f"YCSB {w}: F2/single throughput {thr:.2f}x (target >= 1.5x), RSS per key "
             f"{rss:.2f}x (target <= 0.5x), store memory per key {mem:.2f}x, index per key "
-            f"{idx:.2f}x, bytes written per op "
+            f"{idx:.2f}x, device reads per op {rd:.2f}x, bytes written per op "
             f"{wa:.2f}x; F2 cold-index lookups per read {cl:.2f}"
         )
 

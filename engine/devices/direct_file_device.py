@@ -1,24 +1,27 @@
 """``DirectFileDevice``: ``FileDevice`` with O_DIRECT (no page cache), any alignment accepted.
 
 O_DIRECT needs offsets, lengths and memory aligned to the logical block size. Requests go
-through page-aligned bounce buffers (``mmap``); a write that starts or ends inside a sector
+through page-aligned bounce buffers (direct_io.py); a write that starts or ends inside a sector
 reads that sector first and writes it back patched (read-modify-write), serialized by a lock so
 two such writes never race on one sector.
 """
 
 from __future__ import annotations
 
-import errno
 import mmap
 import os
 import threading
 from pathlib import Path
 
 from faster_backend.engine.devices.base import DEFAULT_SEGMENT_SIZE
+from faster_backend.engine.devices.direct_io import (
+    DIRECT_SECTOR_SIZE,
+    pread_aligned,
+    pwrite_aligned,
+    span,
+)
 from faster_backend.engine.devices.errors import DeviceError
 from faster_backend.engine.devices.file_device import FileDevice
-
-DIRECT_SECTOR_SIZE = 4096  # safe for 512-byte and 4 KiB logical blocks
 
 
 def direct_io_status(directory: str | os.PathLike[str]) -> tuple[bool, str]:
@@ -62,12 +65,6 @@ class DirectFileDevice(FileDevice):
         self._rmw_lock = threading.Lock()
         self.pread_segments = None  # O_DIRECT reads need aligned buffers: ``read`` does them
 
-    def _span(self, offset: int, length: int) -> tuple[int, int]:
-        sector = self.sector_size
-        start = offset - offset % sector
-        end = -(-(offset + length) // sector) * sector
-        return start, end
-
     def read(self, address: int, length: int) -> bytes:
         self._check_open()
         return self._read_parts(address, length)  # every read needs the aligned bounce buffer
@@ -78,7 +75,7 @@ class DirectFileDevice(FileDevice):
         seg = self.files.get(segment)
         if seg is None:
             return bytes(length)
-        start, end = self._span(offset, length)
+        start, end = span(offset, length, self.sector_size)
         buf = mmap.mmap(-1, end - start)
         try:
             self._pread_aligned(seg.fd, buf, start, segment)
@@ -89,17 +86,7 @@ class DirectFileDevice(FileDevice):
     def _pread_aligned(self, fd: int, buf: mmap.mmap, start: int, segment: int) -> None:
         """Fill ``buf`` from ``start``; the part beyond the end of the file stays zero."""
         try:
-            done = os.preadv(fd, [buf], start)
-            size = len(buf)
-            while done < size:
-                view = memoryview(buf)[done:]
-                try:
-                    n = os.preadv(fd, [view], start + done)
-                finally:
-                    view.release()
-                if n == 0:
-                    return
-                done += n
+            pread_aligned(fd, buf, start)
         except OSError as exc:
             raise self._io_error(exc, "reading", segment, start) from exc
 
@@ -108,7 +95,7 @@ class DirectFileDevice(FileDevice):
             return
         seg = self.files.acquire(segment, create=True)
         assert seg is not None
-        start, end = self._span(offset, len(data))
+        start, end = span(offset, len(data), self.sector_size)
         buf = mmap.mmap(-1, end - start)
         try:
             aligned = start == offset and end == offset + len(data)
@@ -126,17 +113,9 @@ class DirectFileDevice(FileDevice):
 
     def _pwrite_aligned(self, fd: int, buf: mmap.mmap, start: int, segment: int) -> None:
         try:
-            n = os.pwritev(fd, [buf], start)
+            pwrite_aligned(fd, buf, start)
         except OSError as exc:
             raise self._io_error(exc, "writing", segment, start) from exc
-        if n != len(buf):
-            # O_DIRECT continues only at sector borders; a partial transfer here is an error
-            raise self._io_error(
-                OSError(errno.EIO, f"short O_DIRECT write ({n} of {len(buf)} bytes)"),
-                "writing",
-                segment,
-                start,
-            )
 
     def read_into(self, address: int, buffer: bytearray | memoryview) -> None:
         view = memoryview(buffer).cast("B")

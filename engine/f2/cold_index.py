@@ -5,9 +5,11 @@ bytes of 4 hash buckets of 8 u64 entries (FASTER's cold index geometry: 32 entri
 bytes), at a fixed place in the file. Hash bits 40-44 pick the entry: they are its tag, so a
 lookup needs no tag search and a bucket never overflows. An entry holds the cold-log address
 of the newest record of its chain (bits 0-47; 0 = empty); records on a chain are compared by
-key. Only the one 8-byte entry a lookup needs is read (``pread``), so the index itself costs no
-process memory: what the kernel keeps of the file in its page cache is not ours. A bounded
-entry cache (``cache_bytes``, part of the store's memory budget) keeps the entries read or
+key. Only the one 8-byte entry a lookup needs is read (``pread``; with ``direct``, the store's
+device being O_DIRECT, the file is O_DIRECT too and a lookup reads the entry's 4 KiB sector, so
+no page cache keeps the index in memory behind the budget). So the index costs no process
+memory beyond a bounded
+entry cache: ``cache_bytes``, part of the store's memory budget, keeps the entries read or
 written lately, so a lookup of a key read lately needs no ``pread`` for its entry: a
 direct-mapped array of 8-byte words (the entry's number above the slot bits as a 16-bit tag,
 the address below), written through by every update.
@@ -36,11 +38,13 @@ import struct
 import threading
 from array import array
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
+from faster_backend.engine.devices.direct_io import DIRECT_SECTOR_SIZE, DirectFile
 from faster_backend.engine.record import INFO as _INFO
 from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 
@@ -64,7 +68,9 @@ _REBUILD_BATCH = 1 << 18  # entries gathered before they are written, during a r
 class ColdIndex:
     """Maps a key hash to the newest cold-log address of its chain, in the file ``path``."""
 
-    def __init__(self, path: Path, n_chunks: int, cache_bytes: int = 0) -> None:
+    def __init__(
+        self, path: Path, n_chunks: int, cache_bytes: int = 0, direct: bool = False
+    ) -> None:
         if n_chunks < 1 or n_chunks & (n_chunks - 1):
             raise ValueError(f"cold_index_chunks must be a power of two, got {n_chunks}")
         self.path = path
@@ -81,13 +87,22 @@ class ColdIndex:
         self.cache_hits = 0
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._direct = DirectFile(path) if direct else None
+        if self._direct is not None:
+            self._fd = self._direct.fd
+            self._pread: Callable[[int, int], bytes] = self._direct.pread
+            self._pwrite: Callable[[bytes | bytearray, int], None] = self._direct.pwrite
+        else:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pread = partial(os.pread, self._fd)
+            self._pwrite = self._pwrite_buffered
         # Readers and the writer touch single entries with pread/pwrite; the lock keeps a
         # reader from seeing half of an entry being written.
         self._lock = threading.Lock()
         self.lookups = 0
         self.updates = 0
         self.rebuilds = 0
+        self.reads = 0
         self.bytes_read = 0
         self.bytes_written = 0
 
@@ -109,10 +124,11 @@ class ColdIndex:
                 self.cache_hits += 1
                 return word & ADDRESS_MASK
         with self._lock:  # a fill under the lock: an update cannot slip in between
-            data = os.pread(self._fd, 8, HEADER_BYTES + (number << 3))
+            data = self._pread(8, HEADER_BYTES + (number << 3))
             address = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
             if cache:
                 cache[slot] = tag << 48 | address
+        self.reads += 1
         self.bytes_read += 8
         return address
 
@@ -124,7 +140,6 @@ class ColdIndex:
         self.updates += 1
         number = ((h & self.mask) << 5) | ((h >> 40) & 31)
         entry = HEADER_BYTES + (number << 3)
-        fd = self._fd
         cache = self._cache
         slot = number & self._cmask
         tag = (number >> self._cshift) + 1
@@ -133,13 +148,14 @@ class ColdIndex:
             if word >> 48 == tag:
                 prev = word & ADDRESS_MASK
             else:
-                data = os.pread(fd, 8, entry)
+                data = self._pread(8, entry)
                 prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
+                self.reads += 1
                 self.bytes_read += 8
             info = _INFO.unpack_from(page, off)[0]
             # cold records are always counted (engine/f2/counting.py): no uncounted bit
             _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev)
-            os.pwrite(fd, _U64.pack(address), entry)
+            self._pwrite(_U64.pack(address), entry)
             if cache:
                 cache[slot] = tag << 48 | address
         self.bytes_written += 8
@@ -147,7 +163,7 @@ class ColdIndex:
     def chunk(self, number: int) -> bytes:
         """The 256 bytes of chunk ``number``."""
         with self._lock:
-            data = os.pread(self._fd, CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
+            data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
         self.bytes_read += CHUNK_BYTES
         return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
 
@@ -197,12 +213,31 @@ class ColdIndex:
             self._cache = array("Q", bytes(8 * len(cache)))
 
     def _write_batch(self, batch: dict[int, int]) -> None:
-        pack = _U64.pack
+        """Write the entries of ``batch`` (file offset -> address), a sector at a time."""
+        pack_into = _U64.pack_into
+        offsets = sorted(batch)
+        i = 0
         with self._lock:
-            for off in sorted(batch):
-                os.pwrite(self._fd, pack(batch[off]), off)
+            while i < len(offsets):
+                start = offsets[i] - offsets[i] % DIRECT_SECTOR_SIZE
+                end = start + DIRECT_SECTOR_SIZE
+                j = i
+                while j < len(offsets) and offsets[j] < end:
+                    j += 1
+                if j - i == 1:
+                    self._pwrite(_U64.pack(batch[offsets[i]]), offsets[i])
+                else:
+                    sector = bytearray(self._pread(DIRECT_SECTOR_SIZE, start))
+                    sector.extend(bytes(DIRECT_SECTOR_SIZE - len(sector)))  # past the end
+                    for off in offsets[i:j]:
+                        pack_into(sector, off - start, batch[off])
+                    self._pwrite(sector, start)
+                i = j
         self.bytes_written += 8 * len(batch)
         batch.clear()
+
+    def _pwrite_buffered(self, data: bytes | bytearray, offset: int) -> None:
+        os.pwrite(self._fd, data, offset)
 
     def close_clean(self, seq: int, begin: int, tail: int) -> None:
         """Write the checksums and a clean header naming manifest ``seq`` (cold log
@@ -211,31 +246,33 @@ class ColdIndex:
         sums = [
             xxh3_64_intdigest(self._block(i)) for i in range(self.n_blocks)
         ]
-        os.pwrite(fd, struct.pack(f"<{len(sums)}Q", *sums), HEADER_BYTES + self.chunk_bytes)
+        self._pwrite(struct.pack(f"<{len(sums)}Q", *sums), HEADER_BYTES + self.chunk_bytes)
         self.bytes_written += 8 * len(sums)
         os.fsync(fd)
         self._write_header(CLEAN, seq, begin, tail)
 
     def close(self) -> None:
-        if self._fd >= 0:
+        if self._direct is not None:
+            self._direct.close()
+        elif self._fd >= 0:
             os.close(self._fd)
-            self._fd = -1
+        self._fd = -1
 
     def _block(self, i: int) -> bytes:
         start = i * BLOCK_BYTES
         size = min(BLOCK_BYTES, self.chunk_bytes - start)
-        data = os.pread(self._fd, size, HEADER_BYTES + start)
+        data = self._pread(size, HEADER_BYTES + start)
         return data + bytes(size - len(data))
 
     def _write_header(self, state: int, seq: int, begin: int, tail: int) -> None:
         head = _HEADER.pack(MAGIC, VERSION, state, self.n_chunks, seq, begin, tail, self.n_blocks)
-        os.pwrite(self._fd, head + _U64.pack(xxh3_64_intdigest(head)), 0)
+        self._pwrite(head + _U64.pack(xxh3_64_intdigest(head)), 0)
         os.fsync(self._fd)  # in use is durable before the first entry changes
 
     def _check_clean(self, seq: int, begin: int, tail: int) -> str | None:
         """None if the file is a clean index of manifest ``seq``, else why it is not (a
         corruption is logged as a warning with the file and offset)."""
-        raw = os.pread(self._fd, _HEADER.size + 8, 0)
+        raw = self._pread(_HEADER.size + 8, 0)
         if len(raw) < _HEADER.size + 8:
             return "no header"
         head = raw[: _HEADER.size]
@@ -253,7 +290,7 @@ class ColdIndex:
         ):
             return f"it matches manifest {h_seq}, recovery chose {seq}"
         sums_off = HEADER_BYTES + self.chunk_bytes
-        raw_sums = os.pread(self._fd, 8 * blocks, sums_off)
+        raw_sums = self._pread(8 * blocks, sums_off)
         if len(raw_sums) != 8 * blocks:
             log.warning("%s: F2 cold index checksums truncated at offset %d", self.path, sums_off)
             return "truncated checksums"
@@ -273,6 +310,8 @@ class ColdIndex:
         return {
             "cold_index_chunks": self.n_chunks,
             "cold_index_lookups": self.lookups,
+            "cold_index_device_reads": self.reads,
+            "cold_index_direct": int(self._direct is not None),
             "cold_index_updates": self.updates,
             "cold_index_rebuilds": self.rebuilds,
             "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,

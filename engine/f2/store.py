@@ -44,6 +44,7 @@ from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import (
     DEFAULT_SEGMENT_SIZE,
     AddressTruncatedError,
+    DirectFileDevice,
     StorageDevice,
     open_device,
 )
@@ -207,7 +208,14 @@ class F2Kv(FasterKv):
                     )
                 cold_index_chunks = manifest.cold_index_chunks
             n_chunks = cold_index_chunks if cold_index_chunks is not None else 1 << 14
-            cold_index = ColdIndex(root / INDEX_DIR / INDEX_FILE, n_chunks, index_cache)
+            # An O_DIRECT store keeps its cold index out of the page cache too, so that the
+            # memory budget bounds everything F2 keeps in memory.
+            cold_index = ColdIndex(
+                root / INDEX_DIR / INDEX_FILE,
+                n_chunks,
+                index_cache,
+                direct=cold_dev.kind == DirectFileDevice.kind,
+            )
             self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             if manifest is not None:
                 restore_cold_log(self._cold.log, manifest)

@@ -22,6 +22,7 @@ from faster_backend.engine.f2 import F2Kv
 from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.record import FINAL, INFO, UNCOUNTED
 
+from .devices.conftest import _DIRECT_OK, _DIRECT_WHY
 from .test_larger_than_memory import LargerThanMemoryModel, rss_after_twenty_budgets
 from .test_model import StoreModel, threads_against_a_model
 
@@ -94,6 +95,22 @@ class F2StoreModel(StoreModel):
 
 TestF2StoreModel = F2StoreModel.TestCase
 TestF2StoreModel.settings = settings(max_examples=40, stateful_step_count=50, deadline=None)
+
+
+class F2DirectStoreModel(F2StoreModel):
+    """The same on O_DIRECT files: every log and the cold index bypass the page cache."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kv.close()
+        self.kv = f2_store(Path(self.tmp.name) / "direct", device="file_direct")  # type: ignore[assignment]
+        assert self.kv.stats()["cold_index_direct"] == 1
+
+
+TestF2DirectStoreModel = pytest.mark.skipif(not _DIRECT_OK, reason=_DIRECT_WHY)(
+    F2DirectStoreModel.TestCase
+)
+TestF2DirectStoreModel.settings = settings(max_examples=15, stateful_step_count=50, deadline=None)
 
 
 class F2LargerThanMemoryModel(LargerThanMemoryModel):

@@ -4,7 +4,9 @@ facade's ``tiering`` argument and configuration key. (kill -9: tests/engine/test
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import random
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,7 @@ from faster_backend.engine.checkpoint import CorruptFileError
 from faster_backend.engine.f2 import F2Kv
 from faster_backend.engine.f2.manifest import SLOT_NAMES, decode
 
+from .devices.conftest import _DIRECT_OK, _DIRECT_WHY
 from .test_f2 import F2StoreModel, f2_store, wait_for
 
 Model = dict[bytes, tuple[bytes, float | None]]  # key -> (value, absolute expiry or None)
@@ -166,8 +169,8 @@ def manifests(path: Path) -> list[tuple[Path, int]]:
     return sorted(((path / n, decode(path / n).seq) for n in SLOT_NAMES), key=lambda x: -x[1])
 
 
-def filled(path: Path) -> dict[bytes, bytes]:
-    kv = f2_store(path)
+def filled(path: Path, device: str = "auto") -> dict[bytes, bytes]:
+    kv = f2_store(path, device=device)
     model = {}
     for i in range(5000):
         model[b"m%d" % (i % 3000)] = b"x%d" % i * 4
@@ -216,34 +219,45 @@ def test_a_corrupt_cold_log_page_is_reported(tmp_path: Path) -> None:
         f2_store(tmp_path)
 
 
+DEVICES = [
+    "file",
+    pytest.param("file_direct", marks=pytest.mark.skipif(not _DIRECT_OK, reason=_DIRECT_WHY)),
+]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 def test_the_cold_index_is_trusted_after_a_clean_close_and_rebuilt_after_a_crash(
-    tmp_path: Path,
+    tmp_path: Path, device: str
 ) -> None:
-    model = filled(tmp_path)  # closed cleanly
-    kv = f2_store(tmp_path)
+    model = filled(tmp_path, device)  # closed cleanly
+    kv = f2_store(tmp_path, device=device)
+    # an O_DIRECT store's cold index bypasses the page cache too (the budget binds it)
+    direct = bool(fcntl.fcntl(kv._cold_index._fd, fcntl.F_GETFL) & os.O_DIRECT)
+    assert direct == (device == "file_direct") == bool(kv.stats()["cold_index_direct"])
     assert kv.stats()["cold_index_rebuilds"] == 0
     for i in range(3000, 3600):  # more cold records, then a crash: the file is in use
         model[b"m%d" % i] = b"y%d" % i
         kv.upsert(b"m%d" % i, b"y%d" % i)
     kv.compact(kv.stats()["log_head_address"])
     abandon(kv)
-    kv = f2_store(tmp_path)
+    kv = f2_store(tmp_path, device=device)
     assert kv.stats()["cold_index_rebuilds"] == 1
     for key, value in model.items():
         assert kv.read(key) == value
     kv.close()
 
 
+@pytest.mark.parametrize("device", DEVICES)
 def test_a_corrupt_cold_index_is_reported_and_rebuilt(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, device: str
 ) -> None:
-    model = filled(tmp_path)
+    model = filled(tmp_path, device)
     index = tmp_path / "cold-index" / "cidx.chunks"
     data = bytearray(index.read_bytes())
     data[4096 + 8 * 5] ^= 0x10  # an entry of chunk 0
     index.write_bytes(data)
     with caplog.at_level(logging.WARNING):
-        kv = f2_store(tmp_path)
+        kv = f2_store(tmp_path, device=device)
     assert str(index) in caplog.text and "offset 4096" in caplog.text
     assert kv.stats()["cold_index_rebuilds"] == 1
     for key, value in model.items():
