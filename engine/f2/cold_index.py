@@ -37,6 +37,7 @@ import os
 import struct
 import threading
 from array import array
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
@@ -63,6 +64,29 @@ _HEADER = struct.Struct("<8sIIQQQQQ")
 _U64 = struct.Struct("<Q")
 _EMPTY = bytes(CHUNK_BYTES)
 _REBUILD_BATCH = 1 << 18  # entries gathered before they are written, during a rebuild
+_RUN_BYTES = 1 << 20  # the most one read or write of a batch's sector run covers
+_RUN_GAP = 4 * DIRECT_SECTOR_SIZE  # sectors in between that a run reads too, not skips
+
+
+def _sector_runs(numbers: list[int]) -> Iterable[tuple[int, int, int]]:
+    """Group sorted entry numbers into file runs of whole sectors: (start, end, how many of
+    ``numbers`` it holds). Entries closer than ``_RUN_GAP`` share a run, up to ``_RUN_BYTES``."""
+    sector = DIRECT_SECTOR_SIZE
+    i = 0
+    n = len(numbers)
+    while i < n:
+        first = HEADER_BYTES + (numbers[i] << 3)
+        start = first - first % sector
+        last = first
+        j = i + 1
+        while j < n:
+            off = HEADER_BYTES + (numbers[j] << 3)
+            if off - last >= _RUN_GAP or off + 8 - start > _RUN_BYTES:
+                break
+            last = off
+            j += 1
+        yield start, -(-(last + 8) // sector) * sector, j - i
+        i = j
 
 
 class ColdIndex:
@@ -99,6 +123,11 @@ class ColdIndex:
         # Readers and the writer touch single entries with pread/pwrite; the lock keeps a
         # reader from seeing half of an entry being written.
         self._lock = threading.Lock()
+        # A compaction's entries (``batch``): sorted entry numbers, their addresses and which
+        # changed; they are the truth for those entries until ``end_batch`` writes them.
+        self._bnum = array("Q")
+        self._baddr = array("Q")
+        self._bset = bytearray()
         self.lookups = 0
         self.updates = 0
         self.rebuilds = 0
@@ -124,6 +153,9 @@ class ColdIndex:
                 self.cache_hits += 1
                 return word & ADDRESS_MASK
         with self._lock:  # a fill under the lock: an update cannot slip in between
+            i = self._batched(number)
+            if i >= 0:
+                return self._baddr[i]
             data = self._pread(8, HEADER_BYTES + (number << 3))
             address = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
             if cache:
@@ -132,11 +164,17 @@ class ColdIndex:
         self.bytes_read += 8
         return address
 
+    def _batched(self, number: int) -> int:
+        """The position of entry ``number`` in the running batch, or -1."""
+        bnum = self._bnum
+        i = bisect_left(bnum, number)
+        return i if i < len(bnum) and bnum[i] == number else -1
+
     def set(self, h: int, address: int, page: bytearray, off: int) -> None:
         """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
         ``page``: its previous-address field is set to the chain's current head first, so a
         reader never follows a record whose link is not set yet. The caller serialises writers
-        (the cold log's write lock)."""
+        (the cold log's write lock). An entry of the running batch is written at its end."""
         self.updates += 1
         number = ((h & self.mask) << 5) | ((h >> 40) & 31)
         entry = HEADER_BYTES + (number << 3)
@@ -144,8 +182,11 @@ class ColdIndex:
         slot = number & self._cmask
         tag = (number >> self._cshift) + 1
         with self._lock:
+            i = self._batched(number)
             word = cache[slot] if cache else 0
-            if word >> 48 == tag:
+            if i >= 0:
+                prev = self._baddr[i]
+            elif word >> 48 == tag:
                 prev = word & ADDRESS_MASK
             else:
                 data = self._pread(8, entry)
@@ -155,17 +196,69 @@ class ColdIndex:
             info = _INFO.unpack_from(page, off)[0]
             # cold records are always counted (engine/f2/counting.py): no uncounted bit
             _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev)
-            self._pwrite(_U64.pack(address), entry)
+            if i >= 0:
+                self._baddr[i] = address
+                self._bset[i] = 1
+            else:
+                self._pwrite(_U64.pack(address), entry)
+                self.bytes_written += 8
             if cache:
                 cache[slot] = tag << 48 | address
-        self.bytes_written += 8
+
+    def begin_batch(self, hashes: Iterable[int]) -> None:
+        """Read the entries of ``hashes`` (a compaction's keys) in runs of whole sectors in file
+        order, and hold them until ``end_batch``: the compaction's lookups and updates of them
+        then cost no I/O each (a read-modify-write of a sector per update, with O_DIRECT)."""
+        mask = self.mask
+        numbers = sorted({((h & mask) << 5) | ((h >> 40) & 31) for h in hashes})
+        addrs = array("Q", bytes(8 * len(numbers)))
+        unpack_from = _U64.unpack_from
+        i = 0
+        for start, end, count in _sector_runs(numbers):
+            run = self._pread(end - start, start)
+            self.reads += 1
+            self.bytes_read += end - start
+            for k in range(i, i + count):
+                off = HEADER_BYTES + (numbers[k] << 3) - start
+                addrs[k] = unpack_from(run, off)[0] & ADDRESS_MASK if off < len(run) else 0
+            i += count
+        with self._lock:
+            self._bnum = array("Q", numbers)
+            self._baddr = addrs
+            self._bset = bytearray(len(numbers))
+
+    def end_batch(self) -> None:
+        """Write the batch's changed entries (sector runs in file order) and let it go."""
+        bnum, baddr, bset = self._bnum, self._baddr, self._bset
+        changed = [k for k in range(len(bnum)) if bset[k]]
+        numbers = [bnum[k] for k in changed]
+        pack_into = _U64.pack_into
+        i = 0
+        for start, end, count in _sector_runs(numbers):
+            run = bytearray(self._pread(end - start, start))
+            run.extend(bytes(end - start - len(run)))
+            for k in changed[i : i + count]:
+                pack_into(run, HEADER_BYTES + (bnum[k] << 3) - start, baddr[k])
+            self._pwrite(run, start)
+            i += count
+        self.bytes_written += 8 * len(changed)
+        with self._lock:  # the file has them now
+            self._bnum = array("Q")
+            self._baddr = array("Q")
+            self._bset = bytearray()
 
     def chunk(self, number: int) -> bytes:
-        """The 256 bytes of chunk ``number``."""
+        """The 256 bytes of chunk ``number`` (with the running batch's entries)."""
         with self._lock:
-            data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
+            data = bytearray(self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES))
+            data.extend(_EMPTY[len(data) :])
+            bnum = self._bnum
+            i = bisect_left(bnum, number << 5)
+            while i < len(bnum) and bnum[i] >> 5 == number:
+                _U64.pack_into(data, (bnum[i] & 31) * 8, self._baddr[i])
+                i += 1
         self.bytes_read += CHUNK_BYTES
-        return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
+        return bytes(data)
 
     # -- the file's life cycle ---------------------------------------------------------------
 

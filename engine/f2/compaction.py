@@ -57,14 +57,17 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         n_records += 1
     moved = 0
     with cold.write_lock:
-        delta = counting.settle(kv, runs)
-        del runs
-        # Neither the range (immutable below the head) nor the cold tier (compactions hold the
-        # maintenance lock) changed since: the settled count holds, moved or not.
-        with kv._lock:
-            kv._live += delta
-            kv._settled = max(kv._settled, until)
+        # The range's keys' cold-index entries, read in one pass in file order: the settling's
+        # lookups and the moves' index updates then cost no I/O each (begin_batch).
+        cold.index.begin_batch(xxh3_64_intdigest(key) for key in newest)
         try:
+            delta = counting.settle(kv, runs)
+            del runs
+            # Neither the range (immutable below the head) nor the cold tier (compactions hold
+            # the maintenance lock) changed since: the settled count holds, moved or not.
+            with kv._lock:
+                kv._live += delta
+                kv._settled = max(kv._settled, until)
             for addr, info, kl, _vl, rec in hlog.records(begin, until):
                 if kv._f2_stopping:
                     return moved  # closing: the hot range stays; nothing is lost
@@ -86,6 +89,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 cold.append(key, h, rec)
                 moved += 1
         finally:
+            cold.index.end_batch()
             # Before truncating: from now on readers may reach these keys' cold records.
             kv._cold_cache.invalidate(newest)
         kv._n_cold_records += moved
@@ -127,6 +131,9 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
             newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
             n_records += 1
         copied = 0
+        cold.index.begin_batch(
+            xxh3_64_intdigest(key) for key, (_, info) in newest.items() if not info & TOMBSTONE
+        )
         try:
             for key, (addr, info) in newest.items():
                 if kv._f2_stopping:
@@ -146,6 +153,7 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
                     cold.append(key, h, found[1])
                     copied += 1
         finally:
+            cold.index.end_batch()
             kv._cold_cache.invalidate(newest)
         # The hot records that shadowed the dropped cold ones (and the tombstones of expired
         # ones) become durable before the manifest that no longer has the cold records.

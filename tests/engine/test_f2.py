@@ -20,7 +20,7 @@ from faster_backend.engine import EngineError
 from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.f2 import F2Kv
 from faster_backend.engine.f2.cold_index import ColdIndex
-from faster_backend.engine.record import FINAL, INFO, UNCOUNTED
+from faster_backend.engine.record import FINAL, INFO, PREV_MASK, UNCOUNTED
 
 from .devices.conftest import _DIRECT_OK, _DIRECT_WHY
 from .test_larger_than_memory import LargerThanMemoryModel, rss_after_twenty_budgets
@@ -98,12 +98,15 @@ TestF2StoreModel.settings = settings(max_examples=40, stateful_step_count=50, de
 
 
 class F2DirectStoreModel(F2StoreModel):
-    """The same on O_DIRECT files: every log and the cold index bypass the page cache."""
+    """The same on O_DIRECT files (every log and the cold index bypass the page cache), with
+    a cold-index entry cache of 8 slots, so that most lookups read the file or a batch."""
 
     def __init__(self) -> None:
         super().__init__()
         self.kv.close()
-        self.kv = f2_store(Path(self.tmp.name) / "direct", device="file_direct")  # type: ignore[assignment]
+        self.kv = f2_store(  # type: ignore[assignment]
+            Path(self.tmp.name) / "direct", device="file_direct", cold_index_cache_size=64
+        )
         assert self.kv.stats()["cold_index_direct"] == 1
 
 
@@ -245,6 +248,55 @@ def test_the_cold_index_entry_cache_is_written_through(tmp_path: Path) -> None:
     ix.rebuild([(64, h)])  # empties the file and the cache
     assert ix.find(other) == 0 and ix.find(h) == 64
     assert ix.stats()["cold_index_memory_bytes"] == 64
+    ix.close()
+
+
+def number(h: int, chunks: int = 1 << 10) -> int:
+    """A hash's cold-index entry number (cold_index.py)."""
+    return ((h & (chunks - 1)) << 5) | ((h >> 40) & 31)
+
+
+def test_a_cold_index_batch_reads_its_entries_at_once_and_writes_them_at_its_end(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "cidx"
+    ix = ColdIndex(path, 1 << 10, cache_bytes=64)  # 8 slots: most entries are not cached
+    ix.create()
+    rng = random.Random(3)
+    hashes = [rng.getrandbits(64) for _ in range(300)]
+    page = bytearray(32)
+    for i, h in enumerate(hashes[:100]):  # written through, one entry at a time
+        ix.set(h, 4096 * (i + 1), page, 0)
+    before = {h: ix.find(h) for h in hashes}
+    reads = ix.stats()["cold_index_device_reads"]
+    ix.begin_batch(hashes)
+    # 300 entries of a 256 KiB file: a few sector runs, not one read per entry
+    assert ix.stats()["cold_index_device_reads"] - reads < 10
+    reads = ix.stats()["cold_index_device_reads"]
+    assert {h: ix.find(h) for h in hashes} == before
+    assert ix.stats()["cold_index_device_reads"] == reads  # all from the batch
+    on_file = ColdIndex(path, 1 << 10)
+    head = {number(h): a for h, a in before.items()}  # hashes may share an entry
+    for i, h in enumerate(hashes):
+        INFO.pack_into(page, 0, FINAL)
+        ix.set(h, 1 << 30 | i, page, 0)
+        assert (INFO.unpack_from(page, 0)[0] & PREV_MASK) == head[number(h)]  # the old head
+        head[number(h)] = 1 << 30 | i
+    before = {h: head[number(h)] for h in hashes}
+    assert {h: ix.find(h) for h in hashes} == before  # readers see the batch
+    assert on_file.find(hashes[-1]) != before[hashes[-1]]  # the file does not have it yet
+    n = hashes[0] & ((1 << 10) - 1)  # a scan's chunk shows the batch's entries too
+    got = ix.chunk(n)
+    for h in hashes:
+        if h & ((1 << 10) - 1) == n:
+            e = (h >> 40) & 31
+            assert int.from_bytes(got[e * 8 : e * 8 + 8], "little") == before[h]
+    assert ix.stats()["cold_index_device_reads"] == reads
+    ix.end_batch()
+    fresh = ColdIndex(path, 1 << 10)
+    assert {h: fresh.find(h) for h in hashes} == before  # the file has every update
+    on_file.close()
+    fresh.close()
     ix.close()
 
 
