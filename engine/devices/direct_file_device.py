@@ -16,6 +16,7 @@ from pathlib import Path
 from faster_backend.engine.devices.base import DEFAULT_SEGMENT_SIZE
 from faster_backend.engine.devices.direct_io import (
     DIRECT_SECTOR_SIZE,
+    BounceBuffers,
     pread_aligned,
     pwrite_aligned,
     span,
@@ -63,6 +64,7 @@ class DirectFileDevice(FileDevice):
             directory, name, segment_size, threads, DIRECT_SECTOR_SIZE, _open_flags=os.O_DIRECT
         )
         self._rmw_lock = threading.Lock()
+        self._bounce = BounceBuffers()
         self.pread_segments = None  # O_DIRECT reads need aligned buffers: ``read`` does them
 
     def read(self, address: int, length: int) -> bytes:
@@ -76,14 +78,19 @@ class DirectFileDevice(FileDevice):
         if seg is None:
             return bytes(length)
         start, end = span(offset, length, self.sector_size)
-        buf = mmap.mmap(-1, end - start)
+        buf, fresh = self._bounce.get(end - start)
+        view = memoryview(buf)[: end - start]
         try:
-            self._pread_aligned(seg.fd, buf, start, segment)
-            return buf[offset - start : offset - start + length]
+            self._pread_aligned(seg.fd, view, start, segment)
+            return bytes(view[offset - start : offset - start + length])
         finally:
-            buf.close()
+            view.release()
+            if fresh:
+                buf.close()
 
-    def _pread_aligned(self, fd: int, buf: mmap.mmap, start: int, segment: int) -> None:
+    def _pread_aligned(
+        self, fd: int, buf: mmap.mmap | memoryview, start: int, segment: int
+    ) -> None:
         """Fill ``buf`` from ``start``; the part beyond the end of the file stays zero."""
         try:
             pread_aligned(fd, buf, start)

@@ -23,9 +23,9 @@ def span(offset: int, length: int, sector: int = DIRECT_SECTOR_SIZE) -> tuple[in
     return start, end
 
 
-def pread_aligned(fd: int, buf: mmap.mmap, start: int) -> None:
-    """Fill ``buf`` from ``start``; the part beyond the end of the file stays as it was (zero
-    in a fresh buffer). Raises ``OSError``."""
+def pread_aligned(fd: int, buf: mmap.mmap | memoryview, start: int) -> None:
+    """Fill ``buf`` (page-aligned, whole sectors) from ``start``; the part beyond the end of
+    the file is zeroed. Raises ``OSError``."""
     done = os.preadv(fd, [buf], start)
     size = len(buf)
     while done < size:
@@ -35,8 +35,25 @@ def pread_aligned(fd: int, buf: mmap.mmap, start: int) -> None:
         finally:
             view.release()
         if n == 0:
+            buf[done:] = bytes(size - done)
             return
         done += n
+
+
+class BounceBuffers(threading.local):
+    """A page-aligned buffer per thread, reused by reads up to its size (an ``mmap`` and a
+    ``munmap`` per read cost more than a short read from a fast disk)."""
+
+    SIZE = 64 << 10
+
+    def __init__(self) -> None:
+        self.buf = mmap.mmap(-1, self.SIZE)
+
+    def get(self, size: int) -> tuple[mmap.mmap, bool]:
+        """A buffer of at least ``size`` bytes, and whether it is a new one (close it)."""
+        if size <= self.SIZE:
+            return self.buf, False
+        return mmap.mmap(-1, size), True
 
 
 def pwrite_aligned(fd: int, buf: mmap.mmap, start: int) -> None:
@@ -49,12 +66,12 @@ def pwrite_aligned(fd: int, buf: mmap.mmap, start: int) -> None:
 
 class DirectFile:
     """A file opened with O_DIRECT (no page cache) with ``pread`` and ``pwrite`` at any
-    alignment. Requests within one sector share a preallocated buffer; a lock serialises them
-    (and every read-modify-write, so two never race on one sector)."""
+    alignment. A lock serialises the writes (each read-modify-writes its edge sectors, so two
+    never race on one sector)."""
 
     def __init__(self, path: str | os.PathLike[str], mode: int = 0o644) -> None:
         self.fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_DIRECT | os.O_CLOEXEC, mode)
-        self._sector = mmap.mmap(-1, DIRECT_SECTOR_SIZE)
+        self._bounce = BounceBuffers()
         self._lock = threading.Lock()
 
     def pread(self, length: int, offset: int) -> bytes:
@@ -63,40 +80,36 @@ class DirectFile:
             return b""
         start, end = span(offset, length)
         lo = offset - start
-        with self._lock:
-            if end - start == DIRECT_SECTOR_SIZE:
-                buf = self._sector
-                buf[:] = bytes(DIRECT_SECTOR_SIZE)
-            else:
-                buf = mmap.mmap(-1, end - start)
-            try:
-                pread_aligned(self.fd, buf, start)
-                data = buf[lo : lo + length]
-            finally:
-                if buf is not self._sector:
-                    buf.close()
-        return data
+        buf, fresh = self._bounce.get(end - start)
+        view = memoryview(buf)[: end - start]
+        try:
+            pread_aligned(self.fd, view, start)
+            return bytes(view[lo : lo + length])
+        finally:
+            view.release()
+            if fresh:
+                buf.close()
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         if not len(data):
             return
         start, end = span(offset, len(data))
         with self._lock:
-            one = end - start == DIRECT_SECTOR_SIZE
-            buf = self._sector if one else mmap.mmap(-1, end - start)
+            buf, fresh = self._bounce.get(end - start)
+            view = memoryview(buf)[: end - start]
             try:
                 if start != offset or end != offset + len(data):
-                    if one:
-                        buf[:] = bytes(DIRECT_SECTOR_SIZE)
-                    pread_aligned(self.fd, buf, start)  # the edge sectors keep their bytes
-                buf[offset - start : offset - start + len(data)] = data
-                pwrite_aligned(self.fd, buf, start)
+                    pread_aligned(self.fd, view, start)  # the edge sectors keep their bytes
+                view[offset - start : offset - start + len(data)] = data
+                n = os.pwritev(self.fd, [view], start)
+                if n != end - start:
+                    raise OSError(errno.EIO, f"short O_DIRECT write ({n} of {end - start} bytes)")
             finally:
-                if not one:
+                view.release()
+                if fresh:
                     buf.close()
 
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        self._sector.close()
