@@ -811,9 +811,7 @@ class F2Kv(FasterKv):
         )
 
     def stats(self) -> dict[str, Any]:
-        live = len(self)
         st = super().stats()
-        st["live_keys"] = live
         cold = self._cold
         ci = self._cold_index.stats()
         rc = self._cold_cache
@@ -872,6 +870,9 @@ class F2Kv(FasterKv):
                 **ci,
             }
         )
+        # Last: len() may settle the count (device reads), which the counters above then do
+        # not include, so that they are those of the operations so far (the next call has it).
+        st["live_keys"] = len(self)
         return st
 
 
