@@ -125,6 +125,13 @@ def settle_to_tail(kv: F2Kv) -> None:
     add = runs.add
     for addr, info, kl, _vl, rec in hlog.records(start, tail):
         add(addr, info, bytes(rec[HEADER_SIZE : HEADER_SIZE + kl]))
-    kv._live += settle(kv, runs)
+    # The cold-index entries of the keys whose base may be cold, read in one pass in file order
+    # (cold_index.py, begin_batch): no compaction runs (the maintenance lock), so no writer.
+    index = kv._cold.index
+    index.begin_batch(xxh3_64_intdigest(key) for key, state in runs.runs.items() if state < 2)
+    try:
+        kv._live += settle(kv, runs)
+    finally:
+        index.end_batch()
     kv._settled = tail
     kv._n_blind = 0
