@@ -136,12 +136,16 @@ class F2Kv(FasterKv):
         checkpoint_retention: int = 2,
     ) -> None:
         memory = parse_size(memory_size, name="memory_size")
+        # On O_DIRECT files a cold miss costs a cold-index sector read and a record read, so
+        # the budget does more as index entries (8 B each) than as cached records; buffered,
+        # the page cache makes entry reads cheap and the read cache does more (docs/f2.md).
+        direct = device == DirectFileDevice.kind
         cache = _size(read_cache_size, "read_cache_size")
         if cache is None:
-            cache = memory // 4
+            cache = memory // 16 if direct else memory // 4
         index_cache = _size(cold_index_cache_size, "cold_index_cache_size")
         if index_cache is None:
-            index_cache = memory // 16
+            index_cache = memory * 3 // 8 if direct else memory // 16
         if not 0.0 < cold_compaction_fraction <= 1.0:
             raise ValueError("cold_compaction_fraction must be in (0, 1]")
         self.data_dir = DataDir(path)
@@ -214,7 +218,7 @@ class F2Kv(FasterKv):
                 root / INDEX_DIR / INDEX_FILE,
                 n_chunks,
                 index_cache,
-                direct=cold_dev.kind == DirectFileDevice.kind,
+                direct=direct,
             )
             self._cold = ColdLog(cold_dev, cold_page, 2, cold_index)
             if manifest is not None:

@@ -502,3 +502,20 @@ def test_rss_stays_bounded_by_the_memory_budget(tmp_path: Path) -> None:
     budget = 8 << 20
     assert grown < budget + index_bytes + (16 << 20), (grown, index_bytes, n)
     assert grown < 20 * budget / 3
+
+
+_DIRECT = pytest.mark.skipif(not _DIRECT_OK, reason=_DIRECT_WHY)
+
+
+@pytest.mark.parametrize("device", ["file", pytest.param("file_direct", marks=_DIRECT)])
+def test_the_budget_split_follows_the_device(tmp_path: Path, device: str) -> None:
+    """On O_DIRECT files most of the budget beyond the hot log goes to the cold-index entry
+    cache (a cold miss costs an entry read there), else to the read cache."""
+    kv = F2Kv(tmp_path, memory_size="4MiB", page_size="64KiB", device=device)
+    st = kv.stats()
+    rc, entries = st["cold_read_cache_bytes"], st["cold_index_memory_bytes"]
+    if device == "file_direct":
+        assert rc <= (4 << 20) // 16 and entries == 1 << 20  # 3/8 of 4 MiB, rounded down
+    else:
+        assert (4 << 20) // 4 - 4096 <= rc <= (4 << 20) // 4 and entries == 1 << 18
+    kv.close()
