@@ -137,9 +137,6 @@ class ColdIndex:
 
     # -- entries -----------------------------------------------------------------------------
 
-    def _entry_offset(self, h: int) -> int:
-        return HEADER_BYTES + (h & self.mask) * CHUNK_BYTES + ((h >> 40) & 31) * 8
-
     def find(self, h: int) -> int:
         """Address of the chain a key with hash ``h`` is on (0: no chain)."""
         self.lookups += 1
@@ -230,22 +227,26 @@ class ColdIndex:
     def end_batch(self) -> None:
         """Write the batch's changed entries (sector runs in file order) and let it go."""
         bnum, baddr, bset = self._bnum, self._baddr, self._bset
-        changed = [k for k in range(len(bnum)) if bset[k]]
-        numbers = [bnum[k] for k in changed]
+        self._write_entries({bnum[k]: baddr[k] for k in range(len(bnum)) if bset[k]})
+        with self._lock:  # the file has them now
+            self._bnum = array("Q")
+            self._baddr = array("Q")
+            self._bset = bytearray()
+
+    def _write_entries(self, entries: dict[int, int]) -> None:
+        """Write ``entries`` (entry number -> address) in runs of whole sectors in file order
+        (each run read, patched and written back). The caller is the only writer."""
+        numbers = sorted(entries)
         pack_into = _U64.pack_into
         i = 0
         for start, end, count in _sector_runs(numbers):
             run = bytearray(self._pread(end - start, start))
             run.extend(bytes(end - start - len(run)))
-            for k in changed[i : i + count]:
-                pack_into(run, HEADER_BYTES + (bnum[k] << 3) - start, baddr[k])
+            for number in numbers[i : i + count]:
+                pack_into(run, HEADER_BYTES + (number << 3) - start, entries[number])
             self._pwrite(run, start)
             i += count
-        self.bytes_written += 8 * len(changed)
-        with self._lock:  # the file has them now
-            self._bnum = array("Q")
-            self._baddr = array("Q")
-            self._bset = bytearray()
+        self.bytes_written += 8 * len(entries)
 
     def chunk(self, number: int) -> bytes:
         """The 256 bytes of chunk ``number`` (with the running batch's entries)."""
@@ -293,9 +294,9 @@ class ColdIndex:
             os.ftruncate(fd, HEADER_BYTES + self.chunk_bytes)
             self._clear_cache()
         batch: dict[int, int] = {}
-        offset = self._entry_offset
+        mask = self.mask
         for addr, h in records:
-            batch[offset(h)] = addr
+            batch[((h & mask) << 5) | ((h >> 40) & 31)] = addr
             if len(batch) >= _REBUILD_BATCH:
                 self._write_batch(batch)
         self._write_batch(batch)
@@ -306,27 +307,8 @@ class ColdIndex:
             self._cache = array("Q", bytes(8 * len(cache)))
 
     def _write_batch(self, batch: dict[int, int]) -> None:
-        """Write the entries of ``batch`` (file offset -> address), a sector at a time."""
-        pack_into = _U64.pack_into
-        offsets = sorted(batch)
-        i = 0
         with self._lock:
-            while i < len(offsets):
-                start = offsets[i] - offsets[i] % DIRECT_SECTOR_SIZE
-                end = start + DIRECT_SECTOR_SIZE
-                j = i
-                while j < len(offsets) and offsets[j] < end:
-                    j += 1
-                if j - i == 1:
-                    self._pwrite(_U64.pack(batch[offsets[i]]), offsets[i])
-                else:
-                    sector = bytearray(self._pread(DIRECT_SECTOR_SIZE, start))
-                    sector.extend(bytes(DIRECT_SECTOR_SIZE - len(sector)))  # past the end
-                    for off in offsets[i:j]:
-                        pack_into(sector, off - start, batch[off])
-                    self._pwrite(sector, start)
-                i = j
-        self.bytes_written += 8 * len(batch)
+            self._write_entries(batch)
         batch.clear()
 
     def _pwrite_buffered(self, data: bytes | bytearray, offset: int) -> None:
