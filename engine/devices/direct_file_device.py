@@ -77,16 +77,10 @@ class DirectFileDevice(FileDevice):
         seg = self.files.get(segment)
         if seg is None:
             return bytes(length)
-        start, end = span(offset, length, self.sector_size)
-        buf, fresh = self._bounce.get(end - start)
-        view = memoryview(buf)[: end - start]
         try:
-            self._pread_aligned(seg.fd, view, start, segment)
-            return bytes(view[offset - start : offset - start + length])
-        finally:
-            view.release()
-            if fresh:
-                buf.close()
+            return self._bounce.read(seg.fd, offset, length, self.sector_size)
+        except OSError as exc:
+            raise self._io_error(exc, "reading", segment, offset) from exc
 
     def _pread_aligned(
         self, fd: int, buf: mmap.mmap | memoryview, start: int, segment: int

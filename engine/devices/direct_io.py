@@ -55,8 +55,22 @@ class BounceBuffers(threading.local):
             return self.buf, False
         return mmap.mmap(-1, size), True
 
+    def read(self, fd: int, offset: int, length: int, sector: int = DIRECT_SECTOR_SIZE) -> bytes:
+        """``length`` bytes of ``fd`` (O_DIRECT) at ``offset``; zeros beyond the end of the file.
+        Raises ``OSError``."""
+        start, end = span(offset, length, sector)
+        buf, fresh = self.get(end - start)
+        view = memoryview(buf)[: end - start]
+        try:
+            pread_aligned(fd, view, start)
+            return bytes(view[offset - start : offset - start + length])
+        finally:
+            view.release()
+            if fresh:
+                buf.close()
 
-def pwrite_aligned(fd: int, buf: mmap.mmap, start: int) -> None:
+
+def pwrite_aligned(fd: int, buf: mmap.mmap | memoryview, start: int) -> None:
     """Write all of ``buf`` at ``start``. Raises ``OSError`` (a short write is ``EIO``: O_DIRECT
     continues only at sector borders)."""
     n = os.pwritev(fd, [buf], start)
@@ -76,19 +90,7 @@ class DirectFile:
 
     def pread(self, length: int, offset: int) -> bytes:
         """``length`` bytes at ``offset``; zeros beyond the end of the file."""
-        if length <= 0:
-            return b""
-        start, end = span(offset, length)
-        lo = offset - start
-        buf, fresh = self._bounce.get(end - start)
-        view = memoryview(buf)[: end - start]
-        try:
-            pread_aligned(self.fd, view, start)
-            return bytes(view[lo : lo + length])
-        finally:
-            view.release()
-            if fresh:
-                buf.close()
+        return self._bounce.read(self.fd, offset, length) if length > 0 else b""
 
     def pwrite(self, data: bytes | bytearray | memoryview, offset: int) -> None:
         if not len(data):
@@ -101,9 +103,7 @@ class DirectFile:
                 if start != offset or end != offset + len(data):
                     pread_aligned(self.fd, view, start)  # the edge sectors keep their bytes
                 view[offset - start : offset - start + len(data)] = data
-                n = os.pwritev(self.fd, [view], start)
-                if n != end - start:
-                    raise OSError(errno.EIO, f"short O_DIRECT write ({n} of {end - start} bytes)")
+                pwrite_aligned(self.fd, view, start)
             finally:
                 view.release()
                 if fresh:
