@@ -528,10 +528,10 @@ class F2Kv(FasterKv):
         """Number of live keys in both tiers (keys that expired but were not yet swept still
         count). Settles the count of the blind upserts since the last call first: it reads the
         hot records written since then and looks each such key up below them (O(those
-        records), with device reads; waits for a running compaction)."""
+        records), with device reads; waits for a running compaction). Writers wait only
+        while the records in memory are read (counting.settle_to_tail)."""
         if self._n_blind:
-            with self._maint_lock, self._lock:
-                counting.settle_to_tail(self)
+            counting.settle_to_tail(self)
         return self._live
 
     def _after_write(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from hypothesis.stateful import initialize, invariant, rule
 from faster_backend import FasterKV
 from faster_backend.engine import EngineError
 from faster_backend.engine import faster_kv as faster_kv_module
-from faster_backend.engine.f2 import F2Kv
+from faster_backend.engine.f2 import F2Kv, counting
 from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.record import FINAL, INFO, PREV_MASK, UNCOUNTED
 
@@ -60,8 +61,12 @@ class F2StoreModel(StoreModel):
         self.kv.close()
         self.tmp = tempfile.TemporaryDirectory()
         self.kv = f2_store(Path(self.tmp.name))  # type: ignore[assignment]
+        # len() settles a few records at a time: partial settlings meet every operation
+        self.step = counting.SETTLE_STEP
+        counting.SETTLE_STEP = 512
 
     def teardown(self) -> None:
+        counting.SETTLE_STEP = self.step
         super().teardown()
         self.tmp.cleanup()
 
@@ -226,6 +231,102 @@ def test_blind_upserts_are_counted_by_compactions_and_len(tmp_path: Path, seed: 
     assert kv.stats()["live_keys"] == len(model) == len(kv) == len(set(kv.keys()))
     for key, value in model.items():
         assert kv.read(key) == value
+    kv.close()
+
+
+class _OwnedLatch:
+    """The store's latch, knowing which thread holds it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.owner: int | None = None
+
+    def acquire(self) -> None:
+        self._lock.acquire()
+        self.owner = threading.get_ident()
+
+    def release(self) -> None:
+        self.owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+@pytest.mark.parametrize("writer", [False, True], ids=["alone", "with-a-writer"])
+def test_len_settles_in_steps_without_the_latch_for_device_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, writer: bool
+) -> None:
+    """len() after many blind upserts of cold keys settles the immutable part of the hot log in
+    steps and looks the bases up (cold lookups, hot device reads) without holding the latch,
+    so readers and writers go on meanwhile; the count stays exact with a writer running."""
+    monkeypatch.setattr(counting, "SETTLE_STEP", 8192)
+    steps: list[tuple[int, int]] = []
+    step = counting._settle_step
+    monkeypatch.setattr(
+        counting, "_settle_step", lambda kv, a, b: (steps.append((a, b)), step(kv, a, b))[1]
+    )
+    kv = f2_store(tmp_path, hot_log_size="4MiB")  # no hot-cold compaction settles them
+    kv._lock = latch = _OwnedLatch()
+    me = threading.get_ident()
+    latched: list[str] = []
+    for name, obj in (("cold lookup", kv._cold), ("hot device read", kv)):
+        attr = "lookup" if obj is kv._cold else "_read_record"
+        orig = getattr(obj, attr)
+
+        def watched(*a: Any, _orig: Any = orig, _name: str = name) -> Any:
+            if latch.owner == me == threading.get_ident():
+                latched.append(_name)
+            return _orig(*a)
+
+        monkeypatch.setattr(obj, attr, watched)
+    model: set[bytes] = set()
+    for i in range(600):
+        kv.upsert(b"c%d" % i, b"cold" * 8)
+        model.add(b"c%d" % i)
+    _all_cold(kv)
+    model.update(b"filler%d" % i for i in range(50))  # _all_cold's
+    assert len(kv) == len(model)
+    rng = random.Random(5)
+    for i in range(3000):  # blind: the keys are cold or absent, unless written lately
+        key = b"c%d" % rng.randrange(900)
+        if rng.random() < 0.2:
+            kv.delete(key)
+            model.discard(key)
+        else:
+            kv.upsert(key, b"%d" % i * 6)
+            model.add(key)
+    assert kv._n_blind > 1000 and kv._log.head_address > kv._settled  # some on the device
+    stop = threading.Event()
+    written: set[bytes] = set()
+
+    def write() -> None:
+        j = 0
+        while not stop.is_set() or j < 200:
+            kv.upsert(b"w%d" % (j % 700), b"w")
+            written.add(b"w%d" % (j % 700))
+            j += 1
+
+    thread = threading.Thread(target=write)
+    if writer:
+        thread.start()
+    try:
+        counted = len(kv)
+    finally:
+        stop.set()
+        if writer:
+            thread.join()
+    assert len(steps) > 3, steps  # the immutable part, a step at a time
+    assert latched == []
+    if not writer:
+        assert counted == len(model)
+    assert len(kv) == len(model) + len(written) == len(set(kv.keys()))
     kv.close()
 
 
