@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 _unpack_header = HEADER.unpack_from
 SETTLE_STEP = 1 << 20  # hot log bytes settled per hold of the maintenance lock (len())
 _LATCHED_LOOKUPS = 64  # bases that len() may look up holding the latch (device reads)
+_ROUNDS = 4  # of lookups without the latch at most, for the keys writers keep adding
 
 
 class Runs:
@@ -169,16 +170,29 @@ def settle_to_tail(kv: F2Kv) -> None:
     compaction waits for one step at most. The rest, the mutable region, is settled last
     (``_settle_rest``)."""
     hlog = kv._log
-    with kv._lock:
-        target = hlog.read_only_address  # not the moving one: writers could keep us chasing
-    while True:
-        with kv._maint_lock:
-            with kv._lock:
-                start = max(kv._settled, hlog.begin_address)
-            if start >= target:
-                _settle_rest(kv)
-                return
-            _settle_step(kv, start, min(target, start + SETTLE_STEP))
+    # Each pass settles up to the read-only address as it was when the pass began (writers
+    # could keep a moving one out of reach); the second one, what writers added meanwhile,
+    # so that little is left for ``_settle_rest``.
+    for _ in range(2):
+        with kv._lock:
+            if hlog.tail_address - max(kv._settled, hlog.read_only_address) > SETTLE_STEP:
+                # Much of it is mutable: make it read-only (as every commit does), so that
+                # it is settled in steps too, not under the maintenance lock all at once.
+                hlog.shift_read_only(hlog.tail_address)
+            target = hlog.read_only_address
+        while True:
+            if kv._hot_over():
+                # The compaction thread would rarely win the lock between two steps, and
+                # writers wait for the room it makes: compact here.
+                kv.run_maintenance()
+            with kv._maint_lock:
+                with kv._lock:
+                    start = max(kv._settled, hlog.begin_address)
+                if start >= target:
+                    break
+                _settle_step(kv, start, min(target, start + SETTLE_STEP))
+    with kv._maint_lock:
+        _settle_rest(kv)
 
 
 def _settle_step(kv: F2Kv, start: int, end: int) -> None:
@@ -204,7 +218,8 @@ def _settle_rest(kv: F2Kv) -> None:
     reading the range (in memory: the mutable region and a little more) and for applying the
     difference; the bases are looked up without it in between, for the range as it was then
     (a base is never changed in place; the mutable region's records may be, so it is read
-    again), until only a few keys written meanwhile are left for the latch to look up."""
+    again), until only a few keys written meanwhile are left for the latch to look up, or for
+    ``_ROUNDS`` rounds: writers of new keys may be faster than the lookups."""
     hlog = kv._log
     with kv._lock:
         settled = kv._settled
@@ -213,12 +228,12 @@ def _settle_rest(kv: F2Kv) -> None:
         runs = Runs(settled, with_prev=start > hlog.begin_address)
         _feed(runs, hlog.records(start, stable))
     bases: dict[bytes, int] = {}
-    while True:
+    for round_ in range(_ROUNDS):
         with kv._lock:
             tail = hlog.tail_address
             now = runs.copy()
             _feed(now, hlog.records(stable, tail))
-            if _unknown_bases(now, bases) <= _LATCHED_LOOKUPS:
+            if round_ == _ROUNDS - 1 or _unknown_bases(now, bases) <= _LATCHED_LOOKUPS:
                 kv._live += settle(kv, now, bases)
                 kv._settled = tail
                 kv._n_blind = 0
