@@ -1,7 +1,7 @@
 """What ``len()`` costs the other threads: F2 beside a single-log FasterKV, in one run.
 
 F2's ``len()`` (also DBSIZE, INFO keyspace, ``stats()``) settles the count of the blind upserts
-since the last call, with device reads (docs/f2.md, "Counting"); the single log's is O(1). Each
+since the last call, with device reads (docs/f2.md, "Design"); the single log's is O(1). Each
 store is loaded with ``--keys`` keys (8-byte keys, 100-byte values, budget 10% of the data),
 then gets ``--keys``/2 upserts of random keys (on F2, blind ones) and no ``len()``. Then a
 writer (``--rate`` upserts per second) and a reader (a read every millisecond) run while the
