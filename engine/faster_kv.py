@@ -1321,6 +1321,15 @@ class FasterKv:
         """Number of live keys (keys that expired but were not yet swept still count)."""
         return self._live
 
+    @property
+    def checkpoint_version(self) -> int:
+        """The store's version: a checkpoint's cut advances it (``stats()`` has it too)."""
+        return self._version
+
+    def count_is_settled(self) -> bool:
+        """True when ``len()`` is O(1) now (F2: no blind upserts since its last settling)."""
+        return True
+
     def sweep_expired(self, max_buckets: int = 1024) -> int:
         """Delete expired records from the next ``max_buckets`` buckets; returns how many."""
         with self._lock:

@@ -534,6 +534,9 @@ class F2Kv(FasterKv):
             counting.settle_to_tail(self)
         return self._live
 
+    def count_is_settled(self) -> bool:
+        return not self._n_blind
+
     def _after_write(self) -> None:
         self._writes += 1
         ix = self._index

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import hiredis
 
+from faster_backend.integrations.resp.deferred import Deferred
 from faster_backend.integrations.resp.types import NULL_ARRAY, Raw, Replies
 
 if TYPE_CHECKING:
@@ -39,10 +40,13 @@ class Block:
 
 
 def settle(reply: Any) -> Any:
-    """The reply of a command run where it must not block (EXEC, scripts), as a value."""
+    """The reply of a command run where it must not block (EXEC, scripts), as a value (a
+    ``Deferred`` is waited for)."""
     t = reply.__class__
     if t is Block:
         return reply.immediate
+    if t is Deferred:
+        return reply.wait()
     if t is Replies:  # (P)SUBSCRIBE inside EXEC: the last of its replies
         return reply[-1]
     if t is Raw:  # pre-encoded (LRANGE): scripts need the value

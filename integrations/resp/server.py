@@ -26,12 +26,13 @@ from faster_backend.integrations.resp import commands as _commands  # noqa: F401
 from faster_backend.integrations.resp.blocking import Block
 from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands import pubsub
+from faster_backend.integrations.resp.deferred import Deferred
 from faster_backend.integrations.resp.dispatch import CLOSE, error_reply, execute, touch_keys
 from faster_backend.integrations.resp.encoder import BULK_HEADERS, INT_REPLIES, encode, encode_error
 from faster_backend.integrations.resp.protocol import RequestParser
 from faster_backend.integrations.resp.state import ServerState
 from faster_backend.integrations.resp.table import inline_commands
-from faster_backend.integrations.resp.types import OK, Raw
+from faster_backend.integrations.resp.types import OK, Raw, RespError
 
 log = logging.getLogger(__name__)
 
@@ -385,6 +386,9 @@ class Connection(asyncio.Protocol):
                             elif t is Block:
                                 self._block(reply, cmds[done:])
                                 break
+                            elif t is Deferred:
+                                self._defer(reply, cmds[done:])
+                                break
                             else:
                                 append(encode(reply, proto))
                             continue
@@ -399,6 +403,9 @@ class Connection(asyncio.Protocol):
                         break
                     if reply.__class__ is Block:
                         self._block(reply, cmds[done:])
+                        break
+                    if reply.__class__ is Deferred:
+                        self._defer(reply, cmds[done:])
                         break
                     append(encode(reply, client.proto))
                     if client.closing:
@@ -444,6 +451,21 @@ class Connection(asyncio.Protocol):
         assert self.client is not None and self.transport is not None
         self.parked = list(rest)
         self.waiter = blocking.block(self.client, blk, self._unblocked)
+
+    def _defer(self, deferred: Deferred, rest: list[list[bytes]]) -> None:
+        """Wait for ``deferred``'s reply (deferred.py) as for a blocking command's."""
+        self.parked = list(rest)
+
+        def done(future: asyncio.Future[Any]) -> None:
+            try:
+                future.result()
+                reply = deferred.then()
+            except Exception as exc:  # the settling's error is the command's reply
+                log.error("a deferred reply failed", exc_info=exc)
+                reply = RespError(f"ERR {exc}")
+            self._unblocked(reply)
+
+        asyncio.wrap_future(deferred.future).add_done_callback(done)
 
     def _unblocked(self, reply: Any) -> None:
         """The blocking command got its reply: send it, then run what was pipelined after."""

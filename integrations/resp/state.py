@@ -126,7 +126,8 @@ class ServerState:
         on in threads while commands run."""
         self.write_back()
         stores = self.stores()
-        cuts = [kv.stats()["checkpoint_version"] for kv in stores]
+        # (not stats(): on F2 it settles the live count first, with device reads)
+        cuts = [kv.checkpoint_version for kv in stores]
         failed: list[BaseException] = []
 
         def one(kv: FasterKV) -> None:
@@ -143,7 +144,7 @@ class ServerState:
             w.start()
         # Hold the event loop (no command runs) until every store has taken its cut.
         for kv, cut, w in zip(stores, cuts, workers, strict=True):
-            while w.is_alive() and kv.stats()["checkpoint_version"] == cut:
+            while w.is_alive() and kv.checkpoint_version == cut:
                 time.sleep(0.0005)
 
         def supervise() -> None:

@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import threading
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from faster_backend.config import Config
+from faster_backend.engine.f2 import counting
 from faster_backend.integrations.resp.server import RespServer
 from faster_backend.server import new_event_loop
 
@@ -26,11 +31,12 @@ def frame(*args: bytes) -> bytes:
 Scenario = Callable[[RespServer, Callable[[], Awaitable[socket.socket]]], Awaitable[None]]
 
 
-def run(tmp_path: Path, durability: str, scenario: Scenario) -> None:
+def run(tmp_path: Path, durability: str, scenario: Scenario, tiering: str = "single") -> None:
     config = Config()
     config.server.port = 0
     config.store.path = str(tmp_path / "data")
     config.store.durability = durability
+    config.store.tiering = tiering
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -139,3 +145,54 @@ def test_replies_reach_a_client_that_half_closes(tmp_path: Path) -> None:
             assert data == b"+OK\r\n$1\r\nv\r\n" + b"$%d\r\n" % n + b"x" * n + b"\r\n"
 
     run(tmp_path, "periodic", scenario)
+
+
+def test_f2_counts_settle_in_a_thread_while_other_clients_are_served(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """F2's DBSIZE and INFO settle the live count (device reads, docs/f2.md) in a worker
+    thread: the asking connection's later commands wait behind the reply, as behind a blocking
+    command, while other connections are served; inside MULTI the settling is waited for."""
+    settling, release = threading.Event(), threading.Event()
+    settle = counting.settle_to_tail
+
+    def slow(kv: Any) -> None:
+        settling.set()
+        assert release.wait(10), "the event loop was held up"
+        settle(kv)
+
+    monkeypatch.setattr(counting, "settle_to_tail", slow)
+
+    async def unsettled(server: RespServer, a: socket.socket, prefix: bytes, n: int) -> None:
+        for i in range(n):
+            a.send(frame(b"SET", prefix + b"%d" % i, b"v"))
+        assert await recv(a, 5 * n) == b"+OK\r\n" * n
+        assert not server.state.db(0).kv.count_is_settled()  # blind upserts of new keys
+        settling.clear()
+        release.clear()
+
+    async def scenario(server: RespServer, connect: Callable[[], Awaitable[socket.socket]]) -> None:
+        loop = asyncio.get_running_loop()
+        a, b = await connect(), await connect()
+        # (b's SET of ``other`` comes before the reply is built: it is counted)
+        for prefix, command, reply in (
+            (b"a", frame(b"DBSIZE"), b":41\r\n"),
+            (b"b", frame(b"INFO", b"keyspace"), b"$25\r\n# Keyspace\r\ndb0:keys=81\r\n\r\n"),
+        ):
+            await unsettled(server, a, prefix, 40)
+            a.send(command + frame(b"PING"))
+            assert await loop.run_in_executor(None, settling.wait, 10)
+            b.send(frame(b"SET", b"other", b"1") + frame(b"GET", b"other"))
+            assert await recv(b, 12) == b"+OK\r\n$1\r\n1\r\n"  # served meanwhile
+            await asyncio.sleep(0.05)
+            with pytest.raises(BlockingIOError):
+                a.recv(100)  # nothing yet: PING waits behind the count
+            release.set()
+            assert await recv(a, len(reply) + 7) == reply + b"+PONG\r\n"
+        await unsettled(server, a, b"c", 45)
+        release.set()
+        a.send(frame(b"MULTI") + frame(b"DBSIZE") + frame(b"EXEC"))
+        want = b"+OK\r\n+QUEUED\r\n*1\r\n:126\r\n"
+        assert await recv(a, len(want)) == want
+
+    run(tmp_path, "periodic", scenario, tiering="f2")

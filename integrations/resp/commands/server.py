@@ -18,6 +18,7 @@ from faster_backend.integrations.resp.client import Client
 from faster_backend.integrations.resp.commands._util import SYNTAX
 from faster_backend.integrations.resp.commands.connection import REDIS_VERSION
 from faster_backend.integrations.resp.commands.keys import glob_matcher
+from faster_backend.integrations.resp.deferred import after_counts
 from faster_backend.integrations.resp.dispatch import CLOSE
 from faster_backend.integrations.resp.state import ServerState
 from faster_backend.integrations.resp.table import all_commands, command, subcommand
@@ -379,10 +380,15 @@ DEFAULT_SECTIONS = ("server", "clients", "memory", "persistence", "stats", "keys
 
 
 @command("info", -1, "loading stale", group="server")
-def info(client: Client, argv: list[bytes]) -> bytes:
+def info(client: Client, argv: list[bytes]) -> Any:
     """Get information and statistics about the server"""
+    state = client.state
+    return after_counts([ks.kv for ks in state.open_dbs()], lambda: _info(state, argv))
+
+
+def _info(state: ServerState, argv: list[bytes]) -> bytes:
     wanted = [a.decode("utf-8", "replace").lower() for a in argv[1:]] or ["default"]
-    sections = info_sections(client.state)
+    sections = info_sections(state)
     names: list[str] = []
     for w in wanted:
         if w in ("default", "all", "everything"):
@@ -409,9 +415,10 @@ def info(client: Client, argv: list[bytes]) -> bytes:
 
 
 @command("dbsize", 1, "readonly fast", group="server")
-def dbsize(client: Client, argv: list[bytes]) -> int:
+def dbsize(client: Client, argv: list[bytes]) -> Any:
     """Return the number of keys in the selected database"""
-    return len(client.kv) + len(client.keyspace.objects)
+    kv, objects = client.kv, client.keyspace.objects
+    return after_counts([kv], lambda: len(kv) + len(objects))
 
 
 def _flush_mode(argv: list[bytes]) -> None:
