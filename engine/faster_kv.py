@@ -379,7 +379,14 @@ class FasterKv:
             hlog = self._log
             tail = hlog.tail_address
             last = self._last_commit
-            if last is not None and last.tail == tail and last.begin == hlog.begin_address:
+            if (
+                last is not None
+                and last.tail == tail
+                and last.begin == hlog.begin_address
+                # F2: a compaction's or len()'s settling changes these without a write
+                and last.live == self._live
+                and last.settled == self._settled
+            ):
                 self._release_segments()
                 return tail
             hlog.shift_read_only(tail)
