@@ -29,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -40,6 +41,43 @@ VALUE = b"v" * 100
 # device reads of every file: the log's (single; F2's hot log), F2's cold log and cold index
 _DEVICE_READS = ("device_reads", "cold_disk_reads", "cold_index_device_reads")
 RECORD = 16 + 8 + 100  # header + key + value, as laid out in the log
+
+
+def budget_for(n: int) -> int:
+    """10% of the data of ``n`` keys (at least 4 MiB)."""
+    return max(4 << 20, n * RECORD // 10)
+
+
+def open_store(
+    kind: str, directory: str | os.PathLike[str], n: int, device: str, f2_memory: float = 1.0
+) -> Any:
+    """The bench's single log or F2 store for ``n`` keys, with a budget of 10% of the data."""
+    from faster_backend import FasterKV
+
+    budget = budget_for(n)
+    if kind == "f2":
+        # everything in the budget but the hot index, which holds hot keys only
+        f2_budget = max(4 << 20, int(budget * f2_memory))
+        return FasterKV(
+            directory,
+            tiering="f2",
+            device=device,
+            memory_size=f2_budget,
+            index_size=1 << 10,
+            hot_log_size=f2_budget,
+            cold_log_size=3 * n * RECORD,
+            cold_index_chunks=1 << max(4, (n // 8).bit_length() - 1),  # ~8 keys a chunk
+        )
+    # the same budget for the log's pages and read cache as far as the index leaves room:
+    # the single log's index holds every key in memory (sized up front: no growth)
+    index_size = 1 << max(4, (n // 6).bit_length())
+    return FasterKV(
+        directory,
+        device=device,
+        memory_size=max(1 << 20, budget - index_size * 64),
+        index_size=index_size,
+        log_size_limit=3 * n * RECORD,
+    )
 
 
 def child(
@@ -55,9 +93,6 @@ def child(
     import gc
     import random
 
-    from faster_backend import FasterKV
-
-    budget = max(4 << 20, n * RECORD // 10)
     keys = make_keys(n)
     rng = random.Random(7)
     sample = zipf_sampler(n, 0.99, rng)
@@ -65,33 +100,9 @@ def child(
     ups = [rng.random() < (0.5 if workload == "A" else 0.05) for _ in range(warmup + ops)]
     gc.collect()
     base = rss_bytes()
-    kv: object
-    if kind == "f2":
-        # everything in the budget but the hot index, which holds hot keys only
-        f2_budget = max(4 << 20, int(budget * f2_memory))
-        kv = FasterKV(
-            directory,
-            tiering="f2",
-            device=device,
-            memory_size=f2_budget,
-            index_size=1 << 10,
-            hot_log_size=f2_budget,
-            cold_log_size=3 * n * RECORD,
-            cold_index_chunks=1 << max(4, (n // 8).bit_length() - 1),  # ~8 keys a chunk
-        )
-    else:
-        # the same budget for the log's pages and read cache as far as the index leaves room:
-        # the single log's index holds every key in memory (sized up front: no growth)
-        index_size = 1 << max(4, (n // 6).bit_length())
-        kv = FasterKV(
-            directory,
-            device=device,
-            memory_size=max(1 << 20, budget - index_size * 64),
-            index_size=index_size,
-            log_size_limit=3 * n * RECORD,
-        )
-    upsert = kv.upsert  # type: ignore[attr-defined]
-    read = kv.read  # type: ignore[attr-defined]
+    kv: Any = open_store(kind, directory, n, device, f2_memory)
+    upsert = kv.upsert
+    read = kv.read
     t0 = time.perf_counter()
     for k in keys:
         upsert(k, VALUE)
@@ -101,9 +112,9 @@ def child(
             upsert(keys[i], VALUE)
         else:
             read(keys[i])
-    kv.run_maintenance()  # type: ignore[attr-defined]  # both start settled
-    len(kv)  # type: ignore[arg-type]  # F2: the count too (stats() reads the counters first)
-    st0 = kv.stats()  # type: ignore[attr-defined]
+    kv.run_maintenance()  # both start settled
+    len(kv)  # F2: the count too (stats() reads the counters first)
+    st0 = kv.stats()
     t0 = time.perf_counter()
     for i, up in zip(stream[warmup:], ups[warmup:], strict=True):
         if up:
@@ -111,7 +122,7 @@ def child(
         else:
             read(keys[i])
     run_s = time.perf_counter() - t0
-    st = kv.stats()  # type: ignore[attr-defined]
+    st = kv.stats()
     gc.collect()
     rss_store = rss_bytes() - base  # the workload's lists were allocated before ``base``
     index = st["index_bytes"]  # F2: the hot index (its cold index is a file, no memory)
@@ -124,10 +135,10 @@ def child(
         "written_per_op": (st["device_bytes_written"] - st0["device_bytes_written"]) / ops,
         "read_per_op": (st["device_bytes_read"] - st0["device_bytes_read"]) / ops,
         "reads_per_op": sum(st.get(k, 0) - st0.get(k, 0) for k in _DEVICE_READS) / ops,
-        "budget": budget,
+        "budget": budget_for(n),
         "cold_lookups_per_read": st.get("cold_index_lookups_per_read", 0.0),
     }
-    kv.close()  # type: ignore[attr-defined]
+    kv.close()
     return out
 
 

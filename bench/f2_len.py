@@ -21,48 +21,23 @@ import sys
 import tempfile
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
 sys.path.insert(0, os.path.dirname(__file__))
+from f2 import open_store
+
 from engine import make_keys
 
 VALUE = b"v" * 100
-RECORD = 16 + 8 + 100  # header + key + value, as laid out in the log
-
-
-def open_store(kind: str, directory: Path, n: int, device: str) -> object:
-    from faster_backend import FasterKV
-
-    budget = max(4 << 20, n * RECORD // 10)
-    if kind == "f2":
-        return FasterKV(
-            directory,
-            tiering="f2",
-            device=device,
-            memory_size=budget,
-            index_size=1 << 10,
-            hot_log_size=budget,
-            cold_log_size=3 * n * RECORD,
-            cold_index_chunks=1 << max(4, (n // 8).bit_length() - 1),
-        )
-    index_size = 1 << max(4, (n // 6).bit_length())
-    return FasterKV(
-        directory,
-        device=device,
-        memory_size=max(1 << 20, budget - index_size * 64),
-        index_size=index_size,
-        log_size_limit=3 * n * RECORD,
-    )
 
 
 def measure(kind: str, n: int, rate: float, device: str) -> dict[str, float]:
     keys = make_keys(n)
     with tempfile.TemporaryDirectory() as d:
-        kv: Any = open_store(kind, Path(d), n, device)
+        kv = open_store(kind, d, n, device)
         for k in keys:
             kv.upsert(k, VALUE)
         len(kv)
