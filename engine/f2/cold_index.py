@@ -137,10 +137,14 @@ class ColdIndex:
 
     # -- entries -----------------------------------------------------------------------------
 
+    def number(self, h: int) -> int:
+        """The entry of a key with hash ``h``: its chunk (low bits) and tag (bits 40-44)."""
+        return ((h & self.mask) << 5) | ((h >> 40) & 31)
+
     def find(self, h: int) -> int:
         """Address of the chain a key with hash ``h`` is on (0: no chain)."""
         self.lookups += 1
-        number = ((h & self.mask) << 5) | ((h >> 40) & 31)
+        number = self.number(h)
         cache = self._cache
         if cache:
             slot = number & self._cmask
@@ -173,7 +177,7 @@ class ColdIndex:
         reader never follows a record whose link is not set yet. The caller serialises writers
         (the cold log's write lock). An entry of the running batch is written at its end."""
         self.updates += 1
-        number = ((h & self.mask) << 5) | ((h >> 40) & 31)
+        number = self.number(h)
         entry = HEADER_BYTES + (number << 3)
         cache = self._cache
         slot = number & self._cmask
@@ -206,8 +210,7 @@ class ColdIndex:
         """Read the entries of ``hashes`` (a compaction's keys) in runs of whole sectors in file
         order, and hold them until ``end_batch``: the compaction's lookups and updates of them
         then cost no I/O each (a read-modify-write of a sector per update, with O_DIRECT)."""
-        mask = self.mask
-        numbers = sorted({((h & mask) << 5) | ((h >> 40) & 31) for h in hashes})
+        numbers = sorted({self.number(h) for h in hashes})
         addrs = array("Q", bytes(8 * len(numbers)))
         unpack_from = _U64.unpack_from
         i = 0
@@ -294,9 +297,9 @@ class ColdIndex:
             os.ftruncate(fd, HEADER_BYTES + self.chunk_bytes)
             self._clear_cache()
         batch: dict[int, int] = {}
-        mask = self.mask
+        number = self.number
         for addr, h in records:
-            batch[((h & mask) << 5) | ((h >> 40) & 31)] = addr
+            batch[number(h)] = addr
             if len(batch) >= _REBUILD_BATCH:
                 self._write_batch(batch)
         self._write_batch(batch)
