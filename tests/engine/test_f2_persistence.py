@@ -155,6 +155,36 @@ def test_commits_without_a_checkpoint_are_recovered(tmp_path: Path, durability: 
     kv.close()
 
 
+def test_a_compaction_right_after_a_commit_is_committed_with_its_settled_count(
+    tmp_path: Path,
+) -> None:
+    """A hot-cold compaction settles its range's blind upserts without writing: its commit at
+    the previous commit's tail must still save the new count, or recovery settles the range
+    again against the compaction's cold copies (each key its own base) and loses the keys."""
+    # no background compaction or commit: the test makes the one of each it needs
+    kv = f2_store(
+        tmp_path, durability="periodic", commit_interval_ms=3_600_000, hot_log_size="1MiB"
+    )
+    model = {}
+    for i in range(3000):
+        key = b"n%d" % (i % 1200)  # new keys and rewrites, appended blind
+        kv.upsert(key, b"v%d" % i * 8)
+        model[key] = b"v%d" % i * 8
+    assert not kv.count_is_settled()
+    kv.commit()
+    moved = kv.compact(
+        kv._log.head_address
+    )  # settles the range, then commits (no stats(): it counts)
+    assert moved > 0 and kv.stats()["log_tail_address"] == kv.stats()["committed_address"]
+    abandon(kv)  # before any other commit
+    kv = f2_store(tmp_path)
+    assert kv.stats()["checkpoints"] == 0
+    assert len(kv) == len(model)
+    for key, value in model.items():
+        assert kv.read(key) == value
+    kv.close()
+
+
 def abandon(kv: F2Kv) -> None:
     """Release an open store's files as a crash would: no checkpoint, nothing flushed."""
     kv._f2_stopping = True
