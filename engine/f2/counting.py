@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
 
+from faster_backend.engine.errors import StoreClosedError
 from faster_backend.engine.f2.cold_log import ColdLog
 from faster_backend.engine.record import (
     HEADER,
@@ -186,13 +187,22 @@ def settle_to_tail(kv: F2Kv) -> None:
                 # writers wait for the room it makes: compact here.
                 kv.run_maintenance()
             with kv._maint_lock:
+                _check_open(kv)
                 with kv._lock:
                     start = max(kv._settled, hlog.begin_address)
                 if start >= target:
                     break
                 _settle_step(kv, start, min(target, start + SETTLE_STEP))
     with kv._maint_lock:
+        _check_open(kv)
         _settle_rest(kv)
+
+
+def _check_open(kv: F2Kv) -> None:
+    """Under the maintenance lock: ``close()`` waits for the lock's holder (the files stay
+    open for a step's unlatched reads), then a settling stops here."""
+    if kv._f2_stopping:
+        raise StoreClosedError("the store is closing")
 
 
 def _settle_step(kv: F2Kv, start: int, end: int) -> None:

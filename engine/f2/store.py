@@ -734,6 +734,8 @@ class F2Kv(FasterKv):
             return
         self._f2_stopping = True  # a running compaction stops early; FasterKv.close joins it
         self._hot_room.set()
+        with self._maint_lock:
+            pass  # a len() settling a step reads the files without the latch: it ends first
         if self._executor is not None:
             self._executor.shutdown(wait=True)
         try:

@@ -20,6 +20,7 @@ import signal
 import time
 from typing import Any, cast
 
+from faster_backend import StoreClosedError
 from faster_backend.config import Config
 from faster_backend.integrations.resp import blocking, fastlane
 from faster_backend.integrations.resp import commands as _commands  # noqa: F401 (registers)
@@ -461,6 +462,11 @@ class Connection(asyncio.Protocol):
                 future.result()
                 reply = deferred.then()
             except Exception as exc:  # the settling's error is the command's reply
+                transport = self.transport
+                if isinstance(exc, StoreClosedError) and (
+                    transport is None or transport.is_closing()
+                ):
+                    return  # shutdown closed the store under the settling: no one to tell
                 log.error("a deferred reply failed", exc_info=exc)
                 reply = RespError(f"ERR {exc}")
             self._unblocked(reply)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
 from faster_backend import FasterKV
-from faster_backend.engine import EngineError
+from faster_backend.engine import EngineError, StoreClosedError
 from faster_backend.engine import faster_kv as faster_kv_module
 from faster_backend.engine.f2 import F2Kv, counting
 from faster_backend.engine.f2.cold_index import ColdIndex
@@ -327,6 +327,67 @@ def test_len_settles_in_steps_without_the_latch_for_device_reads(
     if not writer:
         assert counted == len(model)
     assert len(kv) == len(model) + len(written) == len(set(kv.keys()))
+    kv.close()
+
+
+def test_close_waits_for_a_len_step_and_stops_the_settling(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """close() while len() settles (a RESP server's shutdown during a DBSIZE): the step that
+    reads the files without the latch ends before they close, the settling stops with
+    StoreClosedError, and the reopened store counts exactly."""
+    monkeypatch.setattr(counting, "SETTLE_STEP", 8192)
+    in_step, go_on = threading.Event(), threading.Event()
+    steps: list[int] = []
+    step = counting._settle_step
+
+    def held(kv: F2Kv, start: int, end: int) -> None:
+        steps.append(start)
+        if len(steps) == 3:  # the second step
+            in_step.set()
+            assert go_on.wait(10)
+            time.sleep(0.2)  # close() must still be waiting for this step
+        step(kv, start, end)
+        steps.append(-1)  # done
+
+    monkeypatch.setattr(counting, "_settle_step", held)
+    kv = f2_store(tmp_path, hot_log_size="4MiB")
+    model: set[bytes] = set()
+    for i in range(3000):  # blind upserts of new keys, most of them on the device
+        kv.upsert(b"k%d" % (i % 2000), b"v" * 24)
+        model.add(b"k%d" % (i % 2000))
+    assert kv._log.head_address > kv._settled + 3 * 8192
+    checkpoint = kv.checkpoint
+
+    def slow_checkpoint(kind: str | None = None) -> int:
+        seq = checkpoint(kind)  # the held step ends before it can pause the compactions
+        time.sleep(0.2)  # room for another step before the files close: none may start
+        return seq
+
+    kv.checkpoint = slow_checkpoint  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def count() -> None:
+        try:
+            len(kv)
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=count)
+    thread.start()
+    assert in_step.wait(10)
+    closer = threading.Thread(target=kv.close)
+    closer.start()
+    time.sleep(0.05)
+    assert closer.is_alive()  # waits for the step
+    go_on.set()
+    closer.join(10)
+    thread.join(10)
+    assert not closer.is_alive() and not thread.is_alive()
+    assert steps[-1] == -1 and len(steps) == 4  # the held step ended; no step after it
+    assert len(errors) == 1 and isinstance(errors[0], StoreClosedError), errors
+    kv = f2_store(tmp_path)
+    assert len(kv) == len(model) == len(set(kv.keys()))
     kv.close()
 
 

@@ -196,3 +196,48 @@ def test_f2_counts_settle_in_a_thread_while_other_clients_are_served(
         assert await recv(a, len(want)) == want
 
     run(tmp_path, "periodic", scenario, tiering="f2")
+
+
+def test_a_shutdown_during_an_f2_count_closes_the_store_and_loses_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM while a DBSIZE settles in its worker thread: the store closes (its checkpoint
+    first), the settling stops there, the waiting client is disconnected like a blocked one,
+    and the data directory reopens with every key."""
+    started, release, stopped = threading.Event(), threading.Event(), threading.Event()
+    settle = counting.settle_to_tail
+
+    def slow(kv: Any) -> None:
+        started.set()
+        assert release.wait(10)
+        try:
+            settle(kv)
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(counting, "settle_to_tail", slow)
+
+    async def scenario(server: RespServer, connect: Callable[[], Awaitable[socket.socket]]) -> None:
+        loop = asyncio.get_running_loop()
+        a = await connect()
+        for i in range(50):
+            a.send(frame(b"SET", b"k%d" % i, b"v"))
+        assert await recv(a, 5 * 50) == b"+OK\r\n" * 50
+        a.send(frame(b"DBSIZE"))
+        assert await loop.run_in_executor(None, started.wait, 10)
+        loop.call_later(0.2, release.set)  # the settling goes on once the store is closed
+        await server.shutdown()
+        assert await asyncio.wait_for(loop.sock_recv(a, 100), 10) == b""  # no reply, closed
+        assert await loop.run_in_executor(None, stopped.wait, 10)
+        await asyncio.sleep(0.05)  # the future's callback runs on this loop
+
+    with caplog.at_level("ERROR"):
+        run(tmp_path, "periodic", scenario, tiering="f2")
+    assert caplog.text == ""  # a store closed under the settling is no error to report
+
+    async def reopened(server: RespServer, connect: Callable[[], Awaitable[socket.socket]]) -> None:
+        a = await connect()
+        a.send(frame(b"DBSIZE"))
+        assert await recv(a, 5) == b":50\r\n"
+
+    run(tmp_path, "periodic", reopened, tiering="f2")
