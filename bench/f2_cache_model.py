@@ -1,15 +1,15 @@
 """Where F2's reads would be served on YCSB B under other caching policies: a model, no I/O.
 
 bench/f2.py measures F2 beside the single log. This script asks what F2's memory could answer
-at all, on the bench's own key stream (zipfian 0.99, 5% updates, 124-byte records, budget 10%
-of the data). It replays the stream against a model of F2's memory: a hot log ordered by
-writes, whose newest part is in memory, whose mutable region takes updates in place, and
-whose oldest fifth moves to the cold tier when it outgrows its size, and next to it a read
-cache. Each policy reports the share of measured reads answered by the hot log's memory,
-by its part on the device, by the read cache, and by the cold tier. The last two cost device
-reads. With the defaults the model lands within a point or two of the measured run (docs/f2.md,
-"Steady state"). Then come the miss rates of an LRU cache (Che's approximation) and of a perfect
-LFU cache of the same number of records.
+at all, on the bench's own key stream and budget (zipfian 0.99, 5% updates, 124-byte records,
+budget_for). It replays the stream against a model of F2's memory: a hot log ordered by writes,
+whose newest part is in memory, whose mutable region takes updates in place, and whose oldest
+fifth moves to the cold tier when it outgrows its size, and next to it a read cache. Each policy
+reports the share of measured reads answered by the hot log's memory, by its part on the device,
+by the read cache, and by the cold tier. Reads from the hot log's device part and from the cold
+tier cost device reads. With the defaults the model lands within a point or two of the measured
+run (docs/f2.md, "Steady state"). Then come the miss rates of an LRU cache (Che's approximation)
+and of a perfect LFU cache of the same number of records.
 
 Policies:
   second   F2 now: the read cache admits a record on its second read (a direct-mapped filter),
@@ -28,6 +28,8 @@ import math
 import random
 from collections import OrderedDict
 
+from f2 import budget_for
+
 from engine import zipf_sampler
 
 RECORD = 124  # header + 8-byte key + 100-byte value
@@ -39,7 +41,7 @@ def replay(
     n: int, stream: list[int], updates: list[bool], warmup: int, policy: str,
     read_cache: float, entry_cache: float,
 ) -> dict[str, float]:
-    budget = n * RECORD // 10
+    budget = budget_for(n)
     hot_size = budget // RECORD  # bench/f2.py: hot_log_size = the budget
     ring = int(budget * read_cache * 7 / 8) // (RECORD + 8) if policy != "copy" else 0
     hot_memory = int(budget * (1 - (read_cache if policy != "copy" else 0) - entry_cache))
@@ -151,10 +153,11 @@ def main() -> None:
         shares = replay(n, stream, updates, args.warmup, policy, read_cache, entry_cache)
         print(f"  {policy:8} read cache {read_cache:.3f}, entry cache {entry_cache:.3f}: "
               + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
-    budget = n * RECORD // 10
+    budget = budget_for(n)
+    index_bytes = 64 << max(4, (n // 6).bit_length())  # bench/f2.py's single log
     for label, records in (
         ("F2's hot log and read cache", int(budget * (1 - 3 / 8)) // RECORD),
-        ("the single log's pages and read cache", (1 << 20) * 9 // 8 // RECORD),
+        ("the single log's memory_size", max(1 << 20, budget - index_bytes) // RECORD),
     ):
         lru, lfu = lru_and_lfu_misses(n, records)
         print(f"  {label} ({records:,} records): LRU misses {lru:.1%}, perfect LFU {lfu:.1%}")
