@@ -17,6 +17,8 @@ Policies:
   tinylfu  the read cache admits a record only if it was read more often than the record it
            evicts (exact counts, halved every 10 cache sizes of reads)
   copy     no read cache: a cold record read twice is copied to the hot log's tail
+  wtinylfu a frequency-ordered read cache (W-TinyLFU, class WTinyLfu) over most of the budget,
+           the hot log reduced to a write buffer in memory (no part on the device)
 
     python bench/f2_cache_model.py [--keys 1000000] [--warmup 2000000] [--ops 1000000]
 """
@@ -44,6 +46,11 @@ def replay(
     budget = budget_for(n)
     hot_size = budget // RECORD  # bench/f2.py: hot_log_size = the budget
     ring = int(budget * read_cache * 7 / 8) // (RECORD + 8) if policy != "copy" else 0
+    if policy == "wtinylfu":
+        # the hot log is a write buffer, all in memory; the cache's frequency sketch costs
+        # about 8 B a record (4 rows of 4-bit counters, 4 counters a record)
+        hot_size = int(budget * (1 - read_cache - entry_cache)) // RECORD
+        ring = int(budget * read_cache) // (RECORD + 16)
     hot_memory = int(budget * (1 - (read_cache if policy != "copy" else 0) - entry_cache))
     in_memory = hot_memory // RECORD
     mutable = int(in_memory * MUTABLE)
@@ -60,6 +67,7 @@ def replay(
     for key in range(n):  # the load
         append(key)
     cache: OrderedDict[int, None] = OrderedDict()  # oldest first
+    lfu = WTinyLfu(ring if policy == "wtinylfu" else 0)
     seen: dict[int, int] = {}
     # the read cache's filter: 2 B a slot in 1/16 of it (without one, as big as the budget's)
     n_seen = max(1, int(budget * (read_cache or 1.0)) // 32)
@@ -72,11 +80,15 @@ def replay(
             if not (at >= begin and at >= tail - mutable):
                 append(key)  # else updated in place
                 cache.pop(key, None)
+                lfu.forget(key)
             continue
         measured = i >= warmup
         if at >= begin:
             where = "hot memory" if at >= tail - in_memory else "hot device"
             served[where] += measured
+            continue
+        if policy == "wtinylfu":
+            served[_wtinylfu_read(lfu, key)] += measured
             continue
         if policy == "tinylfu":
             freq[key] = freq.get(key, 0) + 1
@@ -106,6 +118,71 @@ def replay(
         cache[key] = None
     reads = sum(served.values())
     return {k: v / reads for k, v in served.items()}
+
+
+class WTinyLfu:
+    """W-TinyLFU (Caffeine's policy): a 1% LRU window, then a segmented LRU main part (80%
+    protected) that a record enters only if it was read more often than the main part's
+    victim (exact counts, halved every 10 cache sizes of reads, standing in for the sketch)."""
+
+    def __init__(self, records: int) -> None:
+        self.window_cap = max(1, records // 100)
+        self.main_cap = max(0, records - self.window_cap)
+        self.protected_cap = self.main_cap * 4 // 5
+        self.window: OrderedDict[int, None] = OrderedDict()
+        self.probation: OrderedDict[int, None] = OrderedDict()
+        self.protected: OrderedDict[int, None] = OrderedDict()
+        self.freq: dict[int, int] = {}
+        self.counted = 0
+
+    def count(self, key: int) -> None:
+        self.freq[key] = self.freq.get(key, 0) + 1
+        self.counted += 1
+        if self.counted >= 10 * (self.window_cap + self.main_cap):
+            self.freq = {k: v >> 1 for k, v in self.freq.items() if v > 1}
+            self.counted //= 2
+
+    def hit(self, key: int) -> bool:
+        if key in self.window:
+            self.window.move_to_end(key)
+        elif key in self.protected:
+            self.protected.move_to_end(key)
+        elif key in self.probation:
+            del self.probation[key]
+            self.protected[key] = None
+            if len(self.protected) > self.protected_cap:
+                demoted, _ = self.protected.popitem(last=False)
+                self.probation[demoted] = None
+        else:
+            return False
+        return True
+
+    def admit(self, key: int) -> None:
+        self.window[key] = None
+        if len(self.window) <= self.window_cap:
+            return
+        candidate, _ = self.window.popitem(last=False)
+        if len(self.probation) + len(self.protected) < self.main_cap:
+            self.probation[candidate] = None
+            return
+        victims = self.probation or self.protected
+        victim = next(iter(victims))
+        if self.freq.get(candidate, 0) > self.freq.get(victim, 0):
+            del victims[victim]
+            self.probation[candidate] = None
+
+    def forget(self, key: int) -> None:
+        for part in (self.window, self.probation, self.protected):
+            part.pop(key, None)
+
+
+def _wtinylfu_read(lfu: WTinyLfu, key: int) -> str:
+    """A read that missed the hot log: served by the cache, or a cold lookup it may admit."""
+    lfu.count(key)
+    if lfu.hit(key):
+        return "read cache"
+    lfu.admit(key)
+    return "cold"
 
 
 def lru_and_lfu_misses(n: int, records: int, theta: float = 0.99) -> tuple[float, float]:
@@ -149,6 +226,7 @@ def main() -> None:
         ("second", 1 / 16, 3 / 8), ("second", 1 / 4, 3 / 8), ("second", 1 / 2, 1 / 4),
         ("tinylfu", 1 / 16, 3 / 8), ("tinylfu", 1 / 4, 3 / 8), ("tinylfu", 1 / 2, 1 / 4),
         ("copy", 0.0, 3 / 8),
+        ("wtinylfu", 1 / 2, 3 / 8), ("wtinylfu", 1 / 2, 1 / 4),
     ):
         shares = replay(n, stream, updates, args.warmup, policy, read_cache, entry_cache)
         print(f"  {policy:8} read cache {read_cache:.3f}, entry cache {entry_cache:.3f}: "
