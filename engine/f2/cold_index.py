@@ -16,7 +16,8 @@ the address below), written through by every update.
 
 Because an entry's place depends on the key's hash alone, the index is a function of the cold
 log: replaying the records of [cold begin, cold tail) in address order rebuilds it exactly (the
-records' previous-address links were written by the same rule). So it needs no checkpoint of
+records' previous-address links were written by the same rule, or by a smaller index's, whose
+chains hold the new entries' chains: ``grow``). So it needs no checkpoint of
 its own. It is written in place while the store runs; at a clean close its checksums are
 written and its header names the manifest it matches. Opening trusts it only if the header is
 clean, names the manifest recovery chose and every block's checksum holds; otherwise (a crash,
@@ -98,28 +99,11 @@ class ColdIndex:
         if n_chunks < 1 or n_chunks & (n_chunks - 1):
             raise ValueError(f"cold_index_chunks must be a power of two, got {n_chunks}")
         self.path = path
-        self.n_chunks = n_chunks
-        self.mask = n_chunks - 1
-        entries = n_chunks * BUCKETS_PER_CHUNK * ENTRIES_PER_BUCKET
-        slots = 1 << max(0, (cache_bytes // 8).bit_length() - 1) if cache_bytes >= 8 else 0
-        slots = min(slots, entries)
-        if slots and entries // slots >= 0xFFFF:
-            slots = 0  # the tag would not fit: too small a cache to matter
-        self._cache = array("Q", bytes(8 * slots))
-        self._cmask = slots - 1
-        self._cshift = slots.bit_length() - 1
+        self.direct = direct
+        self.cache_bytes = cache_bytes
         self.cache_hits = 0
-        self.chunk_bytes = n_chunks * CHUNK_BYTES
-        self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
-        self._direct = DirectFile(path) if direct else None
-        if self._direct is not None:
-            self._fd = self._direct.fd
-            self._pread: Callable[[int, int], bytes] = self._direct.pread
-            self._pwrite: Callable[[bytes | bytearray, int], None] = self._direct.pwrite
-        else:
-            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-            self._pread = partial(os.pread, self._fd)
-            self._pwrite = self._pwrite_buffered
+        self._set_geometry(n_chunks)
+        self._open(path)
         # Readers and the writer touch single entries with pread/pwrite; the lock keeps a
         # reader from seeing half of an entry being written.
         self._lock = threading.Lock()
@@ -131,9 +115,37 @@ class ColdIndex:
         self.lookups = 0
         self.updates = 0
         self.rebuilds = 0
+        self.growths = 0
         self.reads = 0
         self.bytes_read = 0
         self.bytes_written = 0
+
+    def _set_geometry(self, n_chunks: int) -> None:
+        """Size everything that follows from the chunk count; the entry cache starts empty."""
+        self.n_chunks = n_chunks
+        self.mask = n_chunks - 1
+        entries = n_chunks * BUCKETS_PER_CHUNK * ENTRIES_PER_BUCKET
+        cache_bytes = self.cache_bytes
+        slots = 1 << max(0, (cache_bytes // 8).bit_length() - 1) if cache_bytes >= 8 else 0
+        slots = min(slots, entries)
+        if slots and entries // slots >= 0xFFFF:
+            slots = 0  # the tag would not fit: too small a cache to matter
+        self._cache = array("Q", bytes(8 * slots))
+        self._cmask = slots - 1
+        self._cshift = slots.bit_length() - 1
+        self.chunk_bytes = n_chunks * CHUNK_BYTES
+        self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
+
+    def _open(self, path: Path) -> None:
+        self._direct = DirectFile(path) if self.direct else None
+        if self._direct is not None:
+            self._fd = self._direct.fd
+            self._pread: Callable[[int, int], bytes] = self._direct.pread
+            self._pwrite: Callable[[bytes | bytearray, int], None] = self._direct.pwrite
+        else:
+            self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            self._pread = partial(os.pread, self._fd)
+            self._pwrite = self._pwrite_buffered
 
     # -- entries -----------------------------------------------------------------------------
 
@@ -154,6 +166,7 @@ class ColdIndex:
                 self.cache_hits += 1
                 return word & ADDRESS_MASK
         with self._lock:  # a fill under the lock: an update cannot slip in between
+            number = self.number(h)  # (again: the index may have grown meanwhile)
             i = self._batched(number)
             if i >= 0:
                 return self._baddr[i]
@@ -265,6 +278,48 @@ class ColdIndex:
         return bytes(data)
 
     # -- the file's life cycle ---------------------------------------------------------------
+
+    def grow(self, factor: int) -> None:
+        """Multiply the chunk count by ``factor`` (a power of two). The caller holds the cold
+        log's write lock (no update, no batch); readers go on.
+
+        Growing needs no cold log read. A key's new chunk is its old one plus a multiple of the
+        old count, so its new entry's keys are a subset of its old entry's, whose chain holds
+        all their records: every new entry starts as a copy of its old one (the chunk region
+        ``factor`` times over). Updates then link each chain from its new entry, so chains
+        shorten as the cold log is rewritten (hot-cold appends, cold-cold compaction). A
+        rebuild from the cold log with the new count finds the same chains. The new file is
+        written beside the old one and renamed over it."""
+        if factor < 2 or factor & (factor - 1):
+            raise ValueError(f"the cold index grows by a power of two, not {factor}")
+        old_bytes = self.chunk_bytes
+        tmp = self.path.with_name(self.path.name + ".grow")
+        grown = ColdIndex(tmp, self.n_chunks * factor, 0, self.direct)
+        try:
+            os.ftruncate(grown._fd, 0)
+            os.ftruncate(grown._fd, HEADER_BYTES + grown.chunk_bytes)
+            for off in range(0, old_bytes, BLOCK_BYTES):
+                block = self._pread(min(BLOCK_BYTES, old_bytes - off), HEADER_BYTES + off)
+                if block.count(0) == len(block):
+                    continue  # still a hole in the new file
+                for copy in range(factor):
+                    grown._pwrite(block, HEADER_BYTES + copy * old_bytes + off)
+            grown._write_header(IN_USE, 0, 0, 0)
+        except BaseException:
+            grown.close()
+            tmp.unlink(missing_ok=True)
+            raise
+        grown.close()
+        os.replace(tmp, self.path)
+        fsync_dir(self.path.parent)
+        with self._lock:  # readers pick their entry under it
+            self.close()
+            self._set_geometry(self.n_chunks * factor)
+            self._open(self.path)
+        self.growths += 1
+        self.bytes_read += old_bytes
+        self.bytes_written += factor * old_bytes
+        log.info("%s: F2 cold index grown to %d chunks", self.path, self.n_chunks)
 
     def open_for(
         self, seq: int, begin: int, tail: int, records: Callable[[], Iterable[tuple[int, int]]]
@@ -392,6 +447,7 @@ class ColdIndex:
             "cold_index_direct": int(self._direct is not None),
             "cold_index_updates": self.updates,
             "cold_index_rebuilds": self.rebuilds,
+            "cold_index_growths": self.growths,
             "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,
             "cold_index_memory_bytes": 8 * len(self._cache),
             "cold_index_cache_hits": self.cache_hits,

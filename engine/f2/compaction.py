@@ -105,6 +105,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
             kv._n_hot_cold += 1
             kv._n_hot_cold_moved += moved
     kv._clean_hot_index()
+    kv._grow_cold_index_if_crowded()
     log.debug("hot-cold compaction of [%d, %d): %d records moved", begin, until, moved)
     return moved
 

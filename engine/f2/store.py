@@ -99,6 +99,7 @@ _SCAN_COLD = 1 << 62  # scan cursors: phase bit, hot tail page at the start, pos
 _SCAN_POS = (1 << 32) - 1
 _SCAN_MARK_BITS = 30
 _CLEAN_STEP = 1024  # hot index buckets cleaned per latch hold
+_CROWDED = 64  # cold records a cold index chunk (of 32 entries) before the index grows
 
 
 def _size(value: int | str | None, name: str) -> int | None:
@@ -197,14 +198,17 @@ class F2Kv(FasterKv):
             devices.remove(hot_dev)
             hot_open = True
             manifest = None
+            grow = 1
             if existing:
                 manifest = choose_manifest(slots, self._log.begin_address)
                 kept = manifest.cold_index_chunks
-                if cold_index_chunks is not None and cold_index_chunks != kept:
-                    raise ValueError(
-                        f"{root} was created with cold_index_chunks={kept}; it cannot be"
-                        f" opened with cold_index_chunks={cold_index_chunks}"
-                    )
+                if cold_index_chunks is not None:
+                    if cold_index_chunks < 1 or cold_index_chunks & (cold_index_chunks - 1):
+                        raise ValueError(
+                            f"cold_index_chunks must be a power of two, got {cold_index_chunks}"
+                        )
+                    # a minimum: the index may have grown past it (it never shrinks)
+                    grow = max(1, cold_index_chunks // kept)
                 if manifest.cold_page_size != cold_page:
                     raise EngineError(
                         f"{root}: the F2 manifest's cold page size {manifest.cold_page_size}"
@@ -278,6 +282,32 @@ class F2Kv(FasterKv):
             hlog = self._log
             records = hlog.records(hlog.begin_address, hlog.tail_address)
             self._n_hot_records = sum(1 for _ in records)
+            if grow > 1:
+                self._grow_cold_index(grow, manifest.hot_begin_low, manifest.hot_begin_high)
+
+    # -- the cold index's size -----------------------------------------------------------------
+
+    def _grow_cold_index(self, factor: int, hot_low: int, hot_high: int) -> None:
+        """Grow the cold index ``factor`` times (cold_index.py) and name its new chunk count in
+        a manifest for the same hot begin range (the cold tier is unchanged). A crash in
+        between leaves the old count in the manifests: recovery rebuilds the index with it."""
+        with self._cold.write_lock:
+            self._cold_index.grow(factor)
+            self._persist_cold(hot_low, hot_high)
+
+    def _grow_cold_index_if_crowded(self) -> None:
+        """After a hot-cold compaction: past ``_CROWDED`` cold records a chunk (2 an entry:
+        a cold lookup would walk that many records), grow the index to ``_CROWDED // 4``."""
+        n_chunks = self._cold_index.n_chunks
+        records = self._n_cold_records
+        if records <= _CROWDED * n_chunks:
+            return
+        factor = 2
+        while records > _CROWDED // 4 * n_chunks * factor:
+            factor *= 2
+        newest = self._newest_manifest()
+        assert newest is not None  # written by the compaction that called
+        self._grow_cold_index(factor, newest.hot_begin_low, newest.hot_begin_high)
 
     # -- persistence: the cold tier's manifest ---------------------------------------------
 
@@ -790,15 +820,17 @@ class F2Kv(FasterKv):
         return out
 
     def _chunk_keys(self, number: int) -> list[bytes]:
-        data = self._cold_index.chunk(number)
+        index = self._cold_index
+        data = index.chunk(number)
         now_ms = _fkv._now() * 1000
         keys = []
         for bucket in range(4):
             words = _unpack_bucket(data, bucket * 64)
-            for e in words:
+            for slot, e in enumerate(words):
                 addr = e & ADDRESS_MASK
                 if not addr:
                     continue
+                entry = (number << 5) | (bucket << 3) | slot
                 seen: set[bytes] = set()
                 for _, rec in self._cold.chain_records(addr):
                     info, kl, vl = _unpack_header(rec, 0)
@@ -806,6 +838,10 @@ class F2Kv(FasterKv):
                     if key in seen:
                         continue
                     seen.add(key)
+                    if index.number(xxh3_64_intdigest(key)) != entry:
+                        # a chain from before the index grew holds the keys of entries that
+                        # were one then; this key's newer records are on its own entry's chain
+                        continue
                     if not info & TOMBSTONE:
                         exp = _fkv._expiry_of(rec, 0, info, kl, vl)
                         if exp is None or exp > now_ms:

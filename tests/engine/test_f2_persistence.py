@@ -185,6 +185,53 @@ def test_a_compaction_right_after_a_commit_is_committed_with_its_settled_count(
     kv.close()
 
 
+def test_a_grown_cold_index_survives_a_crash_and_a_crash_while_growing(tmp_path: Path) -> None:
+    """The cold index grows while the store runs (one chunk to start: crowded at once). After
+    a crash it is rebuilt from the cold log with the grown size; a crash between a growth and
+    its manifest leaves the old size, and the rebuild uses that. Every key, the count and
+    SCAN agree with the model each time, also for keys changed after the growth."""
+    kv = f2_store(tmp_path, durability="always", cold_index_chunks=1)
+    model: dict[bytes, bytes] = {}
+    for i in range(5000):
+        model[b"g%d" % (i % 3000)] = b"x%d" % i * 4
+        kv.upsert(b"g%d" % (i % 3000), b"x%d" % i * 4)
+    kv.compact(kv._log.head_address)
+    grown = kv.stats()["cold_index_chunks"]
+    assert kv.stats()["cold_index_growths"] >= 1 and grown >= 32
+    for i in range(0, 3000, 3):  # changes after the growth: deletes and new versions
+        if i % 2:
+            kv.delete(b"g%d" % i)
+            model.pop(b"g%d" % i)
+        else:
+            model[b"g%d" % i] = b"y%d" % i
+            kv.upsert(b"g%d" % i, b"y%d" % i)
+    kv.compact(kv._log.head_address)
+
+    def check(kv: F2Kv) -> None:
+        assert all(kv.read(key) == value for key, value in model.items())
+        assert len(kv) == len(model) and set(kv.keys()) == set(model)
+
+    check(kv)
+    abandon(kv)
+    kv = f2_store(tmp_path)
+    assert kv.stats()["cold_index_rebuilds"] == 1 and kv.stats()["cold_index_chunks"] >= grown
+    check(kv)
+    chunks = kv.stats()["cold_index_chunks"]
+
+    def crash(*args: Any) -> None:
+        raise OSError("simulated crash before the manifest")
+
+    kv._persist_cold = crash  # type: ignore[method-assign]
+    with pytest.raises(OSError, match="simulated"):
+        kv._grow_cold_index(4, kv._log.begin_address, kv._log.begin_address)
+    assert kv._cold_index.n_chunks == 4 * chunks  # the file grew, no manifest names it
+    abandon(kv)
+    kv = f2_store(tmp_path)
+    assert kv.stats()["cold_index_chunks"] == chunks and kv.stats()["cold_index_rebuilds"] == 1
+    check(kv)
+    kv.close()
+
+
 def abandon(kv: F2Kv) -> None:
     """Release an open store's files as a crash would: no checkpoint, nothing flushed."""
     kv._f2_stopping = True
@@ -343,9 +390,24 @@ def test_a_directory_without_a_manifest_starts_fresh_with_a_warning(
 
 
 def test_reopening_with_other_sizes(tmp_path: Path) -> None:
-    filled(tmp_path)
-    with pytest.raises(ValueError, match="cold_index_chunks=16"):
-        f2_store(tmp_path, cold_index_chunks=64)
+    model = filled(tmp_path)
+    kv = f2_store(tmp_path)
+    kept = kv.stats()["cold_index_chunks"]  # 16, or more if the fill made it grow
+    kv.close()
+    with pytest.raises(ValueError, match="power of two"):
+        f2_store(tmp_path, cold_index_chunks=3 * kept)
+    # more chunks: the index grows (from its own file, no rebuild from the cold log)
+    kv = f2_store(tmp_path, cold_index_chunks=4 * kept)
+    stats = kv.stats()
+    assert stats["cold_index_chunks"] == 4 * kept and stats["cold_index_growths"] == 1
+    assert stats["cold_index_rebuilds"] == 0
+    assert all(kv.read(key) == value for key, value in model.items())
+    kv.close()
+    # fewer: a minimum, the index never shrinks (and was closed cleanly: trusted as it is)
+    kv = f2_store(tmp_path, cold_index_chunks=16)
+    assert kv.stats()["cold_index_chunks"] == 4 * kept and kv.stats()["cold_index_rebuilds"] == 0
+    assert all(kv.read(key) == value for key, value in model.items())
+    kv.close()
     with pytest.raises(ValueError, match="page_size"):
         f2_store(tmp_path, page_size="32KiB", memory_size="512KiB")
     # a different memory budget keeps the stored geometry
