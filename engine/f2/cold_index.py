@@ -279,6 +279,9 @@ class ColdIndex:
 
     # -- the file's life cycle ---------------------------------------------------------------
 
+    def _growing_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".grow")
+
     def grow(self, factor: int) -> None:
         """Multiply the chunk count by ``factor`` (a power of two). The caller holds the cold
         log's write lock (no update, no batch); readers go on.
@@ -293,7 +296,7 @@ class ColdIndex:
         if factor < 2 or factor & (factor - 1):
             raise ValueError(f"the cold index grows by a power of two, not {factor}")
         old_bytes = self.chunk_bytes
-        tmp = self.path.with_name(self.path.name + ".grow")
+        tmp = self._growing_path()
         grown = ColdIndex(tmp, self.n_chunks * factor, 0, self.direct)
         try:
             os.ftruncate(grown._fd, 0)
@@ -328,6 +331,7 @@ class ColdIndex:
 
         ``records()`` yields (address, key hash) of the cold log's records in address order;
         it is replayed when the file cannot be trusted."""
+        self._growing_path().unlink(missing_ok=True)  # a growth that a crash interrupted
         reason = self._check_clean(seq, begin, tail)
         if reason is not None:
             log.info("%s: rebuilding the F2 cold index from the cold log (%s)", self.path, reason)

@@ -308,8 +308,11 @@ def test_a_grown_cold_index_survives_a_crash_and_a_crash_while_growing(
         kv._grow_cold_index(4, kv._log.begin_address, kv._log.begin_address)
     assert kv._cold_index.n_chunks == 4 * chunks  # the file grew, no manifest names it
     abandon(kv)
+    growing = kv._cold_index._growing_path()
+    growing.write_bytes(b"left by a crash during a growth")
     kv = f2_store(tmp_path, device=device)
     assert kv.stats()["cold_index_chunks"] == chunks and kv.stats()["cold_index_rebuilds"] == 1
+    assert not growing.exists()
     check(kv)
     kv.close()
 
