@@ -112,10 +112,8 @@ class F2GrowingIndexModel(F2StoreModel):
 
     @rule()
     def all_cold(self) -> None:
-        _all_cold(self.kv)  # its filler keys join the model
-        hlog = self.kv._log
-        for i in range(4 * hlog.memory_pages * hlog.page_size // 64):
-            self.model[b"filler%d" % (i % 50)] = (b"f" * (24 + 8 * (i // 50 % 2)), None)
+        for key, value in _all_cold(self.kv).items():  # its filler keys join the model
+            self.model[key] = (value, None)
 
     @invariant()
     def index_is_not_crowded(self) -> None:
@@ -202,16 +200,21 @@ def test_model_runs_reach_both_compactions(tmp_path: Path) -> None:
     kv.close()
 
 
-def _all_cold(kv: F2Kv) -> None:
-    """Move everything hot-cold compaction can reach into the cold tier."""
+def _all_cold(kv: F2Kv) -> dict[bytes, bytes]:
+    """Move everything hot-cold compaction can reach into the cold tier; returns the filler
+    keys it wrote on the way, with their values."""
     hlog = kv._log
     hlog.flush_tail()
     with kv._lock:
         hlog.shift_read_only(hlog.tail_address)
     # open pages until the old ones are evicted, then move them
+    fillers = {}
     for i in range(4 * hlog.memory_pages * hlog.page_size // 64):
-        kv.upsert(b"filler%d" % (i % 50), b"f" * (24 + 8 * (i // 50 % 2)))  # never in place
+        key, value = b"filler%d" % (i % 50), b"f" * (24 + 8 * (i // 50 % 2))  # never in place
+        kv.upsert(key, value)
+        fillers[key] = value
     kv.compact(kv._log.head_address)
+    return fillers
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
@@ -317,8 +320,7 @@ def test_len_settles_in_steps_without_the_latch_for_device_reads(
     for i in range(600):
         kv.upsert(b"c%d" % i, b"cold" * 8)
         model.add(b"c%d" % i)
-    _all_cold(kv)
-    model.update(b"filler%d" % i for i in range(50))  # _all_cold's
+    model.update(_all_cold(kv))
     assert len(kv) == len(model)
     rng = random.Random(5)
     for i in range(3000):  # blind: the keys are cold or absent, unless written lately
