@@ -1,33 +1,47 @@
 """F2's cold index: a two-level hash index in a flat file of fixed-size chunks.
 
 Level one is arithmetic: the low bits of a key's hash pick a chunk. Level two is the chunk, 256
-bytes of 4 hash buckets of 8 u64 entries (FASTER's cold index geometry: 32 entries in 256
-bytes), at a fixed place in the file. Hash bits 40-44 pick the entry: they are its tag, so a
-lookup needs no tag search and a bucket never overflows. An entry holds the cold-log address
-of the newest record of its chain (bits 0-47; 0 = empty); records on a chain are compared by
-key. Only the one 8-byte entry a lookup needs is read (``pread``; with ``direct``, the store's
-device being O_DIRECT, the file is O_DIRECT too and a lookup reads the entry's 4 KiB sector, so
-no page cache keeps the index in memory behind the budget). So the index costs no process
-memory beyond a bounded
-entry cache: ``cache_bytes``, part of the store's memory budget, keeps the entries read or
-written lately, so a lookup of a key read lately needs no ``pread`` for its entry: a
-direct-mapped array of 8-byte words (the entry's number above the slot bits as a 16-bit tag,
-the address below), written through by every update.
+bytes of 32 u64 entries at a fixed place in the file (FASTER's cold index geometry), searched
+by tag as FASTER searches a hash bucket. Entries 0-30 are tagged: bits 48-61 hold a tag (hash
+bits 40-53), bits 0-47 the cold-log address of the newest record of the chain of the chunk's
+keys with that tag. Entry 31 is the chunk's *shared* entry: the chain of keys that found no
+entry of their own (all 31 held live chains when they moved cold; rare at a size the store
+keeps). A key's records are on its tag's chain, else on the shared chain, and its records on
+the tag's chain are newer than those on the shared one, since a key goes to the shared chain
+only while its tag has no entry with a live chain. So a cold lookup reads the chain of its own
+key, not of every key whose hash shares a few bits with it, and a lookup of an absent key reads
+no record at all (a 14-bit tag collision, 1 in about 500 per chunk of 30 keys, costs a record).
+Records on a chain are compared by key anyway.
 
-Because an entry's place depends on the key's hash alone, the index is a function of the cold
-log: replaying the records of [cold begin, cold tail) in address order rebuilds it exactly (the
-records' previous-address links were written by the same rule, or by a smaller index's, whose
-chains hold the new entries' chains: ``grow``). So it needs no checkpoint of
-its own. It is written in place while the store runs; at a clean close its checksums are
-written and its header names the manifest it matches. Opening trusts it only if the header is
-clean, names the manifest recovery chose and every block's checksum holds; otherwise (a crash,
-corruption: logged with file and offset) it is rebuilt from the cold log, whose pages the
-manifest has just verified. File layout::
+An entry whose address is 0 or below the cold log's begin address is *free* (its chain is
+gone) and may be claimed by another tag; claims take the first free entry, so the empty ones
+(all zero) are a suffix of the chunk. A record put on the shared chain has bit 61 of its
+RecordInfo set (``ON_SHARED``: in the hot log that bit means uncounted, and cold records are
+always counted), so that a rebuild puts it there again.
+
+Only the chunk a lookup needs is read (``pread`` of 256 bytes; with ``direct``, the store's
+device being O_DIRECT, the file is O_DIRECT too and a lookup reads the chunk's 4 KiB sector, so
+no page cache keeps the index in memory behind the budget). So the index costs no process
+memory beyond a bounded entry cache: ``cache_bytes``, part of the store's memory budget, maps a
+(chunk, tag) pair, or a chunk's shared entry, to its chain's address, so a lookup of a key read
+lately needs no ``pread``: a direct-mapped array of 8-byte words (the pair above the slot bits
+as a 19-bit check, the address / 8 below), written through by every update.
+
+Because a chain holds exactly the records of its keys (and its entry's place in the chunk does
+not matter), the index is a function of the cold log: replaying the records of [cold begin,
+cold tail) in address order rebuilds it (the records' previous-address links were written by
+the same rule, or by a smaller index's, whose chains hold the new entries' chains: ``grow``; or
+by format 1's, whose entry of 5 tag bits holds every chain of format 2 that shares them). So it
+needs no checkpoint of its own. It is written in place while the store runs; at a clean close
+its checksums are written and its header names the manifest it matches. Opening trusts it only
+if the header is clean, names the manifest recovery chose and every block's checksum holds;
+otherwise (a crash, corruption: logged with file and offset) it is rebuilt from the cold log,
+whose pages the manifest has just verified. File layout::
 
     0       header (4096 B): magic "F2CIDX01" | version u32 | state u32 (0 in use, 1 clean) |
             n_chunks u64 | manifest seq u64 | cold begin u64 | cold tail u64 | blocks u64 |
             xxh3 of the preceding header bytes u64
-    4096    n_chunks x 256 B of chunks (entry e of bucket b of chunk c at 4096 + 256c + 64b + 8e)
+    4096    n_chunks x 256 B of chunks (entry e of chunk c at 4096 + 256c + 8e)
     after   blocks x u64: xxh3 of each 1 MiB block of the chunk region (valid when clean)
 """
 
@@ -39,7 +53,7 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 
@@ -53,41 +67,80 @@ from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 log = logging.getLogger(__name__)
 
 MAGIC = b"F2CIDX01"
-VERSION = 1
+VERSION = 2  # 1: an entry per 5 hash bits, no tags (its chains are rebuilt into format 2)
 CHUNK_BYTES = 256
-BUCKETS_PER_CHUNK = 4
-ENTRIES_PER_BUCKET = 8
+ENTRIES_PER_CHUNK = 32
+SHARED = ENTRIES_PER_CHUNK - 1  # the shared entry's place in a chunk
+TAG_SHIFT = 48
+TAG_BITS = 14
+TAG_MASK = (1 << TAG_BITS) - 1
 HEADER_BYTES = 4096
 BLOCK_BYTES = 1 << 20
 ADDRESS_MASK = (1 << 48) - 1
+ON_SHARED = UNCOUNTED  # a cold record's bit 61: it is on its chunk's shared chain
 IN_USE, CLEAN = 0, 1
 _HEADER = struct.Struct("<8sIIQQQQQ")
 _U64 = struct.Struct("<Q")
+CHUNK_WORDS = struct.Struct("<32Q")
 _EMPTY = bytes(CHUNK_BYTES)
-_REBUILD_BATCH = 1 << 18  # entries gathered before they are written, during a rebuild
+_CHECK_LIMIT = 1 << 19  # the entry cache's check field (the address / 8 takes 45 bits)
+_CACHED_ADDRESS = (1 << 45) - 1
+_REBUILD_CHUNKS = 1 << 16  # chunks a rebuild keeps in memory before it writes them
+_REHOME_MAX = 1 << 16  # shared tags a rebuild gives entries of their own, at most
 _RUN_BYTES = 1 << 20  # the most one read or write of a batch's sector run covers
 _RUN_GAP = 4 * DIRECT_SECTOR_SIZE  # sectors in between that a run reads too, not skips
 
 
-def _sector_runs(numbers: list[int]) -> Iterable[tuple[int, int, int]]:
-    """Group sorted entry numbers into file runs of whole sectors: (start, end, how many of
-    ``numbers`` it holds). Entries closer than ``_RUN_GAP`` share a run, up to ``_RUN_BYTES``."""
+class CrowdedChunkError(Exception):
+    """A rebuild met more chains in a chunk than it has tagged entries (a format-1 index)."""
+
+
+def _runs(offsets: list[int], size: int) -> Iterable[tuple[int, int, int]]:
+    """Group sorted file offsets of ``size``-byte items into runs of whole sectors: (start,
+    end, how many items it holds). Items closer than ``_RUN_GAP`` share a run, up to
+    ``_RUN_BYTES``."""
     sector = DIRECT_SECTOR_SIZE
     i = 0
-    n = len(numbers)
+    n = len(offsets)
     while i < n:
-        first = HEADER_BYTES + (numbers[i] << 3)
+        first = offsets[i]
         start = first - first % sector
         last = first
         j = i + 1
         while j < n:
-            off = HEADER_BYTES + (numbers[j] << 3)
-            if off - last >= _RUN_GAP or off + 8 - start > _RUN_BYTES:
+            off = offsets[j]
+            if off - last >= _RUN_GAP or off + size - start > _RUN_BYTES:
                 break
             last = off
             j += 1
-        yield start, -(-(last + 8) // sector) * sector, j - i
+        yield start, -(-(last + size) // sector) * sector, j - i
         i = j
+
+
+def _tags(chunk: bytes | bytearray, base: int = 0) -> list[int]:
+    """The tags of a chunk's 31 tagged entries (the top u16 of each little-endian u64)."""
+    with memoryview(chunk) as view:
+        return view[base : base + CHUNK_BYTES].cast("H")[3 : 4 * SHARED : 4].tolist()
+
+
+def _search(chunk: bytes | bytearray, base: int, tag: int) -> int:
+    """The place of ``tag``'s entry in the chunk at ``base``, or -1. The first match is right
+    for tag 0 too: the empty entries (all zero) are a suffix."""
+    try:
+        return _tags(chunk, base).index(tag)
+    except ValueError:
+        return -1
+
+
+def _claim(chunk: bytes | bytearray, base: int, begin: int) -> int:
+    """The first free tagged entry of the chunk at ``base`` (empty, or its chain below
+    ``begin``), or -1."""
+    unpack_from = _U64.unpack_from
+    for e in range(SHARED):
+        address = unpack_from(chunk, base + 8 * e)[0] & ADDRESS_MASK
+        if address < begin or not address:
+            return e
+    return -1
 
 
 class ColdIndex:
@@ -102,18 +155,21 @@ class ColdIndex:
         self.direct = direct
         self.cache_bytes = cache_bytes
         self.cache_hits = 0
+        # The cold log's begin address (set by ColdLog): chains below it are gone.
+        self.log_begin: Callable[[], int] = lambda: 0
         self._set_geometry(n_chunks)
         self._open(path)
-        # Readers and the writer touch single entries with pread/pwrite; the lock keeps a
-        # reader from seeing half of an entry being written.
+        # Readers and the writer touch chunks with pread/pwrite; the lock keeps a reader from
+        # seeing half of an entry being written.
         self._lock = threading.Lock()
-        # A compaction's entries (``batch``): sorted entry numbers, their addresses and which
-        # changed; they are the truth for those entries until ``end_batch`` writes them.
+        # A compaction's chunks (``batch``): sorted chunk numbers, their images and which
+        # changed; they are the truth for those chunks until ``end_batch`` writes them.
         self._bnum = array("Q")
-        self._baddr = array("Q")
+        self._bimg = bytearray()
         self._bset = bytearray()
         self.lookups = 0
         self.updates = 0
+        self.overflows = 0
         self.rebuilds = 0
         self.growths = 0
         self.reads = 0
@@ -124,15 +180,20 @@ class ColdIndex:
         """Size everything that follows from the chunk count; the entry cache starts empty."""
         self.n_chunks = n_chunks
         self.mask = n_chunks - 1
-        entries = n_chunks * BUCKETS_PER_CHUNK * ENTRIES_PER_BUCKET
+        ids = n_chunks << TAG_BITS  # the entry cache's keys: pairs, chunk << 14 | tag
         cache_bytes = self.cache_bytes
         slots = 1 << max(0, (cache_bytes // 8).bit_length() - 1) if cache_bytes >= 8 else 0
-        slots = min(slots, entries)
-        if slots and entries // slots >= 0xFFFF:
-            slots = 0  # the tag would not fit: too small a cache to matter
+        slots = min(slots, ids)
+        sets = max(1, slots >> 1)  # two ways a set (but one of a single slot)
+        if slots and ids // sets >= _CHECK_LIMIT - 1:
+            slots = 0  # the check would not fit: too small a cache to matter
         self._cache = array("Q", bytes(8 * slots))
-        self._cmask = slots - 1
-        self._cshift = slots.bit_length() - 1
+        # A bit a chunk: its shared chain is known to be empty (or gone), so a lookup that
+        # did not find its key on its tag's chain need not read the chunk for it. Set by the
+        # reads that see it so, cleared by an update of the shared entry.
+        self._no_shared = bytearray((n_chunks + 7) >> 3)
+        self._cmask = sets - 1
+        self._cshift = sets.bit_length() - 1
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
 
@@ -149,164 +210,222 @@ class ColdIndex:
 
     # -- entries -----------------------------------------------------------------------------
 
-    def number(self, h: int) -> int:
-        """The entry of a key with hash ``h``: its chunk (low bits) and tag (bits 40-44)."""
-        return ((h & self.mask) << 5) | ((h >> 40) & 31)
+    def chunk_of(self, h: int) -> int:
+        return h & self.mask
 
-    def find(self, h: int) -> int:
-        """Address of the chain a key with hash ``h`` is on (0: no chain)."""
-        self.lookups += 1
-        number = self.number(h)
+    @staticmethod
+    def tag_of(h: int) -> int:
+        """A key's tag: hash bits 40-53 (format 1's entry was bits 40-44: a format-1 chain
+        holds the chains of every tag with those bits)."""
+        return (h >> 40) & TAG_MASK
+
+    def _cached(self, ident: int) -> int:
+        """The address the entry cache has for pair ``ident``, or -1. The cache is two-way
+        set-associative: a hit in the second way moves the pair to the first."""
         cache = self._cache
         if cache:
-            slot = number & self._cmask
-            tag = (number >> self._cshift) + 1
-            word = cache[slot]
-            if word >> 48 == tag:
+            check = (ident >> self._cshift) + 1
+            i = (ident & self._cmask) << 1
+            word = cache[i]
+            if word >> 45 == check:
                 self.cache_hits += 1
-                return word & ADDRESS_MASK
-        with self._lock:  # a fill under the lock: an update cannot slip in between
-            number = self.number(h)  # (again: the index may have grown meanwhile)
-            i = self._batched(number)
-            if i >= 0:
-                return self._baddr[i]
-            data = self._pread(8, HEADER_BYTES + (number << 3))
-            address = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
-            if cache:
-                cache[slot] = tag << 48 | address
-        self.reads += 1
-        self.bytes_read += 8
-        return address
+                return (word & _CACHED_ADDRESS) << 3
+            if len(cache) > 1:
+                second = cache[i + 1]
+                if second >> 45 == check:
+                    with self._lock:  # an update under it may be moving either word
+                        if cache[i] == word and cache[i + 1] == second:
+                            cache[i], cache[i + 1] = second, word
+                    self.cache_hits += 1
+                    return (second & _CACHED_ADDRESS) << 3
+        return -1
 
-    def _batched(self, number: int) -> int:
-        """The position of entry ``number`` in the running batch, or -1."""
+    def _cache_put(self, ident: int, address: int) -> None:
+        """Cache pair ``ident`` in the first way of its set; the first way's pair moves to the
+        second, unless it is this one."""
+        cache = self._cache
+        if cache:
+            check = (ident >> self._cshift) + 1
+            i = (ident & self._cmask) << 1
+            word = cache[i]
+            if len(cache) > 1:
+                if word >> 45 != check:
+                    cache[i + 1] = word
+                elif cache[i + 1] >> 45 == check:
+                    cache[i + 1] = 0
+            cache[i] = check << 45 | address >> 3
+
+    def _read_chunk(self, number: int) -> tuple[bytes | bytearray, int]:
+        """Chunk ``number`` (the running batch's image, or the file's) and its offset in the
+        returned buffer. The caller holds the lock."""
         bnum = self._bnum
         i = bisect_left(bnum, number)
-        return i if i < len(bnum) and bnum[i] == number else -1
+        if i < len(bnum) and bnum[i] == number:
+            return self._bimg, i * CHUNK_BYTES
+        data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
+        self.reads += 1
+        self.bytes_read += CHUNK_BYTES
+        return (data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]), 0
+
+    def find(self, h: int) -> tuple[int, int]:
+        """(address of the chain of a key with hash ``h``'s tag, 0 if none; address of its
+        chunk's shared chain, or -1 if this lookup does not know it: ``shared``)."""
+        self.lookups += 1
+        tag = (h >> 40) & TAG_MASK
+        number = h & self.mask
+        address = self._cached((number << TAG_BITS) | tag)
+        if address >= 0:
+            return address, (0 if self._no_shared[number >> 3] >> (number & 7) & 1 else -1)
+        with self._lock:  # a fill under the lock: an update cannot slip in between
+            number = h & self.mask  # (again: the index may have grown meanwhile)
+            data, base = self._read_chunk(number)
+            e = _search(data, base, tag)
+            address = _U64.unpack_from(data, base + 8 * e)[0] & ADDRESS_MASK if e >= 0 else 0
+            shared = self._shared_of(number, data, base)
+            if data is not self._bimg:  # a compaction's lookups: the updates will cache them
+                self._cache_put((number << TAG_BITS) | tag, address)
+        return address, shared
+
+    def shared(self, h: int) -> int:
+        """Address of the shared chain of the chunk of a key with hash ``h`` (0: none)."""
+        number = h & self.mask
+        if self._no_shared[number >> 3] >> (number & 7) & 1:
+            return 0
+        with self._lock:
+            number = h & self.mask
+            data, base = self._read_chunk(number)
+            return self._shared_of(number, data, base)
+
+    def _shared_of(self, number: int, data: bytes | bytearray, base: int) -> int:
+        """The shared entry's address in chunk ``number`` (at ``base`` of ``data``); notes a
+        chain that is empty or gone. The caller holds the lock."""
+        address: int = _U64.unpack_from(data, base + 8 * SHARED)[0] & ADDRESS_MASK
+        if address < self.log_begin() or not address:
+            self._no_shared[number >> 3] |= 1 << (number & 7)
+        return address
 
     def set(self, h: int, address: int, page: bytearray, off: int) -> None:
         """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
         ``page``: its previous-address field is set to the chain's current head first, so a
-        reader never follows a record whose link is not set yet. The caller serialises writers
-        (the cold log's write lock). An entry of the running batch is written at its end."""
+        reader never follows a record whose link is not set yet. The chain is the tag's entry,
+        else a free entry claimed for the tag, else the chunk's shared entry. The caller
+        serialises writers (the cold log's write lock). A chunk of the running batch is
+        written at its end."""
         self.updates += 1
-        number = self.number(h)
-        entry = HEADER_BYTES + (number << 3)
-        cache = self._cache
-        slot = number & self._cmask
-        tag = (number >> self._cshift) + 1
+        tag = (h >> 40) & TAG_MASK
+        begin = self.log_begin()
         with self._lock:
-            i = self._batched(number)
-            word = cache[slot] if cache else 0
-            if i >= 0:
-                prev = self._baddr[i]
-            elif word >> 48 == tag:
-                prev = word & ADDRESS_MASK
+            number = h & self.mask
+            data, base = self._read_chunk(number)
+            e = _search(data, base, tag)
+            if e >= 0 and _U64.unpack_from(data, base + 8 * e)[0]:
+                prev = _U64.unpack_from(data, base + 8 * e)[0] & ADDRESS_MASK
             else:
-                data = self._pread(8, entry)
-                prev = _U64.unpack(data)[0] & ADDRESS_MASK if len(data) == 8 else 0
-                self.reads += 1
-                self.bytes_read += 8
+                e = _claim(data, base, begin)
+                prev = 0
+            flag = 0
+            if e < 0:
+                e = SHARED
+                prev = _U64.unpack_from(data, base + 8 * SHARED)[0] & ADDRESS_MASK
+                flag = ON_SHARED
+                self.overflows += 1
+                # before the entry changes: a reader must not take the chain for empty after
+                self._no_shared[number >> 3] &= ~(1 << (number & 7)) & 0xFF
             info = _INFO.unpack_from(page, off)[0]
-            # cold records are always counted (engine/f2/counting.py): no uncounted bit
-            _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev)
-            if i >= 0:
-                self._baddr[i] = address
-                self._bset[i] = 1
+            # cold records are always counted (engine/f2/counting.py): bit 61 is ON_SHARED
+            _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev | flag)
+            word = address if e == SHARED else tag << TAG_SHIFT | address
+            if data is self._bimg:
+                _U64.pack_into(data, base + 8 * e, word)
+                self._bset[base // CHUNK_BYTES] = 1
             else:
-                self._pwrite(_U64.pack(address), entry)
+                self._pwrite(_U64.pack(word), HEADER_BYTES + number * CHUNK_BYTES + 8 * e)
                 self.bytes_written += 8
-            if cache:
-                cache[slot] = tag << 48 | address
+            if e != SHARED:
+                self._cache_put((number << TAG_BITS) | tag, address)
 
     def begin_batch(self, hashes: Iterable[int]) -> None:
-        """Read the entries of ``hashes`` (a compaction's keys) in runs of whole sectors in file
+        """Read the chunks of ``hashes`` (a compaction's keys) in runs of whole sectors in file
         order, and hold them until ``end_batch``: the compaction's lookups and updates of them
         then cost no I/O each (a read-modify-write of a sector per update, with O_DIRECT)."""
-        numbers = sorted({self.number(h) for h in hashes})
-        addrs = array("Q", bytes(8 * len(numbers)))
-        unpack_from = _U64.unpack_from
+        mask = self.mask
+        numbers = sorted({h & mask for h in hashes})
+        images = bytearray(CHUNK_BYTES * len(numbers))
         i = 0
-        for start, end, count in _sector_runs(numbers):
+        for start, end, count in _runs(
+            [HEADER_BYTES + n * CHUNK_BYTES for n in numbers], CHUNK_BYTES
+        ):
             run = self._pread(end - start, start)
             self.reads += 1
             self.bytes_read += end - start
             for k in range(i, i + count):
-                off = HEADER_BYTES + (numbers[k] << 3) - start
-                addrs[k] = unpack_from(run, off)[0] & ADDRESS_MASK if off < len(run) else 0
+                off = HEADER_BYTES + numbers[k] * CHUNK_BYTES - start
+                got = run[off : off + CHUNK_BYTES]
+                images[k * CHUNK_BYTES : k * CHUNK_BYTES + len(got)] = got
             i += count
         with self._lock:
             self._bnum = array("Q", numbers)
-            self._baddr = addrs
+            self._bimg = images
             self._bset = bytearray(len(numbers))
 
     def end_batch(self) -> None:
-        """Write the batch's changed entries (sector runs in file order) and let it go."""
-        bnum, baddr, bset = self._bnum, self._baddr, self._bset
-        self._write_entries({bnum[k]: baddr[k] for k in range(len(bnum)) if bset[k]})
+        """Write the batch's changed chunks (sector runs in file order) and let it go."""
+        bnum, bimg, bset = self._bnum, self._bimg, self._bset
+        size = CHUNK_BYTES
+        self._write_chunks(
+            {bnum[k]: bimg[k * size : (k + 1) * size] for k in range(len(bnum)) if bset[k]}
+        )
         with self._lock:  # the file has them now
             self._bnum = array("Q")
-            self._baddr = array("Q")
+            self._bimg = bytearray()
             self._bset = bytearray()
 
-    def _write_entries(self, entries: dict[int, int]) -> None:
-        """Write ``entries`` (entry number -> address) in runs of whole sectors in file order
-        (each run read, patched and written back). The caller is the only writer."""
-        numbers = sorted(entries)
-        pack_into = _U64.pack_into
+    def _write_chunks(self, chunks: Mapping[int, bytes | bytearray]) -> None:
+        """Write ``chunks`` (number -> 256 bytes) in runs of whole sectors in file order (each
+        run read, patched and written back). The caller is the only writer."""
+        numbers = sorted(chunks)
         i = 0
-        for start, end, count in _sector_runs(numbers):
+        for start, end, count in _runs(
+            [HEADER_BYTES + n * CHUNK_BYTES for n in numbers], CHUNK_BYTES
+        ):
             run = bytearray(self._pread(end - start, start))
             run.extend(bytes(end - start - len(run)))
             for number in numbers[i : i + count]:
-                pack_into(run, HEADER_BYTES + (number << 3) - start, entries[number])
+                off = HEADER_BYTES + number * CHUNK_BYTES - start
+                run[off : off + CHUNK_BYTES] = chunks[number]
             self._pwrite(run, start)
             i += count
-        self.bytes_written += 8 * len(entries)
+        self.bytes_written += CHUNK_BYTES * len(chunks)
 
     def chunk(self, number: int) -> bytes:
-        """The 256 bytes of chunk ``number`` (with the running batch's entries)."""
+        """The 256 bytes of chunk ``number`` (the running batch's, if it has it)."""
         with self._lock:
-            data = bytearray(self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES))
-            data.extend(_EMPTY[len(data) :])
-            bnum = self._bnum
-            i = bisect_left(bnum, number << 5)
-            while i < len(bnum) and bnum[i] >> 5 == number:
-                _U64.pack_into(data, (bnum[i] & 31) * 8, self._baddr[i])
-                i += 1
-        self.bytes_read += CHUNK_BYTES
-        return bytes(data)
+            data, base = self._read_chunk(number)
+            return bytes(data[base : base + CHUNK_BYTES])
 
     # -- the file's life cycle ---------------------------------------------------------------
 
     def _growing_path(self) -> Path:
         return self.path.with_name(self.path.name + ".grow")
 
-    def grow(self, factor: int) -> None:
-        """Multiply the chunk count by ``factor`` (a power of two). The caller holds the cold
-        log's write lock (no update, no batch); readers go on.
+    def grow(self, factor: int, records: Iterable[tuple[int, int, bool]]) -> None:
+        """Multiply the chunk count by ``factor`` (a power of two), rebuilding the index from
+        ``records`` (as ``rebuild``'s: the cold log, read once in address order). The caller
+        holds the cold log's write lock (no update, no batch); readers go on.
 
-        Growing needs no cold log read. A key's new chunk is its old one plus a multiple of the
-        old count, so its new entry's keys are a subset of its old entry's, whose chain holds
-        all their records: every new entry starts as a copy of its old one (the chunk region
-        ``factor`` times over). Updates then link each chain from its new entry, so chains
-        shorten as the cold log is rewritten (hot-cold appends, cold-cold compaction). A
-        rebuild from the cold log with the new count finds the same chains. The new file is
-        written beside the old one and renamed over it."""
+        A key's new chunk is its old one plus a multiple of the old count, so the chain of its
+        new (chunk, tag) pair is a part of its old pair's: the records' links, set with the old
+        count, still reach every record of the new pair, past those of the keys that went to
+        the other new chunks (compared by key). Updates then link each chain from its new
+        chunk, and chains shorten as the cold log is rewritten (hot-cold appends, cold-cold
+        compaction). Each new chunk holds only its own pairs, so growth frees entries where
+        chunks were full. The new file is written beside the old one and renamed over it."""
         if factor < 2 or factor & (factor - 1):
             raise ValueError(f"the cold index grows by a power of two, not {factor}")
-        old_bytes = self.chunk_bytes
         tmp = self._growing_path()
         grown = ColdIndex(tmp, self.n_chunks * factor, 0, self.direct)
         try:
-            os.ftruncate(grown._fd, 0)
-            os.ftruncate(grown._fd, HEADER_BYTES + grown.chunk_bytes)
-            for off in range(0, old_bytes, BLOCK_BYTES):
-                block = self._pread(min(BLOCK_BYTES, old_bytes - off), HEADER_BYTES + off)
-                if block.count(0) == len(block):
-                    continue  # still a hole in the new file
-                for copy in range(factor):
-                    grown._pwrite(block, HEADER_BYTES + copy * old_bytes + off)
+            grown.rebuild(records)
             grown._write_header(IN_USE, 0, 0, 0)
         except BaseException:
             grown.close()
@@ -315,27 +434,39 @@ class ColdIndex:
         grown.close()
         os.replace(tmp, self.path)
         fsync_dir(self.path.parent)
-        with self._lock:  # readers pick their entry under it
+        with self._lock:  # readers pick their chunk under it
             self.close()
             self._set_geometry(self.n_chunks * factor)
             self._open(self.path)
         self.growths += 1
-        self.bytes_read += old_bytes
-        self.bytes_written += factor * old_bytes
+        self.bytes_read += grown.bytes_read
+        self.bytes_written += grown.bytes_written
         log.info("%s: F2 cold index grown to %d chunks", self.path, self.n_chunks)
 
     def open_for(
-        self, seq: int, begin: int, tail: int, records: Callable[[], Iterable[tuple[int, int]]]
+        self,
+        seq: int,
+        begin: int,
+        tail: int,
+        records: Callable[[], Iterable[tuple[int, int, bool]]],
     ) -> None:
         """Make the file match manifest ``seq`` (cold log [begin, tail)), then mark it in use.
 
-        ``records()`` yields (address, key hash) of the cold log's records in address order;
-        it is replayed when the file cannot be trusted."""
+        ``records()`` yields (address, key hash, on the shared chain) of the cold log's records
+        in address order; it is replayed when the file cannot be trusted. A rebuild may double
+        the chunk count (``CrowdedChunkError``): the caller names the new count in a manifest."""
         self._growing_path().unlink(missing_ok=True)  # a growth that a crash interrupted
         reason = self._check_clean(seq, begin, tail)
         if reason is not None:
             log.info("%s: rebuilding the F2 cold index from the cold log (%s)", self.path, reason)
-            self.rebuild(records())
+            while True:
+                try:
+                    self.rebuild(records())
+                    break
+                except CrowdedChunkError as crowded:
+                    log.info("%s: %s; rebuilding with twice the chunks", self.path, crowded)
+                    with self._lock:
+                        self._set_geometry(self.n_chunks * 2)
         self._write_header(IN_USE, 0, 0, 0)
 
     def create(self) -> None:
@@ -346,32 +477,79 @@ class ColdIndex:
         self._write_header(IN_USE, 0, 0, 0)
         fsync_dir(self.path.parent)
 
-    def rebuild(self, records: Iterable[tuple[int, int]]) -> None:
-        """Empty the index and set every entry from ``records`` (address order: the newest
-        record of a chain wins)."""
-        self.rebuilds += 1
+    def rebuild(self, records: Iterable[tuple[int, int, bool]]) -> None:
+        """Empty the index and set every entry from ``records`` (address, key hash, on the
+        shared chain), in address order: the newest record of a chain wins. Raises
+        ``CrowdedChunkError`` if a chunk has more tags than entries (only a format-1 cold log
+        can: a format-2 one had them all in the chunk at once).
+
+        Then a tag whose keys are only on the shared chain gets an entry of its own if its
+        chunk has one free (after a growth most have): it points at the tag's newest shared
+        record, whose links reach every older shared record, so its keys' lookups read their
+        own record first. Keys that went shared before their tag had a live entry are older
+        there than on the tag's chain, which is what the lookup's order needs."""
         fd = self._fd
         with self._lock:
             os.ftruncate(fd, 0)
             os.ftruncate(fd, HEADER_BYTES + self.chunk_bytes)
             self._clear_cache()
-        batch: dict[int, int] = {}
-        number = self.number
-        for addr, h in records:
-            batch[number(h)] = addr
-            if len(batch) >= _REBUILD_BATCH:
-                self._write_batch(batch)
-        self._write_batch(batch)
+        chunks: dict[int, bytearray] = {}
+        written = False  # chunks kept in memory were written: read them back when met again
+        mask = self.mask
+        unpack_from, pack_into = _U64.unpack_from, _U64.pack_into
+        rehome: dict[int, int] = {}  # (chunk, tag) -> its newest shared record
+        for address, h, on_shared in records:
+            number = h & mask
+            chunk = chunks.get(number)
+            if chunk is None:
+                if len(chunks) >= _REBUILD_CHUNKS:
+                    self._write_rebuilt(chunks)
+                    written = True
+                chunk = chunks[number] = (
+                    bytearray(self._chunk_on_file(number)) if written else bytearray(_EMPTY)
+                )
+            if on_shared:
+                pack_into(chunk, 8 * SHARED, address)
+                if len(rehome) < _REHOME_MAX:
+                    rehome[number << TAG_BITS | (h >> 40) & TAG_MASK] = address
+                continue
+            tag = (h >> 40) & TAG_MASK
+            e = _search(chunk, 0, tag)
+            if e < 0 or not unpack_from(chunk, 8 * e)[0]:
+                e = _claim(chunk, 0, 1)
+                if e < 0:
+                    raise CrowdedChunkError(
+                        f"chunk {number} of {self.n_chunks} has more than {SHARED} chains"
+                    )
+            pack_into(chunk, 8 * e, tag << TAG_SHIFT | address)
+        for pair, address in sorted(rehome.items()):
+            number, tag = pair >> TAG_BITS, pair & TAG_MASK
+            chunk = chunks.get(number)
+            if chunk is None:
+                chunk = chunks[number] = bytearray(self._chunk_on_file(number))
+            e = _search(chunk, 0, tag)
+            if e >= 0 and unpack_from(chunk, 8 * e)[0]:
+                continue  # the tag's keys went on to a chain of its own later
+            e = _claim(chunk, 0, 1)
+            if e >= 0:
+                pack_into(chunk, 8 * e, tag << TAG_SHIFT | address)
+        self._write_rebuilt(chunks)
+        self.rebuilds += 1
+
+    def _chunk_on_file(self, number: int) -> bytes:
+        data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
+        return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
+
+    def _write_rebuilt(self, chunks: dict[int, bytearray]) -> None:
+        with self._lock:
+            self._write_chunks(chunks)
+        chunks.clear()
 
     def _clear_cache(self) -> None:
         cache = self._cache
         if cache:
             self._cache = array("Q", bytes(8 * len(cache)))
-
-    def _write_batch(self, batch: dict[int, int]) -> None:
-        with self._lock:
-            self._write_entries(batch)
-        batch.clear()
+        self._no_shared = bytearray(len(self._no_shared))
 
     def _pwrite_buffered(self, data: bytes | bytearray, offset: int) -> None:
         os.pwrite(self._fd, data, offset)
@@ -380,9 +558,7 @@ class ColdIndex:
         """Write the checksums and a clean header naming manifest ``seq`` (cold log
         [begin, tail)); the next open then trusts the file without rebuilding it."""
         fd = self._fd
-        sums = [
-            xxh3_64_intdigest(self._block(i)) for i in range(self.n_blocks)
-        ]
+        sums = [xxh3_64_intdigest(self._block(i)) for i in range(self.n_blocks)]
         self._pwrite(struct.pack(f"<{len(sums)}Q", *sums), HEADER_BYTES + self.chunk_bytes)
         self.bytes_written += 8 * len(sums)
         os.fsync(fd)
@@ -418,12 +594,18 @@ class ColdIndex:
             return "corrupt header"
         magic, version, state, n_chunks, h_seq, h_begin, h_tail, blocks = _HEADER.unpack(head)
         if magic != MAGIC or version != VERSION:
+            if magic == MAGIC and version == 1:
+                return "format 1"  # rebuilt into this format: its chains hold format 2's
             log.warning("%s: not an F2 cold index of version %d at offset 0", self.path, VERSION)
             return "unknown format"
         if state != CLEAN:
             return "the store was not closed cleanly"
         if (n_chunks, h_seq, h_begin, h_tail, blocks) != (
-            self.n_chunks, seq, begin, tail, self.n_blocks
+            self.n_chunks,
+            seq,
+            begin,
+            tail,
+            self.n_blocks,
         ):
             return f"it matches manifest {h_seq}, recovery chose {seq}"
         sums_off = HEADER_BYTES + self.chunk_bytes
@@ -450,9 +632,10 @@ class ColdIndex:
             "cold_index_device_reads": self.reads,
             "cold_index_direct": int(self._direct is not None),
             "cold_index_updates": self.updates,
+            "cold_index_overflows": self.overflows,
             "cold_index_rebuilds": self.rebuilds,
             "cold_index_growths": self.growths,
             "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,
-            "cold_index_memory_bytes": 8 * len(self._cache),
+            "cold_index_memory_bytes": 8 * len(self._cache) + len(self._no_shared),
             "cold_index_cache_hits": self.cache_hits,
         }

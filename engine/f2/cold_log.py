@@ -35,6 +35,7 @@ class ColdLog:
         self.log = HybridLog(page_size, memory_pages, 1e-9, None, device)
         self.device = device
         self.index = index
+        index.log_begin = lambda: self.log.begin_address
         self.write_lock = threading.Lock()
         self.records_appended = 0
         self.disk_reads = 0
@@ -62,8 +63,9 @@ class ColdLog:
         return data[:size]
 
     def lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
-        """(address, record) of ``key``'s newest cold record, tombstones included."""
-        addr = self.index.find(h)
+        """(address, record) of ``key``'s newest cold record, tombstones included: on its
+        tag's chain, else on its chunk's shared chain (cold_index.py)."""
+        addr, shared = self.index.find(h)
         hlog = self.log
         segments = self.device.pread_segments
         if segments is not None and hlog.begin_address <= addr < hlog.head_address:
@@ -77,6 +79,15 @@ class ColdLog:
             if got is not False:
                 self.disk_reads += 1
                 return addr, got[1]  # type: ignore[index]
+        found = self._walk(key, addr)
+        if found is None:
+            if shared < 0:
+                shared = self.index.shared(h)
+            if shared:
+                found = self._walk(key, shared)
+        return found
+
+    def _walk(self, key: bytes, addr: int) -> tuple[int, bytes] | None:
         klen = len(key)
         read_record = self.read_record
         while addr >= self.log.begin_address:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _unpack_header = HEADER.unpack_from
+_BATCH_KEYS = 1 << 15  # keys a cold-cold compaction batches at a time (8 MiB of chunks)
 
 
 def hot_cold(kv: F2Kv, until: int | None = None) -> int:
@@ -132,29 +133,33 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
             newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
             n_records += 1
         copied = 0
-        cold.index.begin_batch(
-            xxh3_64_intdigest(key) for key, (_, info) in newest.items() if not info & TOMBSTONE
-        )
+        live = [(key, addr) for key, (addr, info) in newest.items() if not info & TOMBSTONE]
         try:
-            for key, (addr, info) in newest.items():
-                if kv._f2_stopping:
-                    return copied
-                if info & TOMBSTONE:
-                    continue
-                h = xxh3_64_intdigest(key)
-                found = cold.lookup(key, h)
-                if found is None or found[0] != addr:
-                    continue  # superseded inside the cold log
-                # The store's own lookup decides: the hot log may shadow it, or it expired
-                # (then the lookup writes the tombstone that keeps len() exact). A record
-                # shadowed by an uncounted hot one stays: it may be the base that one's count
-                # needs (counting.py); the lookup leaves ``_carry`` set for such a record.
-                # (FasterKv's _run: a compaction must never wait for room in the hot log)
-                if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
-                    cold.append(key, h, found[1])
-                    copied += 1
+            # In windows of keys: a batch holds its keys' cold-index chunks in memory (256 B
+            # each), and this range may hold most of the store's keys.
+            for start in range(0, len(live), _BATCH_KEYS):
+                window = live[start : start + _BATCH_KEYS]
+                cold.index.begin_batch(xxh3_64_intdigest(key) for key, _ in window)
+                try:
+                    for key, addr in window:
+                        if kv._f2_stopping:
+                            return copied
+                        h = xxh3_64_intdigest(key)
+                        found = cold.lookup(key, h)
+                        if found is None or found[0] != addr:
+                            continue  # superseded inside the cold log
+                        # The store's own lookup decides: the hot log may shadow it, or it
+                        # expired (then the lookup writes the tombstone that keeps len()
+                        # exact). A record shadowed by an uncounted hot one stays: it may be
+                        # the base that one's count needs (counting.py); the lookup leaves
+                        # ``_carry`` set for such a record. (FasterKv's _run: a compaction
+                        # must never wait for room in the hot log)
+                        if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
+                            cold.append(key, h, found[1])
+                            copied += 1
+                finally:
+                    cold.index.end_batch()
         finally:
-            cold.index.end_batch()
             kv._cold_cache.invalidate(newest)
         # The hot records that shadowed the dropped cold ones (and the tombstones of expired
         # ones) become durable before the manifest that no longer has the cold records.

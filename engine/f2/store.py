@@ -50,7 +50,13 @@ from faster_backend.engine.devices import (
 )
 from faster_backend.engine.errors import EngineError, RecordTooLargeError
 from faster_backend.engine.f2 import compaction, counting
-from faster_backend.engine.f2.cold_index import ColdIndex
+from faster_backend.engine.f2.cold_index import (
+    CHUNK_WORDS,
+    ON_SHARED,
+    SHARED,
+    TAG_SHIFT,
+    ColdIndex,
+)
 from faster_backend.engine.f2.cold_log import ColdLog
 from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
 from faster_backend.engine.f2.read_cache import KeyReadCache
@@ -99,7 +105,9 @@ _SCAN_COLD = 1 << 62  # scan cursors: phase bit, hot tail page at the start, pos
 _SCAN_POS = (1 << 32) - 1
 _SCAN_MARK_BITS = 30
 _CLEAN_STEP = 1024  # hot index buckets cleaned per latch hold
-_CROWDED = 64  # cold records a cold index chunk (of 32 entries) before the index grows
+_CROWDED = 32  # the cold index grows when more than 1 in this many updates overflow
+_CROWDED_SAMPLE = 256  # ... of at least this many
+_CHUNK_RECORDS = 16  # cold records a chunk (of 31 tagged entries) after a growth, at most
 
 
 def _size(value: int | str | None, name: str) -> int | None:
@@ -198,17 +206,15 @@ class F2Kv(FasterKv):
             devices.remove(hot_dev)
             hot_open = True
             manifest = None
-            grow = 1
+            grow_to = 0  # a chunk count asked for (a minimum: the index never shrinks)
             if existing:
                 manifest = choose_manifest(slots, self._log.begin_address)
-                kept = manifest.cold_index_chunks
                 if cold_index_chunks is not None:
                     if cold_index_chunks < 1 or cold_index_chunks & (cold_index_chunks - 1):
                         raise ValueError(
                             f"cold_index_chunks must be a power of two, got {cold_index_chunks}"
                         )
-                    # a minimum: the index may have grown past it (it never shrinks)
-                    grow = max(1, cold_index_chunks // kept)
+                    grow_to = cold_index_chunks
                 if manifest.cold_page_size != cold_page:
                     raise EngineError(
                         f"{root}: the F2 manifest's cold page size {manifest.cold_page_size}"
@@ -251,6 +257,7 @@ class F2Kv(FasterKv):
         self.cold_compaction_fraction = cold_compaction_fraction
         self._cold_trigger = self.cold_log_size
         self._cold_index = cold_index
+        self._crowding = (0, 0)  # the cold index's updates and overflows at the last look
         self._manifests = slots
         self._cold_cache = KeyReadCache(cache, read_cache_second_chance)
         self._maint_lock = threading.Lock()
@@ -282,8 +289,14 @@ class F2Kv(FasterKv):
             hlog = self._log
             records = hlog.records(hlog.begin_address, hlog.tail_address)
             self._n_hot_records = sum(1 for _ in records)
-            if grow > 1:
-                self._grow_cold_index(grow, manifest.hot_begin_low, manifest.hot_begin_high)
+            n_chunks = cold_index.n_chunks
+            if grow_to > n_chunks:
+                self._grow_cold_index(
+                    grow_to // n_chunks, manifest.hot_begin_low, manifest.hot_begin_high
+                )
+            elif n_chunks != manifest.cold_index_chunks:  # a rebuild needed more chunks
+                with self._cold.write_lock:
+                    self._persist_cold(manifest.hot_begin_low, manifest.hot_begin_high)
 
     # -- the cold index's size -----------------------------------------------------------------
 
@@ -291,19 +304,30 @@ class F2Kv(FasterKv):
         """Grow the cold index ``factor`` times (cold_index.py) and name its new chunk count in
         a manifest for the same hot begin range (the cold tier is unchanged). A crash in
         between leaves the old count in the manifests: recovery rebuilds the index with it."""
-        with self._cold.write_lock:
-            self._cold_index.grow(factor)
+        cold = self._cold
+        with cold.write_lock:
+            self._cold_index.grow(
+                factor, _cold_hashes(cold, cold.begin_address, cold.tail_address)
+            )
             self._persist_cold(hot_low, hot_high)
+        self._crowding = (self._cold_index.updates, self._cold_index.overflows)
 
     def _grow_cold_index_if_crowded(self) -> None:
-        """After a hot-cold compaction: past ``_CROWDED`` cold records a chunk (2 an entry:
-        a cold lookup would walk that many records), grow the index to ``_CROWDED // 4``."""
-        n_chunks = self._cold_index.n_chunks
-        records = self._n_cold_records
-        if records <= _CROWDED * n_chunks:
+        """After a hot-cold compaction: when more than 1/``_CROWDED`` of the cold index's
+        updates since the last look went to shared chains (their chunks' tagged entries all
+        held live chains), grow it to at most ``_CHUNK_RECORDS`` cold records a chunk (their
+        keys are fewer: the records include older versions and dead ones)."""
+        index = self._cold_index
+        updates, overflows = index.updates, index.overflows
+        before_updates, before_overflows = self._crowding
+        updates -= before_updates
+        if updates < _CROWDED_SAMPLE:
+            return
+        self._crowding = (index.updates, index.overflows)
+        if (overflows - before_overflows) * _CROWDED <= updates:
             return
         factor = 2
-        while records > _CROWDED // 4 * n_chunks * factor:
+        while self._n_cold_records > _CHUNK_RECORDS * index.n_chunks * factor:
             factor *= 2
         newest = self._newest_manifest()
         assert newest is not None  # written by the compaction that called
@@ -820,32 +844,42 @@ class F2Kv(FasterKv):
         return out
 
     def _chunk_keys(self, number: int) -> list[bytes]:
+        """Keys whose newest cold record in cold index chunk ``number``'s chains is live. A
+        chain may hold other keys (a growth's older chunk, a tag collision): a key counts on
+        its own tag's chain, else on the shared chain (cold_index.py)."""
         index = self._cold_index
         data = index.chunk(number)
         now_ms = _fkv._now() * 1000
-        keys = []
-        for bucket in range(4):
-            words = _unpack_bucket(data, bucket * 64)
-            for slot, e in enumerate(words):
-                addr = e & ADDRESS_MASK
-                if not addr:
+        keys: list[bytes] = []
+        on_tag: set[bytes] = set()  # keys met on their own tag's chain
+        words = CHUNK_WORDS.unpack(data)
+        for e, word in enumerate(words):
+            addr = word & ADDRESS_MASK
+            if not addr:
+                continue
+            shared = e == SHARED
+            tag = word >> TAG_SHIFT
+            seen: set[bytes] = set()
+            for _, rec in self._cold.chain_records(addr):
+                info, kl, vl = _unpack_header(rec, 0)
+                key = rec[HEADER_SIZE : HEADER_SIZE + kl]
+                if key in seen:
                     continue
-                entry = (number << 5) | (bucket << 3) | slot
-                seen: set[bytes] = set()
-                for _, rec in self._cold.chain_records(addr):
-                    info, kl, vl = _unpack_header(rec, 0)
-                    key = rec[HEADER_SIZE : HEADER_SIZE + kl]
-                    if key in seen:
-                        continue
-                    seen.add(key)
-                    if index.number(xxh3_64_intdigest(key)) != entry:
-                        # a chain from before the index grew holds the keys of entries that
-                        # were one then; this key's newer records are on its own entry's chain
-                        continue
-                    if not info & TOMBSTONE:
-                        exp = _fkv._expiry_of(rec, 0, info, kl, vl)
-                        if exp is None or exp > now_ms:
-                            keys.append(key)
+                seen.add(key)
+                h = xxh3_64_intdigest(key)
+                if index.chunk_of(h) != number:
+                    continue  # a chain from before the index grew: the key is in another chunk
+                if shared:
+                    if key in on_tag:
+                        continue  # its newer records are on its tag's chain
+                elif index.tag_of(h) != tag:
+                    continue  # a chain of format 1 holds other tags
+                else:
+                    on_tag.add(key)
+                if not info & TOMBSTONE:
+                    exp = _fkv._expiry_of(rec, 0, info, kl, vl)
+                    if exp is None or exp > now_ms:
+                        keys.append(key)
         return keys
 
     # -- statistics --------------------------------------------------------------------------
@@ -921,10 +955,12 @@ class F2Kv(FasterKv):
         return st
 
 
-def _cold_hashes(cold: ColdLog, begin: int, tail: int) -> Iterator[tuple[int, int]]:
-    """(address, key hash) of the cold log's records in [begin, tail), in address order."""
-    for addr, _info, kl, _vl, rec in cold.records(begin, tail):
-        yield addr, xxh3_64_intdigest(bytes(rec[HEADER_SIZE : HEADER_SIZE + kl]))
+def _cold_hashes(cold: ColdLog, begin: int, tail: int) -> Iterator[tuple[int, int, bool]]:
+    """(address, key hash, on the shared chain) of the cold log's records in [begin, tail),
+    in address order."""
+    for addr, info, kl, _vl, rec in cold.records(begin, tail):
+        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+        yield addr, xxh3_64_intdigest(key), bool(info & ON_SHARED)
 
 
 def _geometry(

@@ -5,9 +5,11 @@ facade's ``tiering`` argument and configuration key. (kill -9: tests/engine/test
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import os
 import random
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -395,6 +397,37 @@ def test_a_directory_without_a_manifest_starts_fresh_with_a_warning(
     kv.close()
 
 
+def test_a_store_with_a_format_1_cold_index_opens_with_its_data(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """tests/engine/data/f2_format1_store.tgz is a store written by the code before tagged
+    chunks (cold index format 1, an entry per 5 hash bits; 84 keys, 105 cold records on 2
+    chunks, more chains a chunk than format 2 has entries). Opening it rebuilds the index in
+    format 2 from the cold log, doubling the chunks until they fit, and names the new count in
+    a manifest; every key reads back, and the next open trusts the index."""
+    with tarfile.open(Path(__file__).parent / "data" / "f2_format1_store.tgz") as tar:
+        tar.extractall(tmp_path, filter="data")
+    model = {
+        k.encode(): v.encode() for k, v in json.loads((tmp_path / "model.json").read_text()).items()
+    }
+    store = tmp_path / "store"
+    with caplog.at_level(logging.INFO, logger="faster_backend.engine.f2.cold_index"):
+        kv = f2_store(store, cold_index_chunks=None, cold_log_size="1MiB")
+    assert "(format 1)" in caplog.text and "more than 31 chains" in caplog.text
+    stats = kv.stats()
+    assert stats["cold_index_rebuilds"] == 1 and stats["cold_index_chunks"] == 4
+    assert stats["cold_log_records"] == 105
+    assert {key: kv.read(key) for key in model} == model
+    assert len(kv) == len(model) == len(set(kv.keys()))
+    kv.upsert(b"new", b"after the rebuild")
+    kv.close()
+    kv = f2_store(store, cold_index_chunks=None, cold_log_size="1MiB")
+    stats = kv.stats()
+    assert stats["cold_index_rebuilds"] == 0 and stats["cold_index_chunks"] == 4
+    assert {key: kv.read(key) for key in model} == model and kv.read(b"new") == b"after the rebuild"
+    kv.close()
+
+
 def test_reopening_with_other_sizes(tmp_path: Path) -> None:
     model = filled(tmp_path)
     kv = f2_store(tmp_path)
@@ -402,7 +435,7 @@ def test_reopening_with_other_sizes(tmp_path: Path) -> None:
     kv.close()
     with pytest.raises(ValueError, match="power of two"):
         f2_store(tmp_path, cold_index_chunks=3 * kept)
-    # more chunks: the index grows (from its own file, no rebuild from the cold log)
+    # more chunks: the index grows (a rebuild into a new file, not counted as one at open)
     kv = f2_store(tmp_path, cold_index_chunks=4 * kept)
     stats = kv.stats()
     assert stats["cold_index_chunks"] == 4 * kept and stats["cold_index_growths"] == 1
