@@ -53,7 +53,7 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -82,6 +82,8 @@ IN_USE, CLEAN = 0, 1
 _HEADER = struct.Struct("<8sIIQQQQQ")
 _U64 = struct.Struct("<Q")
 CHUNK_WORDS = struct.Struct("<32Q")
+_NO_WORDS = (0,) * ENTRIES_PER_CHUNK
+_NO_SLOT = 0xFF
 _EMPTY = bytes(CHUNK_BYTES)
 _CHECK_LIMIT = 1 << 19  # the entry cache's check field (the address / 8 takes 45 bits)
 _CACHED_ADDRESS = (1 << 45) - 1
@@ -95,20 +97,20 @@ class CrowdedChunkError(Exception):
     """A rebuild met more chains in a chunk than it has tagged entries (a format-1 index)."""
 
 
-def _runs(offsets: list[int], size: int) -> Iterable[tuple[int, int, int]]:
-    """Group sorted file offsets of ``size``-byte items into runs of whole sectors: (start,
-    end, how many items it holds). Items closer than ``_RUN_GAP`` share a run, up to
-    ``_RUN_BYTES``."""
+def _runs(numbers: Sequence[int], shift: int, size: int) -> Iterable[tuple[int, int, int]]:
+    """Group sorted item numbers (an item of ``size`` bytes at ``HEADER_BYTES + (n << shift)``)
+    into file runs of whole sectors: (start, end, how many items it holds). Items closer than
+    ``_RUN_GAP`` share a run, up to ``_RUN_BYTES``."""
     sector = DIRECT_SECTOR_SIZE
     i = 0
-    n = len(offsets)
+    n = len(numbers)
     while i < n:
-        first = offsets[i]
+        first = HEADER_BYTES + (numbers[i] << shift)
         start = first - first % sector
         last = first
         j = i + 1
         while j < n:
-            off = offsets[j]
+            off = HEADER_BYTES + (numbers[j] << shift)
             if off - last >= _RUN_GAP or off + size - start > _RUN_BYTES:
                 break
             last = off
@@ -117,27 +119,27 @@ def _runs(offsets: list[int], size: int) -> Iterable[tuple[int, int, int]]:
         i = j
 
 
-def _tags(chunk: bytes | bytearray, base: int = 0) -> list[int]:
+def _tags(chunk: bytes | bytearray) -> list[int]:
     """The tags of a chunk's 31 tagged entries (the top u16 of each little-endian u64)."""
     with memoryview(chunk) as view:
-        return view[base : base + CHUNK_BYTES].cast("H")[3 : 4 * SHARED : 4].tolist()
+        return view.cast("H")[3 : 4 * SHARED : 4].tolist()
 
 
-def _search(chunk: bytes | bytearray, base: int, tag: int) -> int:
-    """The place of ``tag``'s entry in the chunk at ``base``, or -1. The first match is right
-    for tag 0 too: the empty entries (all zero) are a suffix."""
+def _search(chunk: bytes | bytearray, tag: int) -> int:
+    """The place of ``tag``'s entry in the chunk, or -1. The first match is right for tag 0
+    too: the empty entries (all zero) are a suffix."""
     try:
-        return _tags(chunk, base).index(tag)
+        return _tags(chunk).index(tag)
     except ValueError:
         return -1
 
 
-def _claim(chunk: bytes | bytearray, base: int, begin: int) -> int:
-    """The first free tagged entry of the chunk at ``base`` (empty, or its chain below
-    ``begin``), or -1."""
+def _claim(chunk: bytes | bytearray, begin: int) -> int:
+    """The first free tagged entry of the chunk (empty, or its chain below ``begin``), or
+    -1."""
     unpack_from = _U64.unpack_from
     for e in range(SHARED):
-        address = unpack_from(chunk, base + 8 * e)[0] & ADDRESS_MASK
+        address = unpack_from(chunk, 8 * e)[0] & ADDRESS_MASK
         if address < begin or not address:
             return e
     return -1
@@ -162,11 +164,7 @@ class ColdIndex:
         # Readers and the writer touch chunks with pread/pwrite; the lock keeps a reader from
         # seeing half of an entry being written.
         self._lock = threading.Lock()
-        # A compaction's chunks (``batch``): sorted chunk numbers, their images and which
-        # changed; they are the truth for those chunks until ``end_batch`` writes them.
-        self._bnum = array("Q")
-        self._bimg = bytearray()
-        self._bset = bytearray()
+        self._end_batch_state()
         self.lookups = 0
         self.updates = 0
         self.overflows = 0
@@ -255,17 +253,17 @@ class ColdIndex:
                     cache[i + 1] = 0
             cache[i] = check << 45 | address >> 3
 
-    def _read_chunk(self, number: int) -> tuple[bytes | bytearray, int]:
-        """Chunk ``number`` (the running batch's image, or the file's) and its offset in the
-        returned buffer. The caller holds the lock."""
-        bnum = self._bnum
-        i = bisect_left(bnum, number)
-        if i < len(bnum) and bnum[i] == number:
-            return self._bimg, i * CHUNK_BYTES
+    def _file_chunk(self, number: int) -> bytes:
+        """Chunk ``number`` as the file has it."""
         data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
         self.reads += 1
         self.bytes_read += CHUNK_BYTES
-        return (data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]), 0
+        return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
+
+    def _batched(self, numbers: array[int], number: int) -> int:
+        """The position of ``number`` in the sorted ``numbers`` (of the running batch), or -1."""
+        i = bisect_left(numbers, number)
+        return i if i < len(numbers) and numbers[i] == number else -1
 
     def find(self, h: int) -> tuple[int, int]:
         """(address of the chain of a key with hash ``h``'s tag, 0 if none; address of its
@@ -278,12 +276,20 @@ class ColdIndex:
             return address, (0 if self._no_shared[number >> 3] >> (number & 7) & 1 else -1)
         with self._lock:  # a fill under the lock: an update cannot slip in between
             number = h & self.mask  # (again: the index may have grown meanwhile)
-            data, base = self._read_chunk(number)
-            e = _search(data, base, tag)
-            address = _U64.unpack_from(data, base + 8 * e)[0] & ADDRESS_MASK if e >= 0 else 0
-            shared = self._shared_of(number, data, base)
-            if data is not self._bimg:  # a compaction's lookups: the updates will cache them
-                self._cache_put((number << TAG_BITS) | tag, address)
+            pair = (number << TAG_BITS) | tag
+            k = self._batched(self._bchunk, number)
+            if k >= 0:
+                i = self._batched(self._bpair, pair)
+                if i >= 0:  # a compaction's own lookup: its updates will cache the pair
+                    slot = self._bslot[i]
+                    return (self._baddr[i] if slot != _NO_SLOT else 0), self._bshared[k]
+            data = self._file_chunk(number)
+            e = _search(data, tag)
+            address = _U64.unpack_from(data, 8 * e)[0] & ADDRESS_MASK if e >= 0 else 0
+            if k >= 0:  # the batch does not change this pair's entry, maybe the shared one
+                return address, self._bshared[k]
+            shared = self._shared_of(number, data)
+            self._cache_put(pair, address)
         return address, shared
 
     def shared(self, h: int) -> int:
@@ -293,115 +299,220 @@ class ColdIndex:
             return 0
         with self._lock:
             number = h & self.mask
-            data, base = self._read_chunk(number)
-            return self._shared_of(number, data, base)
+            k = self._batched(self._bchunk, number)
+            if k >= 0:
+                return self._bshared[k]
+            return self._shared_of(number, self._file_chunk(number))
 
-    def _shared_of(self, number: int, data: bytes | bytearray, base: int) -> int:
-        """The shared entry's address in chunk ``number`` (at ``base`` of ``data``); notes a
+    def _shared_of(self, number: int, data: bytes) -> int:
+        """The shared entry's address in chunk ``number`` (``data``, from the file); notes a
         chain that is empty or gone. The caller holds the lock."""
-        address: int = _U64.unpack_from(data, base + 8 * SHARED)[0] & ADDRESS_MASK
+        address: int = _U64.unpack_from(data, 8 * SHARED)[0] & ADDRESS_MASK
         if address < self.log_begin() or not address:
             self._no_shared[number >> 3] |= 1 << (number & 7)
         return address
+
+    def _link(self, page: bytearray, off: int, prev: int, flag: int) -> None:
+        info = _INFO.unpack_from(page, off)[0]
+        # cold records are always counted (engine/f2/counting.py): bit 61 is ON_SHARED
+        _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev | flag)
+
+    def _overflow(self, number: int) -> None:
+        """An update goes to chunk ``number``'s shared chain: before its entry changes, so
+        that no reader takes the chain for empty after it."""
+        self.overflows += 1
+        self._no_shared[number >> 3] &= ~(1 << (number & 7)) & 0xFF
 
     def set(self, h: int, address: int, page: bytearray, off: int) -> None:
         """Point the chain of hash ``h`` at the record at ``address``, which lies at ``off`` in
         ``page``: its previous-address field is set to the chain's current head first, so a
         reader never follows a record whose link is not set yet. The chain is the tag's entry,
         else a free entry claimed for the tag, else the chunk's shared entry. The caller
-        serialises writers (the cold log's write lock). A chunk of the running batch is
-        written at its end."""
+        serialises writers (the cold log's write lock). A key of the running batch is written
+        at its end (and a key outside it must not be in one of its chunks)."""
         self.updates += 1
         tag = (h >> 40) & TAG_MASK
         begin = self.log_begin()
         with self._lock:
             number = h & self.mask
-            data, base = self._read_chunk(number)
-            e = _search(data, base, tag)
-            if e >= 0 and _U64.unpack_from(data, base + 8 * e)[0]:
-                prev = _U64.unpack_from(data, base + 8 * e)[0] & ADDRESS_MASK
+            pair = (number << TAG_BITS) | tag
+            k = self._batched(self._bchunk, number)
+            if k >= 0:
+                self._set_batched(k, pair, address, page, off)
+                return
+            data = self._file_chunk(number)
+            e = _search(data, tag)
+            if e >= 0 and _U64.unpack_from(data, 8 * e)[0]:
+                prev = _U64.unpack_from(data, 8 * e)[0] & ADDRESS_MASK
             else:
-                e = _claim(data, base, begin)
+                e = _claim(data, begin)
                 prev = 0
-            flag = 0
             if e < 0:
                 e = SHARED
-                prev = _U64.unpack_from(data, base + 8 * SHARED)[0] & ADDRESS_MASK
-                flag = ON_SHARED
-                self.overflows += 1
-                # before the entry changes: a reader must not take the chain for empty after
-                self._no_shared[number >> 3] &= ~(1 << (number & 7)) & 0xFF
-            info = _INFO.unpack_from(page, off)[0]
-            # cold records are always counted (engine/f2/counting.py): bit 61 is ON_SHARED
-            _INFO.pack_into(page, off, (info & ~(PREV_MASK | UNCOUNTED)) | prev | flag)
+                prev = _U64.unpack_from(data, 8 * SHARED)[0] & ADDRESS_MASK
+                self._overflow(number)
+            self._link(page, off, prev, ON_SHARED if e == SHARED else 0)
             word = address if e == SHARED else tag << TAG_SHIFT | address
-            if data is self._bimg:
-                _U64.pack_into(data, base + 8 * e, word)
-                self._bset[base // CHUNK_BYTES] = 1
-            else:
-                self._pwrite(_U64.pack(word), HEADER_BYTES + number * CHUNK_BYTES + 8 * e)
-                self.bytes_written += 8
+            self._pwrite(_U64.pack(word), HEADER_BYTES + number * CHUNK_BYTES + 8 * e)
+            self.bytes_written += 8
             if e != SHARED:
-                self._cache_put((number << TAG_BITS) | tag, address)
+                self._cache_put(pair, address)
+
+    def _set_batched(self, k: int, pair: int, address: int, page: bytearray, off: int) -> None:
+        """``set`` of a key of the running batch, whose chunk is its ``k``-th."""
+        i = self._batched(self._bpair, pair)
+        if i < 0:
+            raise RuntimeError(
+                f"{self.path}: an update of a key outside the running batch, in one of its"
+                f" chunks ({pair >> TAG_BITS})"
+            )
+        e = self._bslot[i]
+        if e != _NO_SLOT:
+            prev = self._baddr[i]
+        else:
+            free = self._bfree[k]
+            prev = 0
+            if free:
+                e = (free & -free).bit_length() - 1  # the first free entry
+                self._bfree[k] = free & ~(1 << e)
+                self._bslot[i] = e
+        if e == _NO_SLOT:
+            self._overflow(pair >> TAG_BITS)
+            self._link(page, off, self._bshared[k], ON_SHARED)
+            self._bshared[k] = address
+            self._bshset[k] = 1
+            return
+        self._link(page, off, prev, 0)
+        self._baddr[i] = address
+        self._bset[i] = 1
+        self._cache_put(pair, address)
 
     def begin_batch(self, hashes: Iterable[int]) -> None:
         """Read the chunks of ``hashes`` (a compaction's keys) in runs of whole sectors in file
-        order, and hold them until ``end_batch``: the compaction's lookups and updates of them
-        then cost no I/O each (a read-modify-write of a sector per update, with O_DIRECT)."""
+        order, and hold what the compaction needs of them until ``end_batch``: each key's
+        entry and chain, each chunk's free entries and shared chain (about 40 B a key). The
+        compaction's lookups and updates of those keys then cost no I/O each (a
+        read-modify-write of a sector per update, with O_DIRECT)."""
         mask = self.mask
-        numbers = sorted({h & mask for h in hashes})
-        images = bytearray(CHUNK_BYTES * len(numbers))
-        i = 0
-        for start, end, count in _runs(
-            [HEADER_BYTES + n * CHUNK_BYTES for n in numbers], CHUNK_BYTES
-        ):
+        pairs = sorted({(h & mask) << TAG_BITS | (h >> 40) & TAG_MASK for h in hashes})
+        chunks = sorted({pair >> TAG_BITS for pair in pairs})
+        n, m = len(pairs), len(chunks)
+        slots = bytearray(b"\xff") * n
+        addrs = array("Q", bytes(8 * n))
+        frees = array("I", bytes(4 * m))
+        shareds = array("Q", bytes(8 * m))
+        begin = max(1, self.log_begin())
+        unpack_from = CHUNK_WORDS.unpack_from
+        i = k = 0
+        for start, end, count in _runs(chunks, 8, CHUNK_BYTES):
             run = self._pread(end - start, start)
             self.reads += 1
             self.bytes_read += end - start
-            for k in range(i, i + count):
-                off = HEADER_BYTES + numbers[k] * CHUNK_BYTES - start
-                got = run[off : off + CHUNK_BYTES]
-                images[k * CHUNK_BYTES : k * CHUNK_BYTES + len(got)] = got
-            i += count
+            for number in chunks[k : k + count]:
+                off = HEADER_BYTES + (number << 8) - start
+                words = unpack_from(run, off) if off + CHUNK_BYTES <= len(run) else _NO_WORDS
+                free = 0
+                for e in range(SHARED):
+                    if words[e] & ADDRESS_MASK < begin:
+                        free |= 1 << e
+                tags = [word >> TAG_SHIFT for word in words[:SHARED]]
+                while i < n and pairs[i] >> TAG_BITS == number:
+                    tag = pairs[i] & TAG_MASK
+                    e = tags.index(tag) if tag in tags else -1
+                    if e >= 0 and words[e]:
+                        slots[i] = e
+                        addrs[i] = words[e] & ADDRESS_MASK
+                        free &= ~(1 << e)  # the tag's, even if its chain is gone
+                    i += 1
+                frees[k] = free
+                shareds[k] = words[SHARED] & ADDRESS_MASK
+                k += 1
         with self._lock:
-            self._bnum = array("Q", numbers)
-            self._bimg = images
-            self._bset = bytearray(len(numbers))
+            self._bpair = array("Q", pairs)
+            self._bslot = slots
+            self._baddr = addrs
+            self._bset = bytearray(n)
+            self._bchunk = array("Q", chunks)
+            self._bfree = frees
+            self._bshared = shareds
+            self._bshset = bytearray(m)
 
     def end_batch(self) -> None:
-        """Write the batch's changed chunks (sector runs in file order) and let it go."""
-        bnum, bimg, bset = self._bnum, self._bimg, self._bset
-        size = CHUNK_BYTES
-        self._write_chunks(
-            {bnum[k]: bimg[k * size : (k + 1) * size] for k in range(len(bnum)) if bset[k]}
-        )
+        """Write the batch's changed entries (sector runs in file order) and let it go."""
+        pairs, slots, addrs, changed = self._bpair, self._bslot, self._baddr, self._bset
+        entries = {
+            (pairs[i] >> TAG_BITS) << 5 | slots[i]: (pairs[i] & TAG_MASK) << TAG_SHIFT | addrs[i]
+            for i in range(len(pairs))
+            if changed[i]
+        }
+        chunks, shareds = self._bchunk, self._bshared
+        for k in range(len(chunks)):
+            if self._bshset[k]:
+                entries[chunks[k] << 5 | SHARED] = shareds[k]
+        self._write_entries(entries)
         with self._lock:  # the file has them now
-            self._bnum = array("Q")
-            self._bimg = bytearray()
-            self._bset = bytearray()
+            self._end_batch_state()
+
+    def _end_batch_state(self) -> None:
+        # A compaction's keys (``batch``): sorted (chunk, tag) pairs, each one's entry in its
+        # chunk (or _NO_SLOT), chain and whether it changed; their sorted chunks, each one's
+        # free entries, shared chain and whether it changed. They are the truth for those
+        # entries until ``end_batch`` writes them.
+        self._bpair = array("Q")
+        self._bslot = bytearray()
+        self._baddr = array("Q")
+        self._bset = bytearray()
+        self._bchunk = array("Q")
+        self._bfree = array("I")
+        self._bshared = array("Q")
+        self._bshset = bytearray()
+
+    def _write_entries(self, entries: dict[int, int]) -> None:
+        """Write ``entries`` (entry number, chunk * 32 + entry, -> word) in runs of whole
+        sectors in file order (each run read, patched and written back). The caller is the
+        only writer."""
+        numbers = sorted(entries)
+        pack_into = _U64.pack_into
+        i = 0
+        for start, end, count in _runs(numbers, 3, 8):
+            run = bytearray(self._pread(end - start, start))
+            run.extend(bytes(end - start - len(run)))
+            for number in numbers[i : i + count]:
+                pack_into(run, HEADER_BYTES + (number << 3) - start, entries[number])
+            self._pwrite(run, start)
+            self.bytes_written += end - start
+            i += count
 
     def _write_chunks(self, chunks: Mapping[int, bytes | bytearray]) -> None:
         """Write ``chunks`` (number -> 256 bytes) in runs of whole sectors in file order (each
         run read, patched and written back). The caller is the only writer."""
         numbers = sorted(chunks)
         i = 0
-        for start, end, count in _runs(
-            [HEADER_BYTES + n * CHUNK_BYTES for n in numbers], CHUNK_BYTES
-        ):
+        for start, end, count in _runs(numbers, 8, CHUNK_BYTES):
             run = bytearray(self._pread(end - start, start))
             run.extend(bytes(end - start - len(run)))
             for number in numbers[i : i + count]:
                 off = HEADER_BYTES + number * CHUNK_BYTES - start
                 run[off : off + CHUNK_BYTES] = chunks[number]
             self._pwrite(run, start)
+            self.bytes_written += end - start
             i += count
-        self.bytes_written += CHUNK_BYTES * len(chunks)
 
     def chunk(self, number: int) -> bytes:
-        """The 256 bytes of chunk ``number`` (the running batch's, if it has it)."""
+        """The 256 bytes of chunk ``number`` (with the running batch's entries)."""
         with self._lock:
-            data, base = self._read_chunk(number)
-            return bytes(data[base : base + CHUNK_BYTES])
+            data = bytearray(self._file_chunk(number))
+            k = self._batched(self._bchunk, number)
+            if k >= 0:
+                pairs = self._bpair
+                i = bisect_left(pairs, number << TAG_BITS)
+                while i < len(pairs) and pairs[i] >> TAG_BITS == number:
+                    if self._bslot[i] != _NO_SLOT:
+                        word = (pairs[i] & TAG_MASK) << TAG_SHIFT | self._baddr[i]
+                        _U64.pack_into(data, 8 * self._bslot[i], word)
+                    i += 1
+                _U64.pack_into(data, 8 * SHARED, self._bshared[k])
+        return bytes(data)
 
     # -- the file's life cycle ---------------------------------------------------------------
 
@@ -514,9 +625,9 @@ class ColdIndex:
                     rehome[number << TAG_BITS | (h >> 40) & TAG_MASK] = address
                 continue
             tag = (h >> 40) & TAG_MASK
-            e = _search(chunk, 0, tag)
+            e = _search(chunk, tag)
             if e < 0 or not unpack_from(chunk, 8 * e)[0]:
-                e = _claim(chunk, 0, 1)
+                e = _claim(chunk, 1)
                 if e < 0:
                     raise CrowdedChunkError(
                         f"chunk {number} of {self.n_chunks} has more than {SHARED} chains"
@@ -527,10 +638,10 @@ class ColdIndex:
             chunk = chunks.get(number)
             if chunk is None:
                 chunk = chunks[number] = bytearray(self._chunk_on_file(number))
-            e = _search(chunk, 0, tag)
+            e = _search(chunk, tag)
             if e >= 0 and unpack_from(chunk, 8 * e)[0]:
                 continue  # the tag's keys went on to a chain of its own later
-            e = _claim(chunk, 0, 1)
+            e = _claim(chunk, 1)
             if e >= 0:
                 pack_into(chunk, 8 * e, tag << TAG_SHIFT | address)
         self._write_rebuilt(chunks)

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _unpack_header = HEADER.unpack_from
-_BATCH_KEYS = 1 << 15  # keys a cold-cold compaction batches at a time (8 MiB of chunks)
+_BATCH_KEYS = 1 << 15  # keys a cold-cold compaction batches at a time (about 40 B each)
 
 
 def hot_cold(kv: F2Kv, until: int | None = None) -> int:
@@ -135,8 +135,8 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
         copied = 0
         live = [(key, addr) for key, (addr, info) in newest.items() if not info & TOMBSTONE]
         try:
-            # In windows of keys: a batch holds its keys' cold-index chunks in memory (256 B
-            # each), and this range may hold most of the store's keys.
+            # In windows of keys: a batch holds its keys' cold-index entries in memory, and
+            # this range may hold most of the store's keys.
             for start in range(0, len(live), _BATCH_KEYS):
                 window = live[start : start + _BATCH_KEYS]
                 cold.index.begin_batch(xxh3_64_intdigest(key) for key, _ in window)
