@@ -23,9 +23,10 @@ Only the chunk a lookup needs is read (``pread`` of 256 bytes; with ``direct``, 
 device being O_DIRECT, the file is O_DIRECT too and a lookup reads the chunk's 4 KiB sector, so
 no page cache keeps the index in memory behind the budget). So the index costs no process
 memory beyond a bounded entry cache: ``cache_bytes``, part of the store's memory budget, maps a
-(chunk, tag) pair, or a chunk's shared entry, to its chain's address, so a lookup of a key read
-lately needs no ``pread``: a direct-mapped array of 8-byte words (the pair above the slot bits
-as a 19-bit check, the address / 8 below), written through by every update.
+(chunk, tag) pair to its chain's address, so a lookup of a key read lately needs no ``pread``:
+a two-way set-associative array of 8-byte words (the pair divided by the set count as a 19-bit
+check, the address / 8 below), written through by every update; and a bit per chunk that says
+its shared chain is known to be empty.
 
 Because a chain holds exactly the records of its keys (and its entry's place in the chunk does
 not matter), the index is a function of the cold log: replaying the records of [cold begin,
@@ -180,9 +181,11 @@ class ColdIndex:
         self.mask = n_chunks - 1
         ids = n_chunks << TAG_BITS  # the entry cache's keys: pairs, chunk << 14 | tag
         cache_bytes = self.cache_bytes
-        slots = 1 << max(0, (cache_bytes // 8).bit_length() - 1) if cache_bytes >= 8 else 0
-        slots = min(slots, ids)
-        sets = max(1, slots >> 1)  # two ways a set (but one of a single slot)
+        # Two ways a set (one if the budget holds a single word); any number of sets, so that
+        # the whole budget is used: set = pair % sets, check = pair // sets + 1.
+        slots = min(cache_bytes // 8, ids)
+        sets = max(1, slots >> 1)
+        slots = min(slots, 2 * sets)
         if slots and ids // sets >= _CHECK_LIMIT - 1:
             slots = 0  # the check would not fit: too small a cache to matter
         self._cache = array("Q", bytes(8 * slots))
@@ -190,8 +193,7 @@ class ColdIndex:
         # did not find its key on its tag's chain need not read the chunk for it. Set by the
         # reads that see it so, cleared by an update of the shared entry.
         self._no_shared = bytearray((n_chunks + 7) >> 3)
-        self._cmask = sets - 1
-        self._cshift = sets.bit_length() - 1
+        self._sets = sets
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
 
@@ -222,8 +224,9 @@ class ColdIndex:
         set-associative: a hit in the second way moves the pair to the first."""
         cache = self._cache
         if cache:
-            check = (ident >> self._cshift) + 1
-            i = (ident & self._cmask) << 1
+            check, i = divmod(ident, self._sets)
+            check += 1
+            i <<= 1
             word = cache[i]
             if word >> 45 == check:
                 self.cache_hits += 1
@@ -243,8 +246,9 @@ class ColdIndex:
         second, unless it is this one."""
         cache = self._cache
         if cache:
-            check = (ident >> self._cshift) + 1
-            i = (ident & self._cmask) << 1
+            check, i = divmod(ident, self._sets)
+            check += 1
+            i <<= 1
             word = cache[i]
             if len(cache) > 1:
                 if word >> 45 != check:

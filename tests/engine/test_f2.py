@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import initialize, invariant, rule
 
@@ -485,6 +485,35 @@ def test_the_cold_index_entry_cache_is_written_through(tmp_path: Path) -> None:
     ix.close()
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 59), st.booleans()), max_size=150),
+    st.integers(1, 11),
+)
+def test_the_entry_cache_answers_only_for_its_own_pair(
+    steps: list[tuple[int, bool]], words: int
+) -> None:
+    """Any cache size (one word, or two ways of any number of sets) and any order of updates
+    and lookups: a lookup returns the pair's newest address, never another pair's."""
+    with tempfile.TemporaryDirectory() as tmp:
+        ix = ColdIndex(Path(tmp) / "cidx", 2, cache_bytes=8 * words)
+        ix.create()
+        model: dict[int, int] = {}
+        page = bytearray(8)
+        for i, (p, update) in enumerate(steps):
+            h = (p >> 1) << 40 | (p & 1)  # 30 tags a chunk: every pair has an entry
+            if update:
+                INFO.pack_into(page, 0, FINAL)
+                ix.set(h, 8 * (i + 1), page, 0)
+                model[p] = 8 * (i + 1)
+            else:
+                assert ix.find(h)[0] == model.get(p, 0)
+        for p in range(60):
+            h = (p >> 1) << 40 | (p & 1)
+            assert ix.find(h)[0] == ix.find(h)[0] == model.get(p, 0)
+        ix.close()
+
+
 def pair(h: int, chunks: int = 1 << 10) -> tuple[int, int]:
     """A hash's (chunk, tag) in the cold index (cold_index.py)."""
     return h & (chunks - 1), (h >> 40) & 0x3FFF
@@ -881,8 +910,8 @@ def test_the_budget_split_follows_the_device(tmp_path: Path, device: str) -> Non
     st = kv.stats()
     rc, entries = st["cold_read_cache_bytes"], st["cold_index_memory_bytes"]
     if device == "file_direct":
-        # 3/8 of 4 MiB, rounded down, and a bit per chunk (16,384)
-        assert rc <= (4 << 20) // 16 and entries == (1 << 20) + 2048
+        # 3/8 of 4 MiB, and a bit per chunk (16,384)
+        assert rc <= (4 << 20) // 16 and entries == 3 * (4 << 20) // 8 + 2048
     else:
         assert (4 << 20) // 4 - 4096 <= rc <= (4 << 20) // 4 and entries == (1 << 18) + 2048
     kv.close()
