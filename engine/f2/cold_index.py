@@ -621,7 +621,7 @@ class ColdIndex:
                     self._write_rebuilt(chunks)
                     written = True
                 chunk = chunks[number] = (
-                    bytearray(self._chunk_on_file(number)) if written else bytearray(_EMPTY)
+                    bytearray(self._file_chunk(number)) if written else bytearray(_EMPTY)
                 )
             if on_shared:
                 pack_into(chunk, 8 * SHARED, address)
@@ -641,7 +641,7 @@ class ColdIndex:
             number, tag = pair >> TAG_BITS, pair & TAG_MASK
             chunk = chunks.get(number)
             if chunk is None:
-                chunk = chunks[number] = bytearray(self._chunk_on_file(number))
+                chunk = chunks[number] = bytearray(self._file_chunk(number))
             e = _search(chunk, tag)
             if e >= 0 and unpack_from(chunk, 8 * e)[0]:
                 continue  # the tag's keys went on to a chain of its own later
@@ -650,10 +650,6 @@ class ColdIndex:
                 pack_into(chunk, 8 * e, tag << TAG_SHIFT | address)
         self._write_rebuilt(chunks)
         self.rebuilds += 1
-
-    def _chunk_on_file(self, number: int) -> bytes:
-        data = self._pread(CHUNK_BYTES, HEADER_BYTES + number * CHUNK_BYTES)
-        return data if len(data) == CHUNK_BYTES else data + _EMPTY[len(data) :]
 
     def _write_rebuilt(self, chunks: dict[int, bytearray]) -> None:
         with self._lock:
