@@ -45,7 +45,7 @@ class StoreConfig:
     read_cache_size: int | None = _size(None)
     log_size_limit: int | None = _size(None)
     max_disk_size: int | None = _size(None)
-    compaction_fraction: float = 0.2
+    compaction_fraction: float | None = None  # the engine's: 0.2, or 0.4 with tiering f2
     durability: str = "none"
     commit_interval_ms: int = 1000
     checkpoint_kind: str = "fold-over"

@@ -61,7 +61,7 @@ class FasterKV(FasterKv):
         kwargs.update(zip(names, args, strict=False))
         if kwargs.get("path") is None:
             raise ValueError("tiering='f2' needs a path (a data directory)")
-        for name in ("segment_size", "read_cache_size", "page_size"):
+        for name in ("segment_size", "read_cache_size", "page_size", "compaction_fraction"):
             if name in kwargs and kwargs[name] is None:
                 del kwargs[name]  # F2's own default
         return F2Kv(**kwargs)
@@ -80,7 +80,7 @@ class FasterKV(FasterKv):
         read_cache_size: int | str | None = None,
         log_size_limit: int | str | None = None,
         max_disk_size: int | str | None = None,
-        compaction_fraction: float = 0.2,
+        compaction_fraction: float | None = None,
         durability: str = "none",
         commit_interval_ms: int = 1000,
         checkpoint_kind: str = "fold-over",
@@ -143,7 +143,7 @@ class FasterKV(FasterKv):
                 read_cache_size=_size(read_cache_size, "read_cache_size"),
                 log_size_limit=_size(log_size_limit, "log_size_limit"),
                 max_disk_size=_size(max_disk_size, "max_disk_size"),
-                compaction_fraction=compaction_fraction,
+                compaction_fraction=0.2 if compaction_fraction is None else compaction_fraction,
                 state_dir=self.data_dir.path if self.data_dir is not None else None,
                 durability=durability,
                 commit_interval=commit_interval_ms / 1000.0,

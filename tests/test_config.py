@@ -117,6 +117,25 @@ def test_store_from_config(tmp_path: Path) -> None:
     kv.close()
 
 
+def test_compaction_fraction_defaults_to_the_engines_own(tmp_path: Path) -> None:
+    """Unset, compaction_fraction is the engine's default for the tiering: 0.2 for the single
+    log, 0.4 for F2's hot-cold compaction (docs/f2.md); set, it applies to both."""
+    for tiering, default in (("single", 0.2), ("f2", 0.4)):
+        for setting, expected in (("", default), ("compaction_fraction = 0.3\n", 0.3)):
+            data = tmp_path / f"{tiering}{bool(setting)}"
+            path = write(
+                tmp_path,
+                f'[store]\npath = "{data}"\nmemory_size = "8MiB"\ntiering = "{tiering}"\n'
+                + setting,
+            )
+            kv = FasterKV.from_config(load_config(path, env={}).store)
+            assert kv.compaction_fraction == expected, (tiering, setting)
+            kv.close()
+    kv = FasterKV(tmp_path / "direct", tiering="f2", memory_size="8MiB")
+    assert kv.compaction_fraction == 0.4
+    kv.close()
+
+
 def test_every_key_is_documented() -> None:
     doc = (Path(__file__).parents[1] / "docs" / "configuration.md").read_text()
     for name, section in typing.get_type_hints(Config).items():

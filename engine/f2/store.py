@@ -137,7 +137,9 @@ class F2Kv(FasterKv):
         read_cache_size: int | str | None = None,
         read_cache_second_chance: float = 0.1,
         cold_index_cache_size: int | str | None = None,
-        compaction_fraction: float = 0.2,
+        # hot-cold: each compaction rewrites most of the cold index's sectors, so fewer and
+        # larger ones (docs/f2.md, "Numbers")
+        compaction_fraction: float = 0.4,
         cold_compaction_fraction: float = 0.2,
         durability: str = "none",
         commit_interval_ms: int = 1000,
