@@ -219,14 +219,17 @@ class ColdIndex:
         holds the chains of every tag with those bits)."""
         return (h >> 40) & TAG_MASK
 
+    def _slot(self, ident: int) -> tuple[int, int]:
+        """(the first way of pair ``ident``'s set in the entry cache, its check)."""
+        check, i = divmod(ident, self._sets)
+        return i << 1, check + 1
+
     def _cached(self, ident: int) -> int:
         """The address the entry cache has for pair ``ident``, or -1. The cache is two-way
         set-associative: a hit in the second way moves the pair to the first."""
         cache = self._cache
         if cache:
-            check, i = divmod(ident, self._sets)
-            check += 1
-            i <<= 1
+            i, check = self._slot(ident)
             word = cache[i]
             if word >> 45 == check:
                 self.cache_hits += 1
@@ -246,9 +249,7 @@ class ColdIndex:
         second, unless it is this one."""
         cache = self._cache
         if cache:
-            check, i = divmod(ident, self._sets)
-            check += 1
-            i <<= 1
+            i, check = self._slot(ident)
             word = cache[i]
             if len(cache) > 1:
                 if word >> 45 != check:
