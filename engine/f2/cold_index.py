@@ -337,7 +337,6 @@ class ColdIndex:
         at its end (and a key outside it must not be in one of its chunks)."""
         self.updates += 1
         tag = (h >> 40) & TAG_MASK
-        begin = self.log_begin()
         with self._lock:
             number = h & self.mask
             pair = (number << TAG_BITS) | tag
@@ -347,11 +346,9 @@ class ColdIndex:
                 return
             data = self._file_chunk(number)
             e = _search(data, tag)
-            if e >= 0 and _U64.unpack_from(data, 8 * e)[0]:
-                prev = _U64.unpack_from(data, 8 * e)[0] & ADDRESS_MASK
-            else:
-                e = _claim(data, begin)
-                prev = 0
+            prev = _U64.unpack_from(data, 8 * e)[0] & ADDRESS_MASK if e >= 0 else 0
+            if not prev:  # no entry of the tag's (an empty one matches tag 0): claim one
+                e = _claim(data, self.log_begin())
             if e < 0:
                 e = SHARED
                 prev = _U64.unpack_from(data, 8 * SHARED)[0] & ADDRESS_MASK
