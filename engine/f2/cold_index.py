@@ -24,9 +24,8 @@ device being O_DIRECT, the file is O_DIRECT too and a lookup reads the chunk's 4
 no page cache keeps the index in memory behind the budget). So the index costs no process
 memory beyond a bounded entry cache: ``cache_bytes``, part of the store's memory budget, maps a
 (chunk, tag) pair to its chain's address, so a lookup of a key read lately needs no ``pread``:
-a two-way set-associative array of 8-byte words (the pair divided by the set count as a 19-bit
-check, the address / 8 below), written through by every update; and a bit per chunk that says
-its shared chain is known to be empty.
+a two-way set-associative array of 6-byte slots (engine/f2/entry_cache.py), written through by
+every update; and a bit per chunk that says its shared chain is known to be empty.
 
 Because a chain holds exactly the records of its keys (and its entry's place in the chunk does
 not matter), the index is a function of the cold log: replaying the records of [cold begin,
@@ -62,6 +61,7 @@ from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 from faster_backend.engine.devices.direct_io import DIRECT_SECTOR_SIZE, DirectFile
+from faster_backend.engine.f2.entry_cache import EntryCache
 from faster_backend.engine.record import INFO as _INFO
 from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 
@@ -86,8 +86,6 @@ CHUNK_WORDS = struct.Struct("<32Q")
 _NO_WORDS = (0,) * ENTRIES_PER_CHUNK
 _NO_SLOT = 0xFF
 _EMPTY = bytes(CHUNK_BYTES)
-_CHECK_LIMIT = 1 << 19  # the entry cache's check field (the address / 8 takes 45 bits)
-_CACHED_ADDRESS = (1 << 45) - 1
 _REBUILD_CHUNKS = 1 << 16  # chunks a rebuild keeps in memory before it writes them
 _REHOME_MAX = 1 << 16  # shared tags a rebuild gives entries of their own, at most
 _RUN_BYTES = 1 << 20  # the most one read or write of a batch's sector run covers
@@ -157,14 +155,13 @@ class ColdIndex:
         self.path = path
         self.direct = direct
         self.cache_bytes = cache_bytes
-        self.cache_hits = 0
         # The cold log's begin address (set by ColdLog): chains below it are gone.
         self.log_begin: Callable[[], int] = lambda: 0
-        self._set_geometry(n_chunks)
-        self._open(path)
         # Readers and the writer touch chunks with pread/pwrite; the lock keeps a reader from
         # seeing half of an entry being written.
         self._lock = threading.Lock()
+        self._set_geometry(n_chunks)
+        self._open(path)
         self._end_batch_state()
         self.lookups = 0
         self.updates = 0
@@ -179,21 +176,14 @@ class ColdIndex:
         """Size everything that follows from the chunk count; the entry cache starts empty."""
         self.n_chunks = n_chunks
         self.mask = n_chunks - 1
-        ids = n_chunks << TAG_BITS  # the entry cache's keys: pairs, chunk << 14 | tag
-        cache_bytes = self.cache_bytes
-        # Two ways a set (one if the budget holds a single word); any number of sets, so that
-        # the whole budget is used: set = pair % sets, check = pair // sets + 1.
-        slots = min(cache_bytes // 8, ids)
-        sets = max(1, slots >> 1)
-        slots = min(slots, 2 * sets)
-        if slots and ids // sets >= _CHECK_LIMIT - 1:
-            slots = 0  # the check would not fit: too small a cache to matter
-        self._cache = array("Q", bytes(8 * slots))
+        # keyed by pair, chunk << 14 | tag
+        self._cache = EntryCache(
+            self.cache_bytes, n_chunks << TAG_BITS, lambda: self.log_begin(), self._lock
+        )
         # A bit a chunk: its shared chain is known to be empty (or gone), so a lookup that
         # did not find its key on its tag's chain need not read the chunk for it. Set by the
         # reads that see it so, cleared by an update of the shared entry.
         self._no_shared = bytearray((n_chunks + 7) >> 3)
-        self._sets = sets
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
 
@@ -208,6 +198,10 @@ class ColdIndex:
             self._pread = partial(os.pread, self._fd)
             self._pwrite = self._pwrite_buffered
 
+    @property
+    def cache_hits(self) -> int:
+        return self._cache.hits
+
     # -- entries -----------------------------------------------------------------------------
 
     def chunk_of(self, h: int) -> int:
@@ -218,45 +212,6 @@ class ColdIndex:
         """A key's tag: hash bits 40-53 (format 1's entry was bits 40-44: a format-1 chain
         holds the chains of every tag with those bits)."""
         return (h >> 40) & TAG_MASK
-
-    def _slot(self, ident: int) -> tuple[int, int]:
-        """(the first way of pair ``ident``'s set in the entry cache, its check)."""
-        check, i = divmod(ident, self._sets)
-        return i << 1, check + 1
-
-    def _cached(self, ident: int) -> int:
-        """The address the entry cache has for pair ``ident``, or -1. The cache is two-way
-        set-associative: a hit in the second way moves the pair to the first."""
-        cache = self._cache
-        if cache:
-            i, check = self._slot(ident)
-            word = cache[i]
-            if word >> 45 == check:
-                self.cache_hits += 1
-                return (word & _CACHED_ADDRESS) << 3
-            if len(cache) > 1:
-                second = cache[i + 1]
-                if second >> 45 == check:
-                    with self._lock:  # an update under it may be moving either word
-                        if cache[i] == word and cache[i + 1] == second:
-                            cache[i], cache[i + 1] = second, word
-                    self.cache_hits += 1
-                    return (second & _CACHED_ADDRESS) << 3
-        return -1
-
-    def _cache_put(self, ident: int, address: int) -> None:
-        """Cache pair ``ident`` in the first way of its set; the first way's pair moves to the
-        second, unless it is this one."""
-        cache = self._cache
-        if cache:
-            i, check = self._slot(ident)
-            word = cache[i]
-            if len(cache) > 1:
-                if word >> 45 != check:
-                    cache[i + 1] = word
-                elif cache[i + 1] >> 45 == check:
-                    cache[i + 1] = 0
-            cache[i] = check << 45 | address >> 3
 
     def _file_chunk(self, number: int) -> bytes:
         """Chunk ``number`` as the file has it."""
@@ -276,7 +231,7 @@ class ColdIndex:
         self.lookups += 1
         tag = (h >> 40) & TAG_MASK
         number = h & self.mask
-        address = self._cached((number << TAG_BITS) | tag)
+        address = self._cache.get((number << TAG_BITS) | tag)
         if address >= 0:
             return address, (0 if self._no_shared[number >> 3] >> (number & 7) & 1 else -1)
         with self._lock:  # a fill under the lock: an update cannot slip in between
@@ -294,7 +249,7 @@ class ColdIndex:
             if k >= 0:  # the batch does not change this pair's entry, maybe the shared one
                 return address, self._bshared[k]
             shared = self._shared_of(number, data)
-            self._cache_put(pair, address)
+            self._cache.put(pair, address)
         return address, shared
 
     def shared(self, h: int) -> int:
@@ -358,7 +313,7 @@ class ColdIndex:
             self._pwrite(_U64.pack(word), HEADER_BYTES + number * CHUNK_BYTES + 8 * e)
             self.bytes_written += 8
             if e != SHARED:
-                self._cache_put(pair, address)
+                self._cache.put(pair, address)
 
     def _set_batched(self, k: int, pair: int, address: int, page: bytearray, off: int) -> None:
         """``set`` of a key of the running batch, whose chunk is its ``k``-th."""
@@ -387,7 +342,7 @@ class ColdIndex:
         self._link(page, off, prev, 0)
         self._baddr[i] = address
         self._bset[i] = 1
-        self._cache_put(pair, address)
+        self._cache.put(pair, address)
 
     def begin_batch(self, hashes: Iterable[int]) -> None:
         """Read the chunks of ``hashes`` (a compaction's keys) in runs of whole sectors in file
@@ -655,9 +610,7 @@ class ColdIndex:
         chunks.clear()
 
     def _clear_cache(self) -> None:
-        cache = self._cache
-        if cache:
-            self._cache = array("Q", bytes(8 * len(cache)))
+        self._cache.clear()
         self._no_shared = bytearray(len(self._no_shared))
 
     def _pwrite_buffered(self, data: bytes | bytearray, offset: int) -> None:
@@ -745,6 +698,6 @@ class ColdIndex:
             "cold_index_rebuilds": self.rebuilds,
             "cold_index_growths": self.growths,
             "cold_index_file_bytes": HEADER_BYTES + self.chunk_bytes + 8 * self.n_blocks,
-            "cold_index_memory_bytes": 8 * len(self._cache) + len(self._no_shared),
+            "cold_index_memory_bytes": self._cache.nbytes + len(self._no_shared),
             "cold_index_cache_hits": self.cache_hits,
         }
