@@ -97,9 +97,10 @@ class CrowdedChunkError(Exception):
 
 
 def _runs(numbers: Sequence[int], shift: int, size: int) -> Iterable[tuple[int, int, int]]:
-    """Group sorted item numbers (an item of ``size`` bytes at ``HEADER_BYTES + (n << shift)``)
-    into file runs of whole sectors: (start, end, how many items it holds). Items closer than
-    ``_RUN_GAP`` share a run, up to ``_RUN_BYTES``."""
+    """Group item numbers in file order (an item of ``size`` bytes at ``HEADER_BYTES + (n <<
+    shift)``; the items of one sector in any order) into file runs of whole sectors: (start,
+    end, how many items it holds). Items closer than ``_RUN_GAP`` share a run, up to
+    ``_RUN_BYTES``."""
     sector = DIRECT_SECTOR_SIZE
     i = 0
     n = len(numbers)
@@ -351,8 +352,17 @@ class ColdIndex:
         compaction's lookups and updates of those keys then cost no I/O each (a
         read-modify-write of a sector per update, with O_DIRECT)."""
         mask = self.mask
-        pairs = sorted({(h & mask) << TAG_BITS | (h >> 40) & TAG_MASK for h in hashes})
-        chunks = sorted({pair >> TAG_BITS for pair in pairs})
+        pairs = array("Q")
+        chunks = array("Q")
+        last = -1
+        # sorted, then deduplicated into arrays: a set of a compaction's pairs and a list of
+        # them beside it cost several times the arrays' memory while it ran
+        for pair in sorted((h & mask) << TAG_BITS | (h >> 40) & TAG_MASK for h in hashes):
+            if pair != last:
+                pairs.append(pair)
+                if not chunks or chunks[-1] != pair >> TAG_BITS:
+                    chunks.append(pair >> TAG_BITS)
+                last = pair
         n, m = len(pairs), len(chunks)
         slots = bytearray(b"\xff") * n
         addrs = array("Q", bytes(8 * n))
@@ -385,11 +395,11 @@ class ColdIndex:
                 shareds[k] = words[SHARED] & ADDRESS_MASK
                 k += 1
         with self._lock:
-            self._bpair = array("Q", pairs)
+            self._bpair = pairs
             self._bslot = slots
             self._baddr = addrs
             self._bset = bytearray(n)
-            self._bchunk = array("Q", chunks)
+            self._bchunk = chunks
             self._bfree = frees
             self._bshared = shareds
             self._bshset = bytearray(m)
@@ -397,16 +407,21 @@ class ColdIndex:
     def end_batch(self) -> None:
         """Write the batch's changed entries (sector runs in file order) and let it go."""
         pairs, slots, addrs, changed = self._bpair, self._bslot, self._baddr, self._bset
-        entries = {
-            (pairs[i] >> TAG_BITS) << 5 | slots[i]: (pairs[i] & TAG_MASK) << TAG_SHIFT | addrs[i]
-            for i in range(len(pairs))
-            if changed[i]
-        }
-        chunks, shareds = self._bchunk, self._bshared
-        for k in range(len(chunks)):
-            if self._bshset[k]:
-                entries[chunks[k] << 5 | SHARED] = shareds[k]
-        self._write_entries(entries)
+        chunks, shareds, shared_set = self._bchunk, self._bshared, self._bshset
+        # entry numbers (chunk * 32 + entry) and words, in chunk order (enough for the runs:
+        # a chunk lies in one sector)
+        numbers, words = array("Q"), array("Q")
+        i, n = 0, len(pairs)
+        for k, number in enumerate(chunks):
+            while i < n and pairs[i] >> TAG_BITS == number:
+                if changed[i]:
+                    numbers.append(number << 5 | slots[i])
+                    words.append((pairs[i] & TAG_MASK) << TAG_SHIFT | addrs[i])
+                i += 1
+            if shared_set[k]:
+                numbers.append(number << 5 | SHARED)
+                words.append(shareds[k])
+        self._write_entries(numbers, words)
         with self._lock:  # the file has them now
             self._end_batch_state()
 
@@ -424,18 +439,17 @@ class ColdIndex:
         self._bshared = array("Q")
         self._bshset = bytearray()
 
-    def _write_entries(self, entries: dict[int, int]) -> None:
-        """Write ``entries`` (entry number, chunk * 32 + entry, -> word) in runs of whole
-        sectors in file order (each run read, patched and written back). The caller is the
-        only writer."""
-        numbers = sorted(entries)
+    def _write_entries(self, numbers: array[int], words: array[int]) -> None:
+        """Write ``words[i]`` to entry ``numbers[i]`` (chunk * 32 + entry; in chunk order) in
+        runs of whole sectors in file order (each run read, patched and written back). The
+        caller is the only writer."""
         pack_into = _U64.pack_into
         i = 0
         for start, end, count in _runs(numbers, 3, 8):
             run = bytearray(self._pread(end - start, start))
             run.extend(bytes(end - start - len(run)))
-            for number in numbers[i : i + count]:
-                pack_into(run, HEADER_BYTES + (number << 3) - start, entries[number])
+            for j in range(i, i + count):
+                pack_into(run, HEADER_BYTES + (numbers[j] << 3) - start, words[j])
             self._pwrite(run, start)
             self.bytes_written += end - start
             i += count
