@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from faster_backend.engine.f2.cold_index import ColdIndex
 from faster_backend.engine.f2.entry_cache import SLOT_BYTES, EntryCache
+from faster_backend.engine.record import FINAL, INFO
 
 
 def small(slots: int, begin: list[int]) -> EntryCache:
@@ -88,3 +91,29 @@ def test_a_cache_too_small_for_its_check_is_off() -> None:
     assert cache.nbytes == 0
     cache.put(1, 8)
     assert cache.get(1) == -1
+
+
+def test_the_cold_index_answers_past_the_cache_window_from_its_file(tmp_path: Path) -> None:
+    """A cold index whose entry cache has a 128 MiB window (one set over 2^23 pairs): updates
+    past the window are not cached, or move the cache's base; every lookup is the file's."""
+    ix = ColdIndex(tmp_path / "cidx", 1 << 9, cache_bytes=2 * SLOT_BYTES)
+    begin = [0]
+    ix.log_begin = lambda: begin[0]
+    ix.create()
+    page = bytearray(8)
+    keys = [p << 40 | p for p in range(1, 6)]  # five chunks, five tags
+    model: dict[int, int] = {}
+    window = 128 << 20
+    for step, address in enumerate([4096, window + 8, 3 * window, 64, 2 * window + 4096]):
+        if step == 3:
+            begin[0] = 2 * window  # chains below it are gone
+        for i, h in enumerate(keys):
+            INFO.pack_into(page, 0, FINAL)
+            ix.set(h, address + 8 * i, page, 0)
+            model[h] = address + 8 * i
+            for other in keys:
+                want = model.get(other, 0)
+                got = ix.find(other)[0]
+                assert got == want or (got == 0 and want < begin[0]), (step, i, other)
+    assert ix.cache_hits > 0
+    ix.close()
