@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from functools import partial
+from itertools import islice
 from typing import TYPE_CHECKING
 
 from xxhash import xxh3_64_intdigest
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 _unpack_header = HEADER.unpack_from
-_BATCH_KEYS = 1 << 15  # keys a cold-cold compaction batches at a time (about 40 B each)
+_BATCH_KEYS = 1 << 15  # records of its range a cold-cold compaction holds at a time
 
 
 def hot_cold(kv: F2Kv, until: int | None = None) -> int:
@@ -127,40 +128,26 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
         until = min(until, head) & ~cold.log.page_mask
         if until <= begin:
             return 0
-        newest: dict[bytes, tuple[int, int]] = {}
-        n_records = 0
-        for addr, info, kl, _vl, rec in cold.records(begin, until):
-            newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
-            n_records += 1
-        copied = 0
-        live = [(key, addr) for key, (addr, info) in newest.items() if not info & TOMBSTONE]
-        try:
-            # In windows of keys: a batch holds its keys' cold-index entries in memory, and
-            # this range may hold most of the store's keys.
-            for start in range(0, len(live), _BATCH_KEYS):
-                window = live[start : start + _BATCH_KEYS]
-                cold.index.begin_batch(xxh3_64_intdigest(key) for key, _ in window)
-                try:
-                    for key, addr in window:
-                        if kv._f2_stopping:
-                            return copied
-                        h = xxh3_64_intdigest(key)
-                        found = cold.lookup(key, h)
-                        if found is None or found[0] != addr:
-                            continue  # superseded inside the cold log
-                        # The store's own lookup decides: the hot log may shadow it, or it
-                        # expired (then the lookup writes the tombstone that keeps len()
-                        # exact). A record shadowed by an uncounted hot one stays: it may be
-                        # the base that one's count needs (counting.py); the lookup leaves
-                        # ``_carry`` set for such a record. (FasterKv's _run: a compaction
-                        # must never wait for room in the hot log)
-                        if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
-                            cold.append(key, h, found[1])
-                            copied += 1
-                finally:
-                    cold.index.end_batch()
-        finally:
-            kv._cold_cache.invalidate(newest)
+        copied = n_records = 0
+        # The range in windows of records: the range may hold most of the store's keys, and a
+        # window's keys and their cold-index batch are all that is held in memory. A key's
+        # record is copied only if the index still names it its newest, so an older version in
+        # an earlier window is passed over, and a copy (at the tail) outdates the key's records
+        # in later windows.
+        records = cold.records(begin, until)
+        while not kv._f2_stopping:
+            newest: dict[bytes, tuple[int, int]] = {}
+            for addr, info, kl, _vl, rec in islice(records, _BATCH_KEYS):
+                newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
+                n_records += 1
+            if not newest:
+                break
+            try:
+                copied += _copy_live(kv, newest)
+            finally:
+                kv._cold_cache.invalidate(newest)
+        if kv._f2_stopping:
+            return copied  # closing: the range stays; its copies are duplicates, nothing is lost
         # The hot records that shadowed the dropped cold ones (and the tombstones of expired
         # ones) become durable before the manifest that no longer has the cold records.
         kv.commit()
@@ -171,4 +158,35 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
         hot_begin = kv._log.begin_address
         kv._persist_cold(hot_begin, hot_begin)
     log.debug("cold-cold compaction of [%d, %d): %d records copied", begin, until, copied)
+    return copied
+
+
+def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
+    """Copy to the cold tail each record of ``newest`` (key -> address, info) that is still its
+    key's truth; tombstones are dropped, since every older record of their key lies in the
+    range being dropped. Returns the number copied."""
+    cold = kv._cold
+    live = [(key, addr) for key, (addr, info) in newest.items() if not info & TOMBSTONE]
+    if not live:
+        return 0
+    copied = 0
+    cold.index.begin_batch(xxh3_64_intdigest(key) for key, _ in live)
+    try:
+        for key, addr in live:
+            if kv._f2_stopping:
+                break
+            h = xxh3_64_intdigest(key)
+            found = cold.lookup(key, h)
+            if found is None or found[0] != addr:
+                continue  # superseded inside the cold log
+            # The store's own lookup decides: the hot log may shadow it, or it expired (then
+            # the lookup writes the tombstone that keeps len() exact). A record shadowed by an
+            # uncounted hot one stays: it may be the base that one's count needs
+            # (counting.py); the lookup leaves ``_carry`` set for such a record. (FasterKv's
+            # _run: a compaction must never wait for room in the hot log)
+            if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
+                cold.append(key, h, found[1])
+                copied += 1
+    finally:
+        cold.index.end_batch()
     return copied

@@ -177,23 +177,29 @@ TestF2LargerThanMemory = F2LargerThanMemoryModel.TestCase
 TestF2LargerThanMemory.settings = settings(max_examples=20, stateful_step_count=30, deadline=None)
 
 
-def test_cold_cold_compaction_batches_its_keys_in_windows(
+def test_cold_cold_compaction_works_in_windows_of_its_range(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A cold-cold compaction reads its keys' cold-index chunks a window of keys at a time
-    (compaction._BATCH_KEYS), so a range of most of the store's keys does not hold all of the
-    index in memory; every live record is still copied and every key reads back."""
+    """A cold-cold compaction reads its range a window of records at a time
+    (compaction._BATCH_KEYS) and copies a window's live keys before it reads the next, so a
+    range of most of the store's keys is never held in memory at once; every live record is
+    still copied once and every key reads back."""
     monkeypatch.setattr(compaction, "_BATCH_KEYS", 7)
     kv = f2_store(tmp_path)
-    batches = []
+    events: list[tuple[str, int]] = []
     begin_batch = kv._cold.index.begin_batch
+    records = kv._cold.records
 
     def counted(hashes: Any) -> None:
         hashes = list(hashes)
-        batches.append(len(hashes))
+        events.append(("batch", len(hashes)))
         begin_batch(hashes)
 
-    monkeypatch.setattr(kv._cold.index, "begin_batch", counted)
+    def read(start: int, end: int) -> Any:
+        for record in records(start, end):
+            events.append(("record", 1))
+            yield record
+
     model = {}
     for i in range(400):
         key = b"w%d" % (i % 150)
@@ -204,11 +210,25 @@ def test_cold_cold_compaction_batches_its_keys_in_windows(
     del model[b"w3"]
     cold = kv._cold
     until = cold.head_address & ~cold.log.page_mask
-    newest = {bytes(rec[16 : 16 + kl]): info for _, info, kl, _, rec in cold.records(0, until)}
-    n = sum(1 for info in newest.values() if not info & TOMBSTONE)
-    batches.clear()
+    in_range = list(cold.records(0, until))
+    newest = {bytes(rec[16 : 16 + kl]): info for _, info, kl, _, rec in in_range}
+    live = sum(1 for info in newest.values() if not info & TOMBSTONE)
+    monkeypatch.setattr(kv._cold.index, "begin_batch", counted)
+    monkeypatch.setattr(kv._cold, "records", read)
+    appended = cold.records_appended
     copied = compaction.cold_cold(kv, until)
-    assert copied > 7 and batches == [7] * (n // 7) + ([n % 7] if n % 7 else [])
+    assert copied == cold.records_appended - appended
+    read_so_far, prev = 0, ""
+    for kind, n in events:  # a batch of at most 7 keys after each window of 7 records
+        if kind == "record":
+            read_so_far += 1
+            assert read_so_far % 7 != 1 or read_so_far == 1 or prev == "batch"
+        else:
+            assert 0 < n <= 7
+        prev = kind
+    assert read_so_far == len(in_range) > 7 * 4
+    # the keys still live in the range, each copied once (older versions passed over)
+    assert copied <= live and copied > 7
     assert {key: kv.read(key) for key in model} == model and kv.read(b"w3") is None
     assert len(kv) == len(model) == len(set(kv.keys()))
     kv.close()
