@@ -44,9 +44,10 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     if until <= begin:
         return 0
     # Two passes over the range (pages are re-read from the device, usually the page cache):
-    # the first finds each key's newest record in it, the second moves those without copying
-    # the range into Python objects.
-    newest: dict[bytes, int] = {}
+    # the first counts each key's records in it, the second moves each key's last one (its
+    # newest) without copying the range into Python objects. Counts are small ints, which
+    # CPython does not allocate: the addresses cost 32 B a key more.
+    versions: dict[bytes, int] = {}
     n_records = 0
     # The range's blind upserts are settled (engine/f2/counting.py) so that every record moved
     # to the cold log is counted; their bases are looked up before the moves add cold records.
@@ -54,14 +55,14 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     add = runs.add
     for addr, info, kl, _vl, rec in hlog.records(begin, until):
         key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-        newest[key] = addr
+        versions[key] = versions.get(key, 0) + 1
         add(addr, info, key)
         n_records += 1
     moved = 0
     with cold.write_lock:
         # The range's keys' cold-index entries, read in one pass in file order: the settling's
         # lookups and the moves' index updates then cost no I/O each (begin_batch).
-        cold.index.begin_batch(xxh3_64_intdigest(key) for key in newest)
+        cold.index.begin_batch(xxh3_64_intdigest(key) for key in versions)
         try:
             delta = counting.settle(kv, runs)
             del runs
@@ -70,11 +71,13 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
             with kv._lock:
                 kv._live += delta
                 kv._settled = max(kv._settled, until)
-            for addr, info, kl, _vl, rec in hlog.records(begin, until):
+            for _addr, info, kl, _vl, rec in hlog.records(begin, until):
                 if kv._f2_stopping:
                     return moved  # closing: the hot range stays; nothing is lost
                 key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-                if newest[key] != addr:
+                left = versions[key] - 1
+                if left:
+                    versions[key] = left
                     continue  # an older version inside the range
                 h = xxh3_64_intdigest(key)
                 # [until, head) is on the device and immutable (only this compaction
@@ -93,7 +96,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         finally:
             cold.index.end_batch()
             # Before truncating: from now on readers may reach these keys' cold records.
-            kv._cold_cache.invalidate(newest)
+            kv._cold_cache.invalidate(versions)
         kv._n_cold_records += moved
         # Durable before the hot log lets go of the range, in this order: the hot store (it
         # holds every moved record and every hot record that made a move unnecessary), then
