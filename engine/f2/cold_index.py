@@ -185,6 +185,10 @@ class ColdIndex:
         # did not find its key on its tag's chain need not read the chunk for it. Set by the
         # reads that see it so, cleared by an update of the shared entry.
         self._no_shared = bytearray((n_chunks + 7) >> 3)
+        # What lookups read without the lock, in one tuple: a lookup must not take its chunk
+        # from one geometry and its cached answer from another's (after a growth, chunk c of
+        # the old count is another pair's chunk in the new one)
+        self._unlocked = (self.mask, self._cache, self._no_shared)
         self.chunk_bytes = n_chunks * CHUNK_BYTES
         self.n_blocks = -(-self.chunk_bytes // BLOCK_BYTES)
 
@@ -231,10 +235,11 @@ class ColdIndex:
         chunk's shared chain, or -1 if this lookup does not know it: ``shared``)."""
         self.lookups += 1
         tag = (h >> 40) & TAG_MASK
-        number = h & self.mask
-        address = self._cache.get((number << TAG_BITS) | tag)
+        mask, cache, no_shared = self._unlocked
+        number = h & mask
+        address = cache.get((number << TAG_BITS) | tag)
         if address >= 0:
-            return address, (0 if self._no_shared[number >> 3] >> (number & 7) & 1 else -1)
+            return address, (0 if no_shared[number >> 3] >> (number & 7) & 1 else -1)
         with self._lock:  # a fill under the lock: an update cannot slip in between
             number = h & self.mask  # (again: the index may have grown meanwhile)
             pair = (number << TAG_BITS) | tag
@@ -255,8 +260,9 @@ class ColdIndex:
 
     def shared(self, h: int) -> int:
         """Address of the shared chain of the chunk of a key with hash ``h`` (0: none)."""
-        number = h & self.mask
-        if self._no_shared[number >> 3] >> (number & 7) & 1:
+        mask, _, no_shared = self._unlocked
+        number = h & mask
+        if no_shared[number >> 3] >> (number & 7) & 1:
             return 0
         with self._lock:
             number = h & self.mask
@@ -625,7 +631,7 @@ class ColdIndex:
 
     def _clear_cache(self) -> None:
         self._cache.clear()
-        self._no_shared = bytearray(len(self._no_shared))
+        self._no_shared[:] = bytes(len(self._no_shared))  # in place: ``_unlocked`` holds it
 
     def _pwrite_buffered(self, data: bytes | bytearray, offset: int) -> None:
         os.pwrite(self._fd, data, offset)
