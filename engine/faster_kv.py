@@ -109,6 +109,7 @@ _BLIND_BEGIN = 1 << 62
 DURABILITY_MODES = ("none", "periodic", "always")
 GEOMETRY_FILE = "geometry"
 CHECKPOINT_KINDS = ("fold-over", "snapshot", "incremental")
+COMPACTION_FRACTION = 0.2  # of the on-disk log a compaction takes (FASTER's docs: ~20%)
 
 
 # The longest TTL a record's i64 millisecond expiry can hold (about 290 million years from now):
@@ -169,7 +170,7 @@ class FasterKv:
         read_cache_second_chance: float = 0.1,
         log_size_limit: int | None = None,
         max_disk_size: int | None = None,
-        compaction_fraction: float = 0.2,
+        compaction_fraction: float = COMPACTION_FRACTION,
         begin_address: int = FIRST_ADDRESS,
         state_dir: Path | None = None,
         durability: str = "none",

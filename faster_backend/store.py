@@ -13,7 +13,7 @@ from faster_backend.engine.data_dir import DataDir
 from faster_backend.engine.devices import DEFAULT_SEGMENT_SIZE, open_device
 from faster_backend.engine.errors import EngineError
 from faster_backend.engine.f2.manifest import SLOT_NAMES as F2_MANIFESTS
-from faster_backend.engine.faster_kv import GEOMETRY_FILE, FasterKv
+from faster_backend.engine.faster_kv import COMPACTION_FRACTION, GEOMETRY_FILE, FasterKv
 from faster_backend.engine.sizes import parse_size
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,9 @@ class FasterKV(FasterKv):
                 read_cache_size=_size(read_cache_size, "read_cache_size"),
                 log_size_limit=_size(log_size_limit, "log_size_limit"),
                 max_disk_size=_size(max_disk_size, "max_disk_size"),
-                compaction_fraction=0.2 if compaction_fraction is None else compaction_fraction,
+                compaction_fraction=(
+                    COMPACTION_FRACTION if compaction_fraction is None else compaction_fraction
+                ),
                 state_dir=self.data_dir.path if self.data_dir is not None else None,
                 durability=durability,
                 commit_interval=commit_interval_ms / 1000.0,
