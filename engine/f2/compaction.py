@@ -17,9 +17,10 @@ from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from xxhash import xxh3_64_intdigest
+from xxhash import xxh3_64_intdigest, xxh64_intdigest
 
 from faster_backend.engine.f2 import counting
+from faster_backend.engine.f2.range_keys import RangeKeys
 from faster_backend.engine.faster_kv import FasterKv, Found
 from faster_backend.engine.record import HEADER, HEADER_SIZE, TOMBSTONE
 
@@ -43,43 +44,50 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         until = min(until, hlog.head_address) & ~hlog.page_mask
     if until <= begin:
         return 0
-    # Two passes over the range (pages are re-read from the device, usually the page cache):
-    # the first counts each key's records in it, the second moves each key's last one (its
-    # newest) without copying the range into Python objects. Counts are small ints, which
-    # CPython does not allocate: the addresses cost 32 B a key more.
-    versions: dict[bytes, int] = {}
-    n_records = 0
-    # The range's blind upserts are settled (engine/f2/counting.py) so that every record moved
-    # to the cold log is counted; their bases are looked up before the moves add cold records.
-    runs = counting.Runs(kv._settled, with_prev=False)
-    add = runs.add
+    # The range is read again for each pass (pages are re-read from the device): the first
+    # gives each key an id (RangeKeys: its records in the range and its uncounted run), the
+    # settling reads the keys whose count needs their cold base, and the last pass moves each
+    # key's last record in the range (its newest) without copying the range into Python objects.
+    keys = RangeKeys(kv._settled)
+    add = keys.add
     for addr, info, kl, _vl, rec in hlog.records(begin, until):
-        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-        versions[key] = versions.get(key, 0) + 1
-        add(addr, info, key)
-        n_records += 1
+        view = rec[HEADER_SIZE : HEADER_SIZE + kl]
+        add(xxh3_64_intdigest(view), xxh64_intdigest(view), addr, info)
+    ids = keys.ids
+    n_records = len(ids)
     moved = 0
     with cold.write_lock:
         # The range's keys' cold-index entries, read in one pass in file order: the settling's
         # lookups and the moves' index updates then cost no I/O each (begin_batch).
-        cold.index.begin_batch(xxh3_64_intdigest(key) for key in versions)
+        cold.index.begin_batch(keys.hashes)
         try:
-            delta = counting.settle(kv, runs)
-            del runs
+            # The range's blind upserts are settled (engine/f2/counting.py) so that every
+            # record moved to the cold log is counted; their bases are looked up before the
+            # moves add cold records.
+            if keys.has_unknown_bases():
+                for n, (_addr, _info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
+                    if keys.needs_base(ids[n]):
+                        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+                        keys.set_base(ids[n], counting.cold_live(cold, key))
+            delta = keys.delta()
+            keys.release()
             # Neither the range (immutable below the head) nor the cold tier (compactions hold
             # the maintenance lock) changed since: the settled count holds, moved or not.
             with kv._lock:
                 kv._live += delta
                 kv._settled = max(kv._settled, until)
-            for _addr, info, kl, _vl, rec in hlog.records(begin, until):
+            counts = keys.counts
+            hashes = keys.hashes
+            for n, (_addr, info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
                 if kv._f2_stopping:
                     return moved  # closing: the hot range stays; nothing is lost
-                key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-                left = versions[key] - 1
+                i = ids[n]
+                left = counts[i] - 1
+                counts[i] = left
                 if left:
-                    versions[key] = left
                     continue  # an older version inside the range
-                h = xxh3_64_intdigest(key)
+                key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+                h = hashes[i]
                 # [until, head) is on the device and immutable (only this compaction
                 # truncates the hot log): a record of the key there supersedes ``addr``
                 # (``addr`` is the newest below), which is then dropped, unless the newer one
@@ -96,7 +104,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         finally:
             cold.index.end_batch()
             # Before truncating: from now on readers may reach these keys' cold records.
-            kv._cold_cache.invalidate(versions)
+            kv._cold_cache.invalidate(keys.hashes)
         kv._n_cold_records += moved
         # Durable before the hot log lets go of the range, in this order: the hot store (it
         # holds every moved record and every hot record that made a move unnecessary), then
@@ -148,7 +156,7 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
             try:
                 copied += _copy_live(kv, newest)
             finally:
-                kv._cold_cache.invalidate(newest)
+                kv._cold_cache.invalidate(xxh3_64_intdigest(key) for key in newest)
         if kv._f2_stopping:
             return copied  # closing: the range stays; its copies are duplicates, nothing is lost
         # The hot records that shadowed the dropped cold ones (and the tombstones of expired

@@ -14,7 +14,8 @@ Admission is FASTER's read cache with one change, as in the single log's cache
 direct-mapped filter of hash tags), not its first. With skewed keys most cold reads are of keys
 read once; letting those in would push the read-hot ones out.
 
-Whoever changes the cold tier for some keys (a compaction) calls ``invalidate`` with them; a
+Whoever changes the cold tier for some keys (a compaction) calls ``invalidate`` with their
+hashes; a
 reader inserts what it read only if no invalidation happened since it started (``epoch``), so a
 slow reader never caches a version that a compaction superseded meanwhile.
 """
@@ -25,8 +26,6 @@ import struct
 import threading
 from array import array
 from collections.abc import Iterable
-
-from xxhash import xxh3_64_intdigest
 
 from faster_backend.engine.record import HEADER, HEADER_SIZE, size_from_header
 
@@ -153,14 +152,22 @@ class KeyReadCache:
         tags[victim] = (h >> 48) or 1
         positions[victim] = pos
 
-    def invalidate(self, keys: Iterable[bytes]) -> None:
+    def invalidate(self, hashes: Iterable[int]) -> None:
+        """Forget the keys of ``hashes`` (xxh3). A slot of another key with the same bucket and
+        tag goes too (about 1 in 65k of them): a lost entry, never a stale one."""
         with self._lock:
             self.epoch += 1
             if not self._ring_size:
                 return
-            for key in keys:
-                for i in self._slots(key, xxh3_64_intdigest(key)):
-                    self._tags[i] = 0
+            tags = self._tags
+            bmask = self._bmask
+            for h in hashes:
+                base = ((h >> 20) & bmask) * SLOTS
+                tag = (h >> 48) or 1
+                if tag in tags[base : base + SLOTS]:
+                    for i in range(base, base + SLOTS):
+                        if tags[i] == tag:
+                            tags[i] = 0
 
     def clear(self) -> None:
         with self._lock:

@@ -52,7 +52,7 @@ def test_hits_are_always_the_records_put_for_the_key_while_the_ring_wraps() -> N
             assert got == latest[key]
             continue
         if key in latest and rng.random() < 0.2:  # the cold tier changed: a new version
-            cache.invalidate([key])
+            cache.invalidate([h])
             del latest[key]
         if key not in latest:
             latest[key] = (8 * i + 8, record(key, b"%d" % i * rng.randrange(1, 20)))
@@ -70,7 +70,7 @@ def test_invalidation_and_the_epoch_refuse_stale_records() -> None:
     offer(cache, key, 100, old)
     assert cache.get(key, h) == (100, old)
     slow_reader_epoch = cache.epoch
-    cache.invalidate([key])  # a compaction moved a newer version to the cold log
+    cache.invalidate([h])  # a compaction moved a newer version to the cold log
     assert cache.get(key, h) is None
     cache.put(key, h, 100, old, slow_reader_epoch)  # read before the invalidation: refused
     assert cache.get(key, h) is None
@@ -99,5 +99,17 @@ def test_racing_readers_put_twice_and_invalidation_removes_both() -> None:
     cache.put(key, h, 8, rec, epoch)  # ...and both put the version they read
     cache.put(key, h, 8, rec, epoch)
     assert len(cache) == 2
-    cache.invalidate([key])
+    cache.invalidate([h])
     assert cache.get(key, h) is None and len(cache) == 0
+
+
+def test_invalidation_by_hash_leaves_other_keys_cached() -> None:
+    cache = KeyReadCache(64 << 10)
+    keys = [b"key%d" % i for i in range(50)]
+    for i, key in enumerate(keys):
+        offer(cache, key, 8 * i + 8, record(key, b"v"))
+        offer(cache, key, 8 * i + 8, record(key, b"v"))
+    cache.invalidate(xxh3_64_intdigest(key) for key in keys[::2])
+    for i, key in enumerate(keys):
+        got = cache.get(key, xxh3_64_intdigest(key))
+        assert got == (None if i % 2 == 0 else (8 * i + 8, record(key, b"v")))
