@@ -53,7 +53,7 @@ import struct
 import threading
 from array import array
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -117,6 +117,24 @@ def _runs(numbers: Sequence[int], shift: int, size: int) -> Iterable[tuple[int, 
             j += 1
         yield start, -(-(last + size) // sector) * sector, j - i
         i = j
+
+
+_SORT_PARTS_BITS = 6
+
+
+def _sorted_pairs(hashes: Iterable[int], mask: int) -> Iterator[int]:
+    """The (chunk, tag) pairs of ``hashes`` in order, with duplicates. They are sorted in up to
+    64 parts by their top bits: a sorted list of all of them held an int object a key (about
+    44 B), a part holds 1/64 of that at a time."""
+    shift = max(0, (mask << TAG_BITS | TAG_MASK).bit_length() - _SORT_PARTS_BITS)
+    parts = [array("Q") for _ in range(1 << _SORT_PARTS_BITS)]
+    for h in hashes:
+        pair = (h & mask) << TAG_BITS | (h >> 40) & TAG_MASK
+        parts[pair >> shift].append(pair)
+    for k in range(len(parts)):
+        ordered = sorted(parts[k])
+        parts[k] = array("Q")  # freed before the next part is sorted
+        yield from ordered
 
 
 def _tags(chunk: bytes | bytearray) -> list[int]:
@@ -363,7 +381,7 @@ class ColdIndex:
         last = -1
         # sorted, then deduplicated into arrays: a set of a compaction's pairs and a list of
         # them beside it cost several times the arrays' memory while it ran
-        for pair in sorted((h & mask) << TAG_BITS | (h >> 40) & TAG_MASK for h in hashes):
+        for pair in _sorted_pairs(hashes, mask):
             if pair != last:
                 pairs.append(pair)
                 if not chunks or chunks[-1] != pair >> TAG_BITS:

@@ -24,8 +24,11 @@ from faster_backend.engine.f2.cold_index import (
     CHUNK_WORDS,
     ON_SHARED,
     SHARED,
+    TAG_BITS,
+    TAG_MASK,
     ColdIndex,
     CrowdedChunkError,
+    _sorted_pairs,
 )
 from faster_backend.engine.record import FINAL, INFO, PREV_MASK, TOMBSTONE, UNCOUNTED
 
@@ -580,6 +583,16 @@ def test_a_cold_index_batch_reads_its_chunks_at_once_and_writes_them_at_its_end(
     on_file.close()
     fresh.close()
     ix.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, (1 << 64) - 1), max_size=400), st.integers(0, 30))
+def test_a_batch_sorts_its_pairs_in_parts_into_one_order(hashes: list[int], bits: int) -> None:
+    """begin_batch's pairs come out sorted whatever the index size (fewer pair bits than
+    parts too), duplicates kept."""
+    mask = (1 << bits) - 1
+    pairs = [(h & mask) << TAG_BITS | (h >> 40) & TAG_MASK for h in hashes + hashes[:7]]
+    assert list(_sorted_pairs(hashes + hashes[:7], mask)) == sorted(pairs)
 
 
 def test_a_full_chunk_puts_new_keys_on_its_shared_chain_until_an_entry_frees(
