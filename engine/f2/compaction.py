@@ -44,49 +44,44 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         until = min(until, hlog.head_address) & ~hlog.page_mask
     if until <= begin:
         return 0
-    # The range is read again for each pass (pages are re-read from the device): the first
-    # gives each key an id (RangeKeys: its records in the range and its uncounted run), the
-    # settling reads the keys whose count needs their cold base, and the last pass moves each
-    # key's last record in the range (its newest) without copying the range into Python objects.
+    # Two passes over the range (pages are re-read from the device): the first gives each key
+    # an id (RangeKeys: its records in the range and its uncounted run), the second settles
+    # and moves each key's last record in the range (its newest) without copying the range
+    # into Python objects.
     keys = RangeKeys(kv._settled)
     add = keys.add
     for addr, info, kl, _vl, rec in hlog.records(begin, until):
         view = rec[HEADER_SIZE : HEADER_SIZE + kl]
         add(xxh3_64_intdigest(view), xxh64_intdigest(view), addr, info)
-    ids = keys.ids
+    keys.release()
+    ids, counts, hashes = keys.ids, keys.counts, keys.hashes
     n_records = len(ids)
     moved = 0
     with cold.write_lock:
         # The range's keys' cold-index entries, read in one pass in file order: the settling's
         # lookups and the moves' index updates then cost no I/O each (begin_batch).
-        cold.index.begin_batch(keys.hashes)
+        cold.index.begin_batch(hashes)
         try:
-            # The range's blind upserts are settled (engine/f2/counting.py) so that every
-            # record moved to the cold log is counted; their bases are looked up before the
-            # moves add cold records.
-            if keys.has_unknown_bases():
-                for n, (_addr, _info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
-                    if keys.needs_base(ids[n]):
-                        key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-                        keys.set_base(ids[n], counting.cold_live(cold, key))
-            delta = keys.delta()
-            keys.release()
-            # Neither the range (immutable below the head) nor the cold tier (compactions hold
-            # the maintenance lock) changed since: the settled count holds, moved or not.
-            with kv._lock:
-                kv._live += delta
-                kv._settled = max(kv._settled, until)
-            counts = keys.counts
-            hashes = keys.hashes
             for n, (_addr, info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
-                if kv._f2_stopping:
-                    return moved  # closing: the hot range stays; nothing is lost
                 i = ids[n]
+                key = None
+                if keys.needs_base(i):
+                    # The range's blind upserts are settled (engine/f2/counting.py) so that
+                    # every record moved to the cold log is counted. This key's run starts the
+                    # range, so its base is its newest cold record: looked up at its first
+                    # record in the range, before its newest moves (other keys' moves leave
+                    # its cold records as they are).
+                    key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+                    keys.set_base(i, counting.cold_live(cold, key))
                 left = counts[i] - 1
                 counts[i] = left
-                if left:
-                    continue  # an older version inside the range
-                key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
+                if left or kv._f2_stopping:
+                    # an older version inside the range; or closing: the hot range stays
+                    # (nothing is lost), but the settling goes on, since the cold log may now
+                    # hold moved copies where later settlings would look for bases
+                    continue
+                if key is None:
+                    key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
                 h = hashes[i]
                 # [until, head) is on the device and immutable (only this compaction
                 # truncates the hot log): a record of the key there supersedes ``addr``
@@ -101,10 +96,20 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                         continue  # nothing cold to shadow: the tombstone is safe to drop
                 cold.append(key, h, rec)
                 moved += 1
+            # Neither the range (immutable below the head) nor, but for this compaction's
+            # moves, the cold tier (compactions hold the maintenance lock) changed meanwhile:
+            # the settled count holds. Writers that met a record of the range took it as
+            # unsettled until now, as they would have before the moves.
+            delta = keys.delta()
+            with kv._lock:
+                kv._live += delta
+                kv._settled = max(kv._settled, until)
+            if kv._f2_stopping:
+                return moved
         finally:
             cold.index.end_batch()
             # Before truncating: from now on readers may reach these keys' cold records.
-            kv._cold_cache.invalidate(keys.hashes)
+            kv._cold_cache.invalidate(hashes)
         kv._n_cold_records += moved
         # Durable before the hot log lets go of the range, in this order: the hot store (it
         # holds every moved record and every hot record that made a move unnecessary), then

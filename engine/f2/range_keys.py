@@ -2,12 +2,12 @@
 
 A compaction reads its range twice: the first pass records, for each key, how many of its
 records the range holds and its uncounted run (engine/f2/counting.py, ``Runs``); the second
-moves each key's newest record. A dict keyed by the key's bytes cost about 190 B a key, and a
-compaction at 10M keys holds about 400k keys. Here a key is its 64-bit xxh3 (the cold index's
-hash) and its 64-bit xxh64 together, a 128-bit identity (two distinct keys share both with a
-probability of about n^2 / 2^129 per compaction), given a dense id by an open-addressing table,
-and each record of the range remembers its key's id: about 40 B a key in all, in a few arrays
-that are freed whole.
+settles the runs and moves each key's newest record. A dict keyed by the key's bytes cost
+about 190 B a key, and a compaction at 10M keys holds about 400k keys. Here a key is its 64-bit
+xxh3 (the cold index's hash) and its 64-bit xxh64 together, a 128-bit identity (two distinct
+keys share both with a probability of about n^2 / 2^129 per compaction), given a dense id by
+an open-addressing table, and each record of the range remembers its key's id: about 40 B a
+key in all, in a few arrays that are freed whole.
 """
 
 from __future__ import annotations
@@ -94,10 +94,6 @@ class RangeKeys:
         self._slots = slots
         self._mask = mask
 
-    def has_unknown_bases(self) -> bool:
-        """Whether a run's base lies below the range (``needs_base``)."""
-        return any(state & RUN and not state & _BASE for state in self.states)
-
     def needs_base(self, i: int) -> bool:
         """Whether key ``i``'s run starts the range, so that its base is below it, in the cold
         tier: the caller looks it up there and gives it to ``set_base``."""
@@ -120,8 +116,6 @@ class RangeKeys:
         return delta
 
     def release(self) -> None:
-        """Free what only the first pass and the settling need (the second keeps ids, counts
-        and hashes)."""
+        """Free what only the first pass needs (the table and the second hashes)."""
         self._slots = array("I")
         self.checks = array("Q")
-        self.states = array("B")
