@@ -105,6 +105,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 kv._live += delta
                 kv._settled = max(kv._settled, until)
             if kv._f2_stopping:
+                kv._n_cold_records += moved  # the copies stay in the cold log
                 return moved
         finally:
             cold.index.end_batch()
@@ -163,7 +164,9 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
             finally:
                 kv._cold_cache.invalidate(xxh3_64_intdigest(key) for key in newest)
         if kv._f2_stopping:
-            return copied  # closing: the range stays; its copies are duplicates, nothing is lost
+            # closing: the range stays; its copies are duplicates, nothing is lost
+            kv._n_cold_records += copied
+            return copied
         # The hot records that shadowed the dropped cold ones (and the tombstones of expired
         # ones) become durable before the manifest that no longer has the cold records.
         kv.commit()

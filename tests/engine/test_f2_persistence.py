@@ -218,10 +218,42 @@ def test_a_compaction_stopped_by_close_still_settles_its_range(
     for _ in range(2):  # the range moves again after the restart: duplicates, same count
         kv = f2_store(tmp_path)
         assert len(kv) == len(model)
+        cold = kv._cold
+        records = sum(1 for _ in cold.records(cold.begin_address, cold.tail_address))
+        assert kv.stats()["cold_log_records"] == records  # the stopped one's copies too
         for key, value in model.items():
             assert kv.read(key) == value
         kv.compact(kv._log.head_address)
         kv.close()
+
+
+def test_a_cold_cold_compaction_stopped_by_close_counts_its_copies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = filled(tmp_path)
+    kv = f2_store(tmp_path)
+    append = kv._cold.append
+    copies = 0
+
+    def append_then_close(*args: Any) -> None:
+        nonlocal copies
+        append(*args)
+        copies += 1
+        if copies == 10:
+            kv._f2_stopping = True  # what close() does first
+
+    monkeypatch.setattr(kv._cold, "append", append_then_close)
+    assert kv.compact_cold(kv._cold.head_address) == 10
+    monkeypatch.undo()
+    kv.close()
+    kv = f2_store(tmp_path)
+    cold = kv._cold
+    records = sum(1 for _ in cold.records(cold.begin_address, cold.tail_address))
+    assert kv.stats()["cold_log_records"] == records
+    assert len(kv) == len(model)
+    for key, value in model.items():
+        assert kv.read(key) == value
+    kv.close()
 
 
 def abandon(kv: F2Kv) -> None:
