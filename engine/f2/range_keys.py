@@ -17,14 +17,14 @@ from array import array
 from faster_backend.engine.record import TOMBSTONE, UNCOUNTED
 
 # A key's state byte: its newest counted record's liveness + 1 (0 when none so far) in bits
-# 0-1; RUN when its newest record so far is uncounted and not settled, with the run's base
+# 0-1; _RUN when its newest record so far is uncounted and not settled, with the run's base
 # (the counted liveness before the run, + 1; 0 when the run starts the range and its base is
 # below it, in the cold tier) in bits 2-3 and the run's newest record's liveness in bit 4.
 _COUNTED = 0b11
 _BASE_SHIFT = 2
 _BASE = 0b11 << _BASE_SHIFT
 _LIVE = 1 << 4
-RUN = 1 << 5
+_RUN = 1 << 5
 _EMPTY = 0xFFFFFFFF
 
 
@@ -52,12 +52,12 @@ class RangeKeys:
         state = self.states[i]
         live = 0 if info & TOMBSTONE else 1
         if info & UNCOUNTED and addr >= self.settled:
-            if state & RUN:
+            if state & _RUN:
                 self.states[i] = (state & ~_LIVE) | live << 4
             else:
                 # (an uncounted record is never followed by a counted one of its key above
                 # the settled address: every write over it inherits the bit)
-                self.states[i] = state | RUN | (state & _COUNTED) << _BASE_SHIFT | live << 4
+                self.states[i] = state | _RUN | (state & _COUNTED) << _BASE_SHIFT | live << 4
         else:
             self.states[i] = live + 1
 
@@ -98,7 +98,7 @@ class RangeKeys:
         """Whether key ``i``'s run starts the range, so that its base is below it, in the cold
         tier: the caller looks it up there and gives it to ``set_base``."""
         state = self.states[i]
-        return bool(state & RUN) and not state & _BASE
+        return bool(state & _RUN) and not state & _BASE
 
     def set_base(self, i: int, live: int) -> None:
         self.states[i] |= (live + 1) << _BASE_SHIFT
@@ -108,7 +108,7 @@ class RangeKeys:
         base must be known (``set_base``)."""
         delta = 0
         for state in self.states:
-            if state & RUN:
+            if state & _RUN:
                 base = (state & _BASE) >> _BASE_SHIFT
                 if not base:
                     raise ValueError("a run's base was not looked up")

@@ -15,9 +15,8 @@ direct-mapped filter of hash tags), not its first. With skewed keys most cold re
 read once; letting those in would push the read-hot ones out.
 
 Whoever changes the cold tier for some keys (a compaction) calls ``invalidate`` with their
-hashes; a
-reader inserts what it read only if no invalidation happened since it started (``epoch``), so a
-slow reader never caches a version that a compaction superseded meanwhile.
+hashes; a reader inserts what it read only if no invalidation happened since it started
+(``epoch``), so a slow reader never caches a version that a compaction superseded meanwhile.
 """
 
 from __future__ import annotations
