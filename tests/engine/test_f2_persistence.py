@@ -11,6 +11,7 @@ import os
 import random
 import tarfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -188,9 +189,34 @@ def test_a_compaction_right_after_a_commit_is_committed_with_its_settled_count(
     kv.close()
 
 
-def test_a_compaction_stopped_by_close_still_settles_its_range(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@contextmanager
+def closing_after(kv: F2Kv, copies: int) -> Iterator[None]:
+    """While inside: the cold log's ``copies``-th append (by any compaction) is followed by
+    what close() does first, which stops the compaction there."""
+    append = kv._cold.append
+    done = 0
+
+    def append_then_close(*args: Any) -> None:
+        nonlocal done
+        append(*args)
+        done += 1
+        if done == copies:
+            kv._f2_stopping = True
+
+    kv._cold.append = append_then_close  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del kv._cold.append
+
+
+def cold_records(kv: F2Kv) -> int:
+    """The records in the cold log, counted by reading it."""
+    cold = kv._cold
+    return sum(1 for _ in cold.records(cold.begin_address, cold.tail_address))
+
+
+def test_a_compaction_stopped_by_close_still_settles_its_range(tmp_path: Path) -> None:
     """close() stops a hot-cold compaction between two moves: its copies stay in the cold log
     and the range in the hot log. Its settling must still finish, or a later one would take a
     key's moved copy for its base and miss the key in len()."""
@@ -202,55 +228,27 @@ def test_a_compaction_stopped_by_close_still_settles_its_range(
         key = b"n%d" % (i % 1200)  # new keys and rewrites, appended blind
         kv.upsert(key, b"v%d" % i * 8)
         model[key] = b"v%d" % i * 8
-    append = kv._cold.append
-    copies = 0
-
-    def append_then_close(*args: Any) -> None:
-        nonlocal copies
-        append(*args)
-        copies += 1
-        if copies == 50:
-            kv._f2_stopping = True  # what close() does first
-
-    monkeypatch.setattr(kv._cold, "append", append_then_close)
-    assert kv.compact(kv._log.head_address) == 50
-    monkeypatch.undo()
+    with closing_after(kv, 50):
+        assert kv.compact(kv._log.head_address) == 50
     kv.close()
     for _ in range(2):  # the range moves again after the restart: duplicates, same count
         kv = f2_store(tmp_path)
         assert len(kv) == len(model)
-        cold = kv._cold
-        records = sum(1 for _ in cold.records(cold.begin_address, cold.tail_address))
-        assert kv.stats()["cold_log_records"] == records  # the stopped one's copies too
+        assert kv.stats()["cold_log_records"] == cold_records(kv)  # the stopped one's copies
         for key, value in model.items():
             assert kv.read(key) == value
         kv.compact(kv._log.head_address)
         kv.close()
 
 
-def test_a_cold_cold_compaction_stopped_by_close_counts_its_copies(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_cold_cold_compaction_stopped_by_close_counts_its_copies(tmp_path: Path) -> None:
     model = filled(tmp_path)
     kv = f2_store(tmp_path)
-    append = kv._cold.append
-    copies = 0
-
-    def append_then_close(*args: Any) -> None:
-        nonlocal copies
-        append(*args)
-        copies += 1
-        if copies == 10:
-            kv._f2_stopping = True  # what close() does first
-
-    monkeypatch.setattr(kv._cold, "append", append_then_close)
-    assert kv.compact_cold(kv._cold.head_address) == 10
-    monkeypatch.undo()
+    with closing_after(kv, 10):
+        assert kv.compact_cold(kv._cold.head_address) == 10
     kv.close()
     kv = f2_store(tmp_path)
-    cold = kv._cold
-    records = sum(1 for _ in cold.records(cold.begin_address, cold.tail_address))
-    assert kv.stats()["cold_log_records"] == records
+    assert kv.stats()["cold_log_records"] == cold_records(kv)
     assert len(kv) == len(model)
     for key, value in model.items():
         assert kv.read(key) == value
@@ -543,18 +541,7 @@ class F2RestartModel(F2StoreModel):
         copies to the cold log; the restarted store must still hold every key and count them
         exactly."""
         kv: Any = self.kv
-        append = kv._cold.append
-        copies = 0
-
-        def append_then_close(*args: Any) -> None:
-            nonlocal copies
-            append(*args)
-            copies += 1
-            if copies == after:
-                kv._f2_stopping = True  # what close() does first
-
-        kv._cold.append = append_then_close
-        try:
+        with closing_after(kv, after):
             # blind upserts of new keys, more than the hot log holds: the compaction that
             # moves a key's first records must settle it with no base, and its copies are
             # where a later settling would look for one
@@ -571,8 +558,6 @@ class F2RestartModel(F2StoreModel):
                     kv.compact_cold(kv._cold.head_address)
                 else:
                     kv.compact(kv._log.head_address)
-        finally:
-            del kv._cold.append
         self.restart()
         for key in list(self.model):
             self.kv.exists(key)  # drops expired records (see count_is_exact)
