@@ -159,21 +159,27 @@ def test_commits_without_a_checkpoint_are_recovered(tmp_path: Path, durability: 
     kv.close()
 
 
+def blind_upserts(tmp_path: Path) -> tuple[F2Kv, dict[bytes, bytes]]:
+    """A store whose hot log holds 3000 blind upserts (new keys and rewrites), none settled:
+    no background compaction or commit, so a test makes the ones it needs."""
+    kv = f2_store(
+        tmp_path, durability="periodic", commit_interval_ms=3_600_000, hot_log_size="1MiB"
+    )
+    model = {}
+    for i in range(3000):
+        key = b"n%d" % (i % 1200)
+        kv.upsert(key, b"v%d" % i * 8)
+        model[key] = b"v%d" % i * 8
+    return kv, model
+
+
 def test_a_compaction_right_after_a_commit_is_committed_with_its_settled_count(
     tmp_path: Path,
 ) -> None:
     """A hot-cold compaction settles its range's blind upserts without writing: its commit at
     the previous commit's tail must still save the new count, or recovery settles the range
     again against the compaction's cold copies (each key its own base) and loses the keys."""
-    # no background compaction or commit: the test makes the one of each it needs
-    kv = f2_store(
-        tmp_path, durability="periodic", commit_interval_ms=3_600_000, hot_log_size="1MiB"
-    )
-    model = {}
-    for i in range(3000):
-        key = b"n%d" % (i % 1200)  # new keys and rewrites, appended blind
-        kv.upsert(key, b"v%d" % i * 8)
-        model[key] = b"v%d" % i * 8
+    kv, model = blind_upserts(tmp_path)
     assert not kv.count_is_settled()
     kv.commit()
     moved = kv.compact(
@@ -220,14 +226,7 @@ def test_a_compaction_stopped_by_close_still_settles_its_range(tmp_path: Path) -
     """close() stops a hot-cold compaction between two moves: its copies stay in the cold log
     and the range in the hot log. Its settling must still finish, or a later one would take a
     key's moved copy for its base and miss the key in len()."""
-    kv = f2_store(
-        tmp_path, durability="periodic", commit_interval_ms=3_600_000, hot_log_size="1MiB"
-    )
-    model = {}
-    for i in range(3000):
-        key = b"n%d" % (i % 1200)  # new keys and rewrites, appended blind
-        kv.upsert(key, b"v%d" % i * 8)
-        model[key] = b"v%d" % i * 8
+    kv, model = blind_upserts(tmp_path)
     with closing_after(kv, 50):
         assert kv.compact(kv._log.head_address) == 50
     kv.close()
