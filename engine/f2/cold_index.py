@@ -83,7 +83,6 @@ IN_USE, CLEAN = 0, 1
 _HEADER = struct.Struct("<8sIIQQQQQ")
 _U64 = struct.Struct("<Q")
 CHUNK_WORDS = struct.Struct("<32Q")
-_NO_WORDS = (0,) * ENTRIES_PER_CHUNK
 _NO_SLOT = 0xFF
 _EMPTY = bytes(CHUNK_BYTES)
 _REBUILD_CHUNKS = 1 << 16  # chunks a rebuild keeps in memory before it writes them
@@ -150,6 +149,32 @@ def _search(chunk: bytes | bytearray, tag: int) -> int:
         return _tags(chunk).index(tag)
     except ValueError:
         return -1
+
+
+def _free_entries(words: list[int], begin: int) -> int:
+    """A bit per tagged entry of a chunk (``words``) that is free: empty (the empty ones are a
+    suffix), or its chain below ``begin``."""
+    try:
+        used = words.index(0, 0, SHARED)
+    except ValueError:
+        used = SHARED
+    free = ((1 << SHARED) - 1) >> used << used
+    for e in range(used):
+        if words[e] & ADDRESS_MASK < begin:
+            free |= 1 << e
+    return free
+
+
+def _used(slots: bytearray, end: int, k: int, pchunks: array[int]) -> int:
+    """A bit per entry that a batch's pairs before ``end`` in chunk position ``k`` hold: a
+    tag's entry stays its own even when its chain is gone."""
+    used = 0
+    i = end - 1
+    while i >= 0 and pchunks[i] == k:
+        if slots[i] != _NO_SLOT:
+            used |= 1 << slots[i]
+        i -= 1
+    return used
 
 
 def _claim(chunk: bytes | bytearray, begin: int) -> int:
@@ -348,6 +373,10 @@ class ColdIndex:
                 f"{self.path}: an update of a key outside the running batch, in one of its"
                 f" chunks ({pair >> TAG_BITS})"
             )
+        self._set_at(i, k, address, page, off)
+
+    def _set_at(self, i: int, k: int, address: int, page: bytearray, off: int) -> None:
+        """``set`` of the running batch's ``i``-th pair, in its ``k``-th chunk (lock held)."""
         e = self._bslot[i]
         if e != _NO_SLOT:
             prev = self._baddr[i]
@@ -359,7 +388,7 @@ class ColdIndex:
                 self._bfree[k] = free & ~(1 << e)
                 self._bslot[i] = e
         if e == _NO_SLOT:
-            self._overflow(pair >> TAG_BITS)
+            self._overflow(self._bchunk[k])
             self._link(page, off, self._bshared[k], ON_SHARED)
             self._bshared[k] = address
             self._bshset[k] = 1
@@ -367,7 +396,29 @@ class ColdIndex:
         self._link(page, off, prev, 0)
         self._baddr[i] = address
         self._bset[i] = 1
-        self._cache.put(pair, address)
+        self._cache.put(self._bpair[i], address)
+
+    def positions(self, hashes: Iterable[int]) -> array[int]:
+        """The running batch's pair position of each of ``hashes`` (all in the batch), for
+        ``find_at`` and ``set_at``: a compaction that looks up and updates its keys by
+        position skips a search of the batch (and the entry cache) per step."""
+        mask, pairs = self.mask, self._bpair
+        return array(
+            "I", [bisect_left(pairs, (h & mask) << TAG_BITS | (h >> 40) & TAG_MASK) for h in hashes]
+        )
+
+    def find_at(self, i: int) -> tuple[int, int]:
+        """``find`` of the running batch's ``i``-th pair (from ``positions``), for the
+        compaction that runs the batch (the only writer of its entries)."""
+        self.lookups += 1
+        slot = self._bslot[i]
+        return (self._baddr[i] if slot != _NO_SLOT else 0), self._bshared[self._bpchunk[i]]
+
+    def set_at(self, i: int, address: int, page: bytearray, off: int) -> None:
+        """``set`` of the running batch's ``i``-th pair (from ``positions``)."""
+        self.updates += 1
+        with self._lock:
+            self._set_at(i, self._bpchunk[i], address, page, off)
 
     def begin_batch(self, hashes: Iterable[int]) -> None:
         """Read the chunks of ``hashes`` (a compaction's keys) in runs of whole sectors in file
@@ -390,40 +441,45 @@ class ColdIndex:
         n, m = len(pairs), len(chunks)
         slots = bytearray(b"\xff") * n
         addrs = array("Q", bytes(8 * n))
+        pchunks = array("I", bytes(4 * n))
         frees = array("I", bytes(4 * m))
         shareds = array("Q", bytes(8 * m))
         begin = max(1, self.log_begin())
-        unpack_from = CHUNK_WORDS.unpack_from
         i = k = 0
         for start, end, count in _runs(chunks, 8, CHUNK_BYTES):
             run = self._pread(end - start, start)
             self.reads += 1
             self.bytes_read += end - start
-            for number in chunks[k : k + count]:
-                off = HEADER_BYTES + (number << 8) - start
-                words = unpack_from(run, off) if off + CHUNK_BYTES <= len(run) else _NO_WORDS
-                free = 0
-                for e in range(SHARED):
-                    if words[e] & ADDRESS_MASK < begin:
-                        free |= 1 << e
-                tags = [word >> TAG_SHIFT for word in words[:SHARED]]
-                while i < n and pairs[i] >> TAG_BITS == number:
-                    tag = pairs[i] & TAG_MASK
-                    e = tags.index(tag) if tag in tags else -1
-                    if e >= 0 and words[e]:
-                        slots[i] = e
-                        addrs[i] = words[e] & ADDRESS_MASK
-                        free &= ~(1 << e)  # the tag's, even if its chain is gone
-                    i += 1
-                frees[k] = free
-                shareds[k] = words[SHARED] & ADDRESS_MASK
-                k += 1
+            if len(run) < end - start:  # past the end of a buffered file: empty chunks
+                run += bytes(end - start - len(run))
+            # a chunk's entries, and their tags (the top u16 of each), as slices of the run
+            with memoryview(run) as view, view.cast("Q") as all_words, view.cast("H") as all_tags:
+                for number in chunks[k : k + count]:
+                    w = (HEADER_BYTES + (number << 8) - start) >> 3
+                    words = all_words[w : w + ENTRIES_PER_CHUNK].tolist()
+                    tags = all_tags[4 * w + 3 : 4 * (w + SHARED) : 4].tolist()
+                    claims = False
+                    while i < n and pairs[i] >> TAG_BITS == number:
+                        pchunks[i] = k
+                        tag = pairs[i] & TAG_MASK
+                        e = tags.index(tag) if tag in tags else -1
+                        if e >= 0 and words[e]:
+                            slots[i] = e
+                            addrs[i] = words[e] & ADDRESS_MASK
+                        else:
+                            claims = True
+                        i += 1
+                    if claims:  # the chunk's free entries, for the pairs without one
+                        frees[k] = _free_entries(words, begin) & ~_used(slots, i, k, pchunks)
+                    shareds[k] = words[SHARED] & ADDRESS_MASK
+                    k += 1
         with self._lock:
             self._bpair = pairs
             self._bslot = slots
             self._baddr = addrs
             self._bset = bytearray(n)
             self._bchunk = chunks
+            self._bpchunk = pchunks
             self._bfree = frees
             self._bshared = shareds
             self._bshset = bytearray(m)
@@ -459,6 +515,7 @@ class ColdIndex:
         self._baddr = array("Q")
         self._bset = bytearray()
         self._bchunk = array("Q")
+        self._bpchunk = array("I")  # by pair: its chunk's position
         self._bfree = array("I")
         self._bshared = array("Q")
         self._bshset = bytearray()

@@ -65,7 +65,14 @@ class ColdLog:
     def lookup(self, key: bytes, h: int) -> tuple[int, bytes] | None:
         """(address, record) of ``key``'s newest cold record, tombstones included: on its
         tag's chain, else on its chunk's shared chain (cold_index.py)."""
-        addr, shared = self.index.find(h)
+        return self._lookup(key, h, *self.index.find(h))
+
+    def lookup_at(self, key: bytes, h: int, i: int) -> tuple[int, bytes] | None:
+        """``lookup`` of a key of the index's running batch, its ``i``-th pair (the batch's
+        compaction: ``ColdIndex.positions``)."""
+        return self._lookup(key, h, *self.index.find_at(i))
+
+    def _lookup(self, key: bytes, h: int, addr: int, shared: int) -> tuple[int, bytes] | None:
         hlog = self.log
         segments = self.device.pread_segments
         if segments is not None and hlog.begin_address <= addr < hlog.head_address:
@@ -110,8 +117,11 @@ class ColdLog:
 
     # -- writing (callers hold write_lock) ---------------------------------------------------
 
-    def append(self, key: bytes, h: int, record: bytes | bytearray | memoryview) -> int:
-        """Append a copy of ``record`` (a whole record of ``key``) as the chain's newest."""
+    def append(
+        self, key: bytes, h: int, record: bytes | bytearray | memoryview, i: int = -1
+    ) -> int:
+        """Append a copy of ``record`` (a whole record of ``key``) as the chain's newest; ``i``:
+        the key's pair position in the index's running batch, if the caller knows it."""
         hlog = self.log
         size = len(record)
         addr = hlog.allocate(size)
@@ -120,7 +130,10 @@ class ColdLog:
         off = addr & hlog.page_mask
         page[off : off + size] = record
         # The record is not reachable before ``set`` publishes it, with its link already set.
-        self.index.set(h, addr, page, off)
+        if i < 0:
+            self.index.set(h, addr, page, off)
+        else:
+            self.index.set_at(i, addr, page, off)
         self.records_appended += 1
         return addr
 

@@ -13,6 +13,7 @@ the device without it, and it is taken per record for the check.
 from __future__ import annotations
 
 import logging
+from array import array
 from functools import partial
 from itertools import islice
 from typing import TYPE_CHECKING
@@ -62,6 +63,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
         # lookups and the moves' index updates then cost no I/O each (begin_batch).
         cold.index.begin_batch(hashes)
         try:
+            where = cold.index.positions(hashes)  # by id: its key's place in the batch
             for n, (_addr, info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
                 i = ids[n]
                 key = None
@@ -72,7 +74,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                     # record in the range, before its newest moves (other keys' moves leave
                     # its cold records as they are).
                     key = bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])
-                    keys.set_base(i, counting.cold_live(cold, key))
+                    keys.set_base(i, counting.live_of(cold.lookup_at(key, hashes[i], where[i])))
                 left = counts[i] - 1
                 counts[i] = left
                 if left or kv._f2_stopping:
@@ -90,11 +92,9 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 state = kv._hot_state(key, h, until)
                 if state is not None and not state[2]:
                     continue
-                if info & TOMBSTONE:
-                    found = cold.lookup(key, h)
-                    if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE:
-                        continue  # nothing cold to shadow: the tombstone is safe to drop
-                cold.append(key, h, rec)
+                if info & TOMBSTONE and not counting.live_of(cold.lookup_at(key, h, where[i])):
+                    continue  # nothing cold to shadow: the tombstone is safe to drop
+                cold.append(key, h, rec, where[i])
                 moved += 1
             # Neither the range (immutable below the head) nor, but for this compaction's
             # moves, the cold tier (compactions hold the maintenance lock) changed meanwhile:
@@ -189,13 +189,15 @@ def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
     if not live:
         return 0
     copied = 0
-    cold.index.begin_batch(xxh3_64_intdigest(key) for key, _ in live)
+    hashes = array("Q", [xxh3_64_intdigest(key) for key, _ in live])
+    cold.index.begin_batch(hashes)
     try:
-        for key, addr in live:
+        where = cold.index.positions(hashes)
+        for j, (key, addr) in enumerate(live):
             if kv._f2_stopping:
                 break
-            h = xxh3_64_intdigest(key)
-            found = cold.lookup(key, h)
+            h = hashes[j]
+            found = cold.lookup_at(key, h, where[j])
             if found is None or found[0] != addr:
                 continue  # superseded inside the cold log
             # The store's own lookup decides: the hot log may shadow it, or it expired (then
@@ -204,7 +206,7 @@ def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
             # (counting.py); the lookup leaves ``_carry`` set for such a record. (FasterKv's
             # _run: a compaction must never wait for room in the hot log)
             if FasterKv._run(kv, key, h, partial(_keep, kv, addr=addr)):
-                cold.append(key, h, found[1])
+                cold.append(key, h, found[1], where[j])
                 copied += 1
     finally:
         cold.index.end_batch()

@@ -88,7 +88,11 @@ class Runs:
 
 def cold_live(cold: ColdLog, key: bytes) -> int:
     """1 if the cold tier's newest record of ``key`` is live (not a tombstone), else 0."""
-    found = cold.lookup(key, xxh3_64_intdigest(key))
+    return live_of(cold.lookup(key, xxh3_64_intdigest(key)))
+
+
+def live_of(found: tuple[int, bytes] | None) -> int:
+    """1 if ``found`` (a cold lookup's answer) is a live record, else 0."""
     return 0 if found is None or _unpack_header(found[1], 0)[0] & TOMBSTONE else 1
 
 

@@ -646,20 +646,17 @@ class F2Kv(FasterKv):
         now_ms = _fkv._now() * 1000
         with self._lock:
             hlog = self._log
-            addr = self._index.find(h)
-            head = hlog.head_address
-            while addr >= head:
+            addr = self._locate(key, h)
+            if addr >= hlog.head_address:  # the key's newest record, in memory
                 page = hlog.pages[addr >> hlog.page_bits]
                 assert page is not None
                 off = addr & hlog.page_mask
                 info, kl, vl = _unpack_header(page, off)
-                if kl == klen and page.startswith(key, off + HEADER_SIZE):
-                    if addr < stop:
-                        return None
-                    exp = _fkv._expiry_of(page, off, info, kl, vl)
-                    live = not info & TOMBSTONE and (exp is None or exp > now_ms)
-                    return addr, live, bool(info & UNCOUNTED) and addr >= self._settled
-                addr = info & PREV_MASK
+                if addr < stop:
+                    return None
+                exp = _fkv._expiry_of(page, off, info, kl, vl)
+                live = not info & TOMBSTONE and (exp is None or exp > now_ms)
+                return addr, live, bool(info & UNCOUNTED) and addr >= self._settled
         try:
             while addr >= max(stop, self._log.begin_address):
                 rec = self._read_record(addr)
