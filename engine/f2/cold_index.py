@@ -55,6 +55,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from functools import partial
+from itertools import islice
 from pathlib import Path
 
 from xxhash import xxh3_64_intdigest
@@ -62,6 +63,7 @@ from xxhash import xxh3_64_intdigest
 from faster_backend.engine.checkpoint import _fsync_dir as fsync_dir
 from faster_backend.engine.devices.direct_io import DIRECT_SECTOR_SIZE, DirectFile
 from faster_backend.engine.f2.entry_cache import EntryCache
+from faster_backend.engine.f2.pacing import NO_PACING, Pacer
 from faster_backend.engine.record import INFO as _INFO
 from faster_backend.engine.record import PREV_MASK, UNCOUNTED
 
@@ -121,13 +123,16 @@ def _runs(numbers: Sequence[int], shift: int, size: int) -> Iterable[tuple[int, 
 _SORT_PARTS_BITS = 6
 
 
-def _sorted_pairs(hashes: Iterable[int], mask: int) -> Iterator[int]:
+def _sorted_pairs(
+    hashes: Iterable[int], mask: int, pace: Pacer = NO_PACING
+) -> Iterator[int]:
     """The (chunk, tag) pairs of ``hashes`` in order, with duplicates. They are sorted in up to
     64 parts by their top bits: a sorted list of all of them held an int object a key (about
     44 B), a part holds 1/64 of that at a time."""
     shift = max(0, (mask << TAG_BITS | TAG_MASK).bit_length() - _SORT_PARTS_BITS)
     parts = [array("Q") for _ in range(1 << _SORT_PARTS_BITS)]
     for h in hashes:
+        pace()
         pair = (h & mask) << TAG_BITS | (h >> 40) & TAG_MASK
         parts[pair >> shift].append(pair)
     for k in range(len(parts)):
@@ -398,14 +403,19 @@ class ColdIndex:
         self._bset[i] = 1
         self._cache.put(self._bpair[i], address)
 
-    def positions(self, hashes: Iterable[int]) -> array[int]:
+    def positions(self, hashes: Iterable[int], pace: Pacer = NO_PACING) -> array[int]:
         """The running batch's pair position of each of ``hashes`` (all in the batch), for
         ``find_at`` and ``set_at``: a compaction that looks up and updates its keys by
         position skips a search of the batch (and the entry cache) per step."""
         mask, pairs = self.mask, self._bpair
-        return array(
-            "I", [bisect_left(pairs, (h & mask) << TAG_BITS | (h >> 40) & TAG_MASK) for h in hashes]
-        )
+        out = array("I")
+        hashes = iter(hashes)
+        while part := list(islice(hashes, 256)):
+            out.extend(
+                [bisect_left(pairs, (h & mask) << TAG_BITS | h >> 40 & TAG_MASK) for h in part]
+            )
+            pace.pause()
+        return out
 
     def find_at(self, i: int) -> tuple[int, int]:
         """``find`` of the running batch's ``i``-th pair (from ``positions``), for the
@@ -420,7 +430,7 @@ class ColdIndex:
         with self._lock:
             self._set_at(i, self._bpchunk[i], address, page, off)
 
-    def begin_batch(self, hashes: Iterable[int]) -> None:
+    def begin_batch(self, hashes: Iterable[int], pace: Pacer = NO_PACING) -> None:
         """Read the chunks of ``hashes`` (a compaction's keys) in runs of whole sectors in file
         order, and hold what the compaction needs of them until ``end_batch``: each key's
         entry and chain, each chunk's free entries and shared chain (about 40 B a key). The
@@ -432,7 +442,8 @@ class ColdIndex:
         last = -1
         # sorted, then deduplicated into arrays: a set of a compaction's pairs and a list of
         # them beside it cost several times the arrays' memory while it ran
-        for pair in _sorted_pairs(hashes, mask):
+        for pair in _sorted_pairs(hashes, mask, pace):
+            pace()
             if pair != last:
                 pairs.append(pair)
                 if not chunks or chunks[-1] != pair >> TAG_BITS:
@@ -455,6 +466,7 @@ class ColdIndex:
             # a chunk's entries, and their tags (the top u16 of each), as slices of the run
             with memoryview(run) as view, view.cast("Q") as all_words, view.cast("H") as all_tags:
                 for number in chunks[k : k + count]:
+                    pace()
                     w = (HEADER_BYTES + (number << 8) - start) >> 3
                     words = all_words[w : w + ENTRIES_PER_CHUNK].tolist()
                     tags = all_tags[4 * w + 3 : 4 * (w + SHARED) : 4].tolist()
@@ -484,7 +496,7 @@ class ColdIndex:
             self._bshared = shareds
             self._bshset = bytearray(m)
 
-    def end_batch(self) -> None:
+    def end_batch(self, pace: Pacer = NO_PACING) -> None:
         """Write the batch's changed entries (sector runs in file order) and let it go."""
         pairs, slots, addrs, changed = self._bpair, self._bslot, self._baddr, self._bset
         chunks, shareds, shared_set = self._bchunk, self._bshared, self._bshset
@@ -493,6 +505,7 @@ class ColdIndex:
         numbers, words = array("Q"), array("Q")
         i, n = 0, len(pairs)
         for k, number in enumerate(chunks):
+            pace()
             while i < n and pairs[i] >> TAG_BITS == number:
                 if changed[i]:
                     numbers.append(number << 5 | slots[i])
@@ -501,7 +514,7 @@ class ColdIndex:
             if shared_set[k]:
                 numbers.append(number << 5 | SHARED)
                 words.append(shareds[k])
-        self._write_entries(numbers, words)
+        self._write_entries(numbers, words, pace)
         with self._lock:  # the file has them now
             self._end_batch_state()
 
@@ -520,7 +533,7 @@ class ColdIndex:
         self._bshared = array("Q")
         self._bshset = bytearray()
 
-    def _write_entries(self, numbers: array[int], words: array[int]) -> None:
+    def _write_entries(self, numbers: array[int], words: array[int], pace: Pacer) -> None:
         """Write ``words[i]`` to entry ``numbers[i]`` (chunk * 32 + entry; in chunk order) in
         runs of whole sectors in file order (each run read, patched and written back). The
         caller is the only writer."""
@@ -530,6 +543,7 @@ class ColdIndex:
             run = bytearray(self._pread(end - start, start))
             run.extend(bytes(end - start - len(run)))
             for j in range(i, i + count):
+                pace()
                 pack_into(run, HEADER_BYTES + (numbers[j] << 3) - start, words[j])
             self._pwrite(run, start)
             self.bytes_written += end - start

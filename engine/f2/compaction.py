@@ -26,6 +26,7 @@ from faster_backend.engine.faster_kv import FasterKv, Found
 from faster_backend.engine.record import HEADER, HEADER_SIZE, TOMBSTONE
 
 if TYPE_CHECKING:
+    from faster_backend.engine.f2.pacing import Pacer
     from faster_backend.engine.f2.store import F2Kv
 
 log = logging.getLogger(__name__)
@@ -49,9 +50,11 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     # an id (RangeKeys: its records in the range and its uncounted run), the second settles
     # and moves each key's last record in the range (its newest) without copying the range
     # into Python objects.
-    keys = RangeKeys(kv._settled)
+    pace = kv._pacer()  # it lets users' reads go first (engine/f2/pacing.py)
+    keys = RangeKeys(kv._settled, pace)
     add = keys.add
     for addr, info, kl, _vl, rec in hlog.records(begin, until):
+        pace()
         view = rec[HEADER_SIZE : HEADER_SIZE + kl]
         add(xxh3_64_intdigest(view), xxh64_intdigest(view), addr, info)
     keys.release()
@@ -61,10 +64,11 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
     with cold.write_lock:
         # The range's keys' cold-index entries, read in one pass in file order: the settling's
         # lookups and the moves' index updates then cost no I/O each (begin_batch).
-        cold.index.begin_batch(hashes)
+        cold.index.begin_batch(hashes, pace)
         try:
-            where = cold.index.positions(hashes)  # by id: its key's place in the batch
+            where = cold.index.positions(hashes, pace)  # by id: its key's place in the batch
             for n, (_addr, info, kl, _vl, rec) in enumerate(hlog.records(begin, until)):
+                pace()
                 i = ids[n]
                 key = None
                 if keys.needs_base(i):
@@ -108,9 +112,9 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
                 kv._n_cold_records += moved  # the copies stay in the cold log
                 return moved
         finally:
-            cold.index.end_batch()
+            cold.index.end_batch(pace)
             # Before truncating: from now on readers may reach these keys' cold records.
-            kv._cold_cache.invalidate(hashes)
+            kv._cold_cache.invalidate(hashes, pace)
         kv._n_cold_records += moved
         # Durable before the hot log lets go of the range, in this order: the hot store (it
         # holds every moved record and every hot record that made a move unnecessary), then
@@ -123,7 +127,7 @@ def hot_cold(kv: F2Kv, until: int | None = None) -> int:
             kv._n_hot_records -= n_records
             kv._n_hot_cold += 1
             kv._n_hot_cold_moved += moved
-    kv._clean_hot_index()
+    kv._clean_hot_index(pace)
     kv._grow_cold_index_if_crowded()
     log.debug("hot-cold compaction of [%d, %d): %d records moved", begin, until, moved)
     return moved
@@ -152,17 +156,19 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
         # an earlier window is passed over, and a copy (at the tail) outdates the key's records
         # in later windows.
         records = cold.records(begin, until)
+        pace = kv._pacer()
         while not kv._f2_stopping:
             newest: dict[bytes, tuple[int, int]] = {}
             for addr, info, kl, _vl, rec in islice(records, _BATCH_KEYS):
+                pace()
                 newest[bytes(rec[HEADER_SIZE : HEADER_SIZE + kl])] = (addr, info)
                 n_records += 1
             if not newest:
                 break
             try:
-                copied += _copy_live(kv, newest)
+                copied += _copy_live(kv, newest, pace)
             finally:
-                kv._cold_cache.invalidate(xxh3_64_intdigest(key) for key in newest)
+                kv._cold_cache.invalidate((xxh3_64_intdigest(key) for key in newest), pace)
         if kv._f2_stopping:
             # closing: the range stays; its copies are duplicates, nothing is lost
             kv._n_cold_records += copied
@@ -180,7 +186,7 @@ def cold_cold(kv: F2Kv, until: int | None = None) -> int:
     return copied
 
 
-def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
+def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]], pace: Pacer) -> int:
     """Copy to the cold tail each record of ``newest`` (key -> address, info) that is still its
     key's truth; tombstones are dropped, since every older record of their key lies in the
     range being dropped. Returns the number copied."""
@@ -190,10 +196,11 @@ def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
         return 0
     copied = 0
     hashes = array("Q", [xxh3_64_intdigest(key) for key, _ in live])
-    cold.index.begin_batch(hashes)
+    cold.index.begin_batch(hashes, pace)
     try:
-        where = cold.index.positions(hashes)
+        where = cold.index.positions(hashes, pace)
         for j, (key, addr) in enumerate(live):
+            pace()
             if kv._f2_stopping:
                 break
             h = hashes[j]
@@ -209,5 +216,5 @@ def _copy_live(kv: F2Kv, newest: dict[bytes, tuple[int, int]]) -> int:
                 cold.append(key, h, found[1], where[j])
                 copied += 1
     finally:
-        cold.index.end_batch()
+        cold.index.end_batch(pace)
     return copied

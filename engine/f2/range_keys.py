@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from array import array
 
+from faster_backend.engine.f2.pacing import NO_PACING, Pacer
 from faster_backend.engine.record import TOMBSTONE, UNCOUNTED
 
 # A key's state byte: its newest counted record's liveness + 1 (0 when none so far) in bits
@@ -31,8 +32,9 @@ _EMPTY = 0xFFFFFFFF
 class RangeKeys:
     """The keys of a compaction range, fed its records in address order."""
 
-    def __init__(self, settled: int) -> None:
+    def __init__(self, settled: int, pace: Pacer = NO_PACING) -> None:
         self.settled = settled
+        self._pace = pace
         self.hashes = array("Q")  # by id: the key's xxh3 (the cold index's hash)
         self.checks = array("Q")  # by id: the key's xxh64
         self.counts = array("I")  # by id: the key's records left in the range
@@ -86,7 +88,9 @@ class RangeKeys:
     def _grow(self) -> None:
         slots = array("I", [_EMPTY]) * (2 * len(self._slots))
         mask = len(slots) - 1
+        pace = self._pace  # the table grows to 1M slots at 10M keys
         for i, h in enumerate(self.hashes):
+            pace()
             s = h & mask
             while slots[s] != _EMPTY:
                 s = (s + 1) & mask
@@ -107,7 +111,9 @@ class RangeKeys:
         """The count difference of the range's runs: live(newest) - live(base) per run. Every
         base must be known (``set_base``)."""
         delta = 0
+        pace = self._pace
         for state in self.states:
+            pace()
             if state & _RUN:
                 base = (state & _BASE) >> _BASE_SHIFT
                 if not base:

@@ -25,10 +25,13 @@ import struct
 import threading
 from array import array
 from collections.abc import Iterable
+from itertools import islice
 
+from faster_backend.engine.f2.pacing import NO_PACING, Pacer
 from faster_backend.engine.record import HEADER, HEADER_SIZE, size_from_header
 
 SLOTS = 8
+_INVALIDATE_SLICE = 256  # hashes an invalidation handles per hold of the lock
 _ADDR = struct.Struct("<Q")
 _unpack_header = HEADER.unpack_from
 
@@ -151,22 +154,29 @@ class KeyReadCache:
         tags[victim] = (h >> 48) or 1
         positions[victim] = pos
 
-    def invalidate(self, hashes: Iterable[int]) -> None:
+    def invalidate(self, hashes: Iterable[int], pace: Pacer = NO_PACING) -> None:
         """Forget the keys of ``hashes`` (xxh3). A slot of another key with the same bucket and
         tag goes too (about 1 in 65k of them): a lost entry, never a stale one."""
         with self._lock:
             self.epoch += 1
             if not self._ring_size:
                 return
-            tags = self._tags
-            bmask = self._bmask
-            for h in hashes:
-                base = ((h >> 20) & bmask) * SLOTS
-                tag = (h >> 48) or 1
-                if tag in tags[base : base + SLOTS]:
-                    for i in range(base, base + SLOTS):
-                        if tags[i] == tag:
-                            tags[i] = 0
+        # In slices, each under the lock, with a pause between them (engine/f2/pacing.py): a
+        # compaction may name 400k keys. A read between two slices is of the truth (the
+        # callers' keys are still in the hot log, or their cold records were copied whole).
+        hashes = iter(hashes)
+        while part := list(islice(hashes, _INVALIDATE_SLICE)):
+            with self._lock:
+                tags = self._tags
+                bmask = self._bmask
+                for h in part:
+                    base = ((h >> 20) & bmask) * SLOTS
+                    tag = (h >> 48) or 1
+                    if tag in tags[base : base + SLOTS]:
+                        for i in range(base, base + SLOTS):
+                            if tags[i] == tag:
+                                tags[i] = 0
+            pace.pause()
 
     def clear(self) -> None:
         with self._lock:

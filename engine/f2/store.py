@@ -59,6 +59,7 @@ from faster_backend.engine.f2.cold_index import (
 )
 from faster_backend.engine.f2.cold_log import ColdLog
 from faster_backend.engine.f2.manifest import Manifest, ManifestSlots
+from faster_backend.engine.f2.pacing import NO_PACING, Pacer
 from faster_backend.engine.f2.read_cache import KeyReadCache
 from faster_backend.engine.f2.recovery import choose_manifest, restore_cold_log
 from faster_backend.engine.faster_kv import (
@@ -104,7 +105,7 @@ _GROW_STEP = 256
 _SCAN_COLD = 1 << 62  # scan cursors: phase bit, hot tail page at the start, position
 _SCAN_POS = (1 << 32) - 1
 _SCAN_MARK_BITS = 30
-_CLEAN_STEP = 1024  # hot index buckets cleaned per latch hold
+_CLEAN_STEP = 256  # hot index buckets cleaned per latch hold
 _CROWDED = 32  # the cold index grows when more than 1 in this many updates overflow
 _CROWDED_SAMPLE = 256  # ... of at least this many
 _CHUNK_RECORDS = 16  # cold records a chunk (of 31 tagged entries) after a growth, at most
@@ -272,7 +273,8 @@ class F2Kv(FasterKv):
         self._token_lock = threading.Lock()
         self._token_seq = 0
         self._pending_keys: dict[int, bytes] = {}
-        self._n_cold_reads = self._n_cold_index_reads = 0
+        self._n_cold_reads = self._n_cold_index_reads = self._n_user_cold_reads = 0
+        self._compactor = 0  # the thread running a compaction (0: none)
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
@@ -389,6 +391,8 @@ class F2Kv(FasterKv):
             return -hit[0], hit[1]
         epoch = cache.epoch
         self._n_cold_index_reads += 1
+        if threading.get_ident() != self._compactor:
+            self._n_user_cold_reads += 1  # a compaction paces itself by these (f2/pacing.py)
         found = self._cold.lookup(key, h)
         if found is None:
             return None
@@ -670,7 +674,17 @@ class F2Kv(FasterKv):
             pass  # moved to the cold tier meanwhile
         return None
 
-    def _clean_hot_index(self) -> None:
+    def _pacer(self) -> Pacer:
+        """The calling thread's compaction's pacer: it pauses for users' device reads (those of
+        the hot log's device part and of the cold tier; not the compaction's own), unless
+        writers are waiting for it."""
+        self._compactor = threading.get_ident()
+        return Pacer(
+            lambda: self._n_fast_reads + self._n_user_cold_reads,
+            lambda: not self._hot_room.is_set(),  # writers wait for room in the hot log
+        )
+
+    def _clean_hot_index(self, pace: Pacer = NO_PACING) -> None:
         """Empty hot index entries whose chains lie wholly below the hot begin address (their
         keys moved to the cold tier), so that the hot index holds only hot keys."""
         pos = 0
@@ -704,6 +718,7 @@ class F2Kv(FasterKv):
                 pos = end
                 if pos >= table.size:
                     return
+            pace.pause()  # the latch is free: a waiting reader goes first
 
     # -- compactions and the background thread -----------------------------------------------
 

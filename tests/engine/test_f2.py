@@ -30,6 +30,7 @@ from faster_backend.engine.f2.cold_index import (
     CrowdedChunkError,
     _sorted_pairs,
 )
+from faster_backend.engine.f2.pacing import NO_PACING
 from faster_backend.engine.record import FINAL, INFO, PREV_MASK, TOMBSTONE, UNCOUNTED
 
 from .devices.conftest import _DIRECT_OK, _DIRECT_WHY
@@ -193,10 +194,10 @@ def test_cold_cold_compaction_works_in_windows_of_its_range(
     begin_batch = kv._cold.index.begin_batch
     records = kv._cold.records
 
-    def counted(hashes: Any) -> None:
+    def counted(hashes: Any, pace: Any = NO_PACING) -> None:
         hashes = list(hashes)
         events.append(("batch", len(hashes)))
-        begin_batch(hashes)
+        begin_batch(hashes, pace)
 
     def read(start: int, end: int) -> Any:
         for record in records(start, end):

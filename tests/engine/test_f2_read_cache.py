@@ -104,8 +104,8 @@ def test_racing_readers_put_twice_and_invalidation_removes_both() -> None:
 
 
 def test_invalidation_by_hash_leaves_other_keys_cached() -> None:
-    cache = KeyReadCache(64 << 10)
-    keys = [b"key%d" % i for i in range(50)]
+    cache = KeyReadCache(1 << 20)
+    keys = [b"key%d" % i for i in range(1200)]  # an invalidation in several slices
     for i, key in enumerate(keys):
         offer(cache, key, 8 * i + 8, record(key, b"v"))
         offer(cache, key, 8 * i + 8, record(key, b"v"))
