@@ -275,6 +275,8 @@ class F2Kv(FasterKv):
         self._pending_keys: dict[int, bytes] = {}
         self._n_cold_reads = self._n_cold_index_reads = self._n_user_cold_reads = 0
         self._compactor = 0  # the thread running a compaction (0: none)
+        self._pacing = NO_PACING  # the newest compaction's pacer
+        self._n_pauses_before = 0  # the pauses of the compactions before it
         self._n_hot_records = self._n_cold_records = 0
         self._n_hot_cold = self._n_hot_cold_moved = 0
         self._n_cold_cold = self._n_cold_cold_copied = 0
@@ -679,10 +681,12 @@ class F2Kv(FasterKv):
         the hot log's device part and of the cold tier; not the compaction's own), unless
         writers are waiting for it."""
         self._compactor = threading.get_ident()
-        return Pacer(
+        self._n_pauses_before += self._pacing.pauses
+        self._pacing = Pacer(
             lambda: self._n_fast_reads + self._n_user_cold_reads,
             lambda: not self._hot_room.is_set(),  # writers wait for room in the hot log
         )
+        return self._pacing
 
     def _clean_hot_index(self, pace: Pacer = NO_PACING) -> None:
         """Empty hot index entries whose chains lie wholly below the hot begin address (their
@@ -945,6 +949,7 @@ class F2Kv(FasterKv):
                 "hot_cold_moved_records": self._n_hot_cold_moved,
                 "cold_cold_compactions": self._n_cold_cold,
                 "cold_cold_copied_records": self._n_cold_cold_copied,
+                "compaction_pauses": self._n_pauses_before + self._pacing.pauses,
                 "compaction_error": st["maintenance_error"],
                 "device_bytes_read": hot_dev["bytes_read"]
                 + cold_dev["bytes_read"]

@@ -95,6 +95,7 @@ def test_users_cold_reads_move_the_demand_and_the_compactions_own_do_not(
         assert kv._cold.lookup(key, xxh3_64_intdigest(key)) is not None  # cold, not hot
         kv._compactor = 0
         before = kv._n_user_cold_reads
+        assert kv.stats()["compaction_pauses"] == 0  # nobody read while it loaded
         assert kv.read(key) == model[key]
         assert kv._n_user_cold_reads == before + 1
         got: list[Any] = []
@@ -107,5 +108,14 @@ def test_users_cold_reads_move_the_demand_and_the_compactions_own_do_not(
         thread.start()
         thread.join()
         assert got == [model[key]] and kv._n_user_cold_reads == before + 1
+        # and the other way round: this thread compacts, another one reads
+        pace = kv._pacer()
+        pace.pause()
+        assert kv.stats()["compaction_pauses"] == 0
+        reader = threading.Thread(target=lambda: got.append(kv.read(b"k8")))
+        reader.start()
+        reader.join()
+        pace.pause()
+        assert got[-1] == model[b"k8"] and kv.stats()["compaction_pauses"] == 1
     finally:
         kv.close()
