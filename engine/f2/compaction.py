@@ -23,14 +23,13 @@ from xxhash import xxh3_64_intdigest, xxh64_intdigest
 from faster_backend.engine.f2 import counting
 from faster_backend.engine.f2.range_keys import RangeKeys
 from faster_backend.engine.faster_kv import FasterKv, Found
-from faster_backend.engine.record import HEADER, HEADER_SIZE, TOMBSTONE
+from faster_backend.engine.record import HEADER_SIZE, TOMBSTONE
 
 if TYPE_CHECKING:
     from faster_backend.engine.f2.pacing import Pacer
     from faster_backend.engine.f2.store import F2Kv
 
 log = logging.getLogger(__name__)
-_unpack_header = HEADER.unpack_from
 _BATCH_KEYS = 1 << 15  # records of its range a cold-cold compaction holds at a time
 
 

@@ -654,12 +654,12 @@ class F2Kv(FasterKv):
             hlog = self._log
             addr = self._locate(key, h)
             if addr >= hlog.head_address:  # the key's newest record, in memory
+                if addr < stop:
+                    return None
                 page = hlog.pages[addr >> hlog.page_bits]
                 assert page is not None
                 off = addr & hlog.page_mask
                 info, kl, vl = _unpack_header(page, off)
-                if addr < stop:
-                    return None
                 exp = _fkv._expiry_of(page, off, info, kl, vl)
                 live = not info & TOMBSTONE and (exp is None or exp > now_ms)
                 return addr, live, bool(info & UNCOUNTED) and addr >= self._settled
