@@ -1,12 +1,12 @@
 """Users' latency while a compaction runs: F2 beside the single log, on bench/f2.py's setup.
 
 Each store is loaded and warmed up with YCSB B (zipfian 0.99, 95% reads) as in bench/f2.py; then
-its own compaction starts in a thread (both compact the same number of bytes: F2 a hot-cold
-compaction of ``compaction_fraction`` of its hot log, the single log that many bytes from its
-begin) while the main thread goes on with B and times each operation. Prints, for the
-operations during the compaction and after it, ops/s and latency percentiles, and the ratios of
-F2 to the single log. ``F2 unpaced`` is F2 with its compactions' pauses for users' device reads
-turned off (engine/f2/pacing.py), the behaviour before them.
+its own compaction starts in a thread (about as many bytes each: F2 a hot-cold compaction of
+``compaction_fraction`` of its hot log, the single log that fraction of F2's hot log size, the
+budget, from its begin) while the main thread goes on with B and times each operation.
+Prints, for the operations during the compaction and after it, ops/s and latency percentiles,
+and the ratios of F2 to the single log. ``F2 unpaced`` is F2 with its compactions' pauses for
+users' device reads turned off (engine/f2/pacing.py), the behaviour before them.
 
     python bench/f2_latency.py [--keys 1000000] [--ops 100000] [--warmup 300000]
 """
@@ -78,8 +78,8 @@ def _measure(
             kv.compact()
 
     else:
-        # as many bytes as F2's hot-cold compaction of its hot log (bench/f2.py sizes it to
-        # the budget) moves, from the single log's begin
+        # about as many bytes as F2's hot-cold compaction of its hot log (whose size
+        # bench/f2.py sets to the budget) reads, from the single log's begin
         nbytes = int(budget_for(len(keys)) * 0.4)
 
         def compact() -> None:
