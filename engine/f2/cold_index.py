@@ -170,18 +170,6 @@ def _free_entries(words: list[int], begin: int) -> int:
     return free
 
 
-def _used(slots: bytearray, end: int, k: int, pchunks: array[int]) -> int:
-    """A bit per entry that a batch's pairs before ``end`` in chunk position ``k`` hold: a
-    tag's entry stays its own even when its chain is gone."""
-    used = 0
-    i = end - 1
-    while i >= 0 and pchunks[i] == k:
-        if slots[i] != _NO_SLOT:
-            used |= 1 << slots[i]
-        i -= 1
-    return used
-
-
 def _claim(chunk: bytes | bytearray, begin: int) -> int:
     """The first free tagged entry of the chunk (empty, or its chain below ``begin``), or
     -1."""
@@ -471,6 +459,7 @@ class ColdIndex:
                     words = all_words[w : w + ENTRIES_PER_CHUNK].tolist()
                     tags = all_tags[4 * w + 3 : 4 * (w + SHARED) : 4].tolist()
                     claims = False
+                    held = 0  # the entries of the batch's tags: a tag's stays its own
                     while i < n and pairs[i] >> TAG_BITS == number:
                         pchunks[i] = k
                         tag = pairs[i] & TAG_MASK
@@ -478,11 +467,12 @@ class ColdIndex:
                         if e >= 0 and words[e]:
                             slots[i] = e
                             addrs[i] = words[e] & ADDRESS_MASK
+                            held |= 1 << e
                         else:
                             claims = True
                         i += 1
                     if claims:  # the chunk's free entries, for the pairs without one
-                        frees[k] = _free_entries(words, begin) & ~_used(slots, i, k, pchunks)
+                        frees[k] = _free_entries(words, begin) & ~held
                     shareds[k] = words[SHARED] & ADDRESS_MASK
                     k += 1
         with self._lock:
